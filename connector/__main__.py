@@ -1,0 +1,3 @@
+from connector.harness.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,189 @@
+"""The embedded MQTT broker (amqtt 0.12.1), with its known bugs fixed or worked around here.
+
+Fixes, each shown by a test in tests/test_broker.py:
+
+* Retained messages on connect: amqtt replays, to every client that connects, the retained
+  messages matching *any* client's subscriptions, with the retained flag: a new subscription
+  receives retained messages that do not match its filter, or the same one twice. MQTT sends
+  retained messages only in answer to a SUBSCRIBE, so the replay on connect is dropped.
+* Persistent sessions of anonymous clients: with anonymous access on, amqtt marks every session
+  anonymous and then neither keeps it nor queues its QoS 1/2 messages while it is away. Our
+  authentication plugin admits clients without that mark, so ``clean session = false`` works.
+
+Not fixed (see docs/embedded-broker.md): no MQTT 5; in-flight QoS 1/2 state is dropped when a
+client disconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import threading
+from typing import Any
+
+from amqtt.broker import Broker
+from amqtt.plugins.base import BaseAuthPlugin
+from amqtt.session import Session
+
+log = logging.getLogger("connector.harness.broker")
+
+
+class BrokerError(Exception):
+    """The embedded broker cannot start; the message says why, in words."""
+
+
+class OpenAuthPlugin(BaseAuthPlugin):
+    """Admits every client, anonymous or not, and keeps its session as the client asked."""
+
+    async def authenticate(self, *, session: Session) -> bool | None:
+        return True
+
+
+class EmbeddedBroker(Broker):
+    """amqtt's broker with the fixes described in this module's docstring."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._connecting: set[str] = set()
+
+    async def _publish_session_retained_messages(self, session: Session) -> None:
+        # First step of amqtt's connect path: deliver what was queued while the client was
+        # away, then mark the session so that the replay of retained messages that follows
+        # (against every subscription in the broker) is skipped.
+        await super()._publish_session_retained_messages(session)
+        self._connecting.add(session.client_id)
+
+    async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int], session: Session) -> None:
+        if session.client_id in self._connecting:
+            return
+        await super()._publish_retained_messages_for_subscription(subscription, session)
+
+    async def _client_message_loop(self, client_session: Session, handler: Any) -> None:
+        self._connecting.discard(client_session.client_id)
+        await super()._client_message_loop(client_session, handler)
+
+
+def broker_config(host: str, port: int) -> dict[str, Any]:
+    return {
+        "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}", "max_connections": 0}},
+        "plugins": {f"{OpenAuthPlugin.__module__}.{OpenAuthPlugin.__qualname__}": {}},
+    }
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _why(exc: BaseException, host: str, port: int) -> str:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
+            return f"port {port} on {host} is already taken: stop what uses it or choose another with --port"
+        if isinstance(cause, OSError) and cause.errno == errno.EACCES:
+            return f"not allowed to listen on {host}:{port}: choose a port above 1023 with --port"
+        if isinstance(cause, OSError) and cause.errno == errno.EADDRNOTAVAIL:
+            return f"{host} is not an address of this machine: choose another with --host"
+        if isinstance(cause, socket.gaierror):
+            return f"cannot find the host {host!r}: give an address of this machine with --host"
+        cause = cause.__cause__ or cause.__context__
+    return f"the embedded broker cannot start on {host}:{port}: {exc}"
+
+
+async def start_broker(host: str, port: int) -> EmbeddedBroker:
+    """Start the broker on the running event loop; raise BrokerError with a reason in words."""
+    broker = EmbeddedBroker(broker_config(host, port))
+    try:
+        await broker.start()
+    except Exception as exc:
+        raise BrokerError(_why(exc, host, port)) from None
+    log.debug("embedded broker listening on %s:%d", host, port)
+    return broker
+
+
+class BrokerThread:
+    """The embedded broker on its own event loop in a background thread.
+
+    For scripts, tests and the demo::
+
+        with BrokerThread() as broker:      # a free port on 127.0.0.1
+            ... broker.host, broker.port ...
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.host = host
+        self.port = port if port is not None else free_port(host)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._broker: EmbeddedBroker | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def broker(self) -> EmbeddedBroker:
+        assert self._broker is not None, "the broker is not running"
+        return self._broker
+
+    def start(self, timeout: float = 10.0) -> BrokerThread:
+        self._thread = threading.Thread(target=self._run, name=f"mqtt-broker-{self.port}", daemon=True)
+        self._thread.start()
+        if not self._started.wait(timeout):
+            raise BrokerError(f"the embedded broker did not start on {self.host}:{self.port} within {timeout:g} s")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            self._broker = loop.run_until_complete(start_broker(self.host, self.port))
+        except BaseException as exc:  # reported to start()
+            self._error = exc
+            self._started.set()
+            loop.close()
+            return
+        self._started.set()
+        loop.run_forever()
+        loop.run_until_complete(self._broker.shutdown())
+        loop.close()
+
+    def call(self, coro_factory: Any, timeout: float = 10.0) -> Any:
+        """Run ``coro_factory()`` on the broker's loop and return its result (for tests)."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro_factory(), self._loop).result(timeout)
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    def __enter__(self) -> BrokerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(host: str, port: int) -> int:
+    """``mqtt-connector broker``: run in the foreground until Ctrl-C or SIGTERM."""
+    import signal
+    import sys
+
+    async def main() -> None:
+        broker = await start_broker(host, port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"embedded MQTT broker listening on mqtt://{host}:{port} (Ctrl-C to stop)", flush=True)
+        await stop.wait()
+        sys.stderr.write("stopping the broker\n")
+        await broker.shutdown()
+
+    asyncio.run(main())
+    return 0

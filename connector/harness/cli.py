@@ -1,0 +1,422 @@
+"""The ``mqtt-connector`` command line (see docs/cli.md and ../shared/CONTRACT.md).
+
+Only the standard library is imported at start-up; each command imports what it needs, so
+``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CONNECT = 0, 1, 2, 3
+PASSWORD_ENV = "MQTT_PASSWORD"
+
+
+class UsageError(Exception):
+    """Bad input found by the command line itself (exit 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage block
+        sys.stderr.write(f"error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+# -- logging without secrets -----------------------------------------------------------------
+
+class _Redact(logging.Filter):
+    """Masks every known secret in every log line, whatever logged it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            text = record.getMessage()
+            for secret in self.secrets:
+                text = text.replace(secret, "********")
+            record.msg, record.args = text, None
+        return True
+
+
+_redact = _Redact()
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_redact)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s" if not verbose
+                                           else "%(asctime)s %(name)s %(levelname)s: %(message)s"))
+    logging.addLevelName(logging.WARNING, "warning")
+    logging.addLevelName(logging.ERROR, "error")
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # amqtt logs tracebacks for conditions we report ourselves in one line.
+    for noisy in ("amqtt", "transitions", "websockets", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+    if verbose:
+        logging.getLogger("amqtt").setLevel(logging.INFO)
+
+
+# -- arguments -------------------------------------------------------------------------------
+
+def _connection_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("connection (flags override --connection FILE)")
+    g.add_argument("--connection", metavar="FILE", help="connection file (JSON, see 'describe')")
+    g.add_argument("--host", help="broker host (default 127.0.0.1)")
+    g.add_argument("--port", type=int, help="broker port (default 1883)")
+    g.add_argument("--client-id", help="client ID (default: a random one)")
+    g.add_argument("--username", help="user name")
+    g.add_argument("--password", help=f"password (better: the environment variable {PASSWORD_ENV})")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verbose", "-v", action="store_true", help="debug logging on stderr (never shows secrets)")
+
+
+def _qos(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--qos", type=int, choices=(0, 1, 2), help="quality of service: 0 at most once (default), "
+                   "1 at least once, 2 exactly once")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="mqtt-connector", description="The MQTT connector and its local runtime harness.")
+    _common(parser)
+    from connector import __version__
+
+    parser.add_argument("--version", action="version", version=f"mqtt-connector {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    p = sub.add_parser("broker", help="run the embedded MQTT broker in the foreground")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=1883, help="port to listen on (default 1883)")
+    _common(p)
+
+    p = sub.add_parser("send", help="the Send action: publish documents to a topic")
+    p.add_argument("--topic", required=True, help="topic to publish to (no wildcards)")
+    _qos(p)
+    p.add_argument("--retained", action="store_true", default=None,
+                   help="the broker keeps the last message of the topic for new subscriptions")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--message", action="append", metavar="TEXT", help="a document's text (repeatable)")
+    src.add_argument("--file", action="append", metavar="PATH", help="a file sent as one document, bytes exact (repeatable)")
+    src.add_argument("--lines", action="store_true", help="each line of standard input is one document")
+    p.add_argument("--results", metavar="FILE", help="write one JSON line per document: index, status, error")
+    _connection_args(p)
+    _common(p)
+
+    p = sub.add_parser("listen", help="the Listen action: write each message as a JSON line")
+    p.add_argument("--topic", required=True, action="append", metavar="FILTER",
+                   help="topic filter, '+' and '#' allowed (repeatable)")
+    _qos(p)
+    p.add_argument("--count", type=int, metavar="N", help="stop after N documents")
+    p.add_argument("--timeout", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--persistent", action="store_true",
+                   help="keep the broker session so that messages published while away arrive later (needs --client-id)")
+    _connection_args(p)
+    _common(p)
+
+    p = sub.add_parser("run", help="run any installed connector from a connection file and an operation file")
+    p.add_argument("--connection", metavar="FILE", required=True, help="connection file (JSON)")
+    p.add_argument("--operation", metavar="FILE", required=True, help="operation file (JSON): the Options tab")
+    p.add_argument("--connector", default=None, help="connector id (default: mqtt)")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="Send: files, one document each (default: standard input)")
+    p.add_argument("--lines", action="store_true", help="Send: each line of standard input is one document")
+    p.add_argument("--results", metavar="FILE", help="Send: write one JSON line per document")
+    p.add_argument("--count", type=int, metavar="N", help="Listen: stop after N documents")
+    p.add_argument("--timeout", type=float, metavar="S", help="Listen: stop after S seconds")
+    _common(p)
+
+    p = sub.add_parser("describe", help="show the connector, its connection fields and the Options tab")
+    p.add_argument("--json", action="store_true", help="the manifest with its schemas, as JSON")
+    p.add_argument("--connector", default=None, help="connector id (default: mqtt)")
+    _common(p)
+
+    p = sub.add_parser("check", help="test the connection: 'ok' or the reason it fails")
+    _connection_args(p)
+    _common(p)
+
+    p = sub.add_parser("demo", help="offline tour on the embedded broker: retained, wildcards, QoS 0/1/2")
+    _common(p)
+    return parser
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def load_json_file(path: str, what: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read the {what} file {path!r}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"the {what} file {path!r} is not UTF-8 text") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"the {what} file {path!r} is not valid JSON: {exc.msg} at line {exc.lineno} "
+                         f"column {exc.colno}") from None
+
+
+def _remember_secret(value: Any) -> None:
+    if isinstance(value, str) and value:
+        _redact.secrets.add(value)
+
+
+def connection_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    if args.connection:
+        loaded = load_json_file(args.connection, "connection")
+        if not isinstance(loaded, dict):
+            raise UsageError(f"the connection file {args.connection!r} must hold a JSON object")
+        config.update(loaded)
+    if os.environ.get(PASSWORD_ENV):
+        config["password"] = os.environ[PASSWORD_ENV]
+    for name in ("host", "port", "client_id", "username", "password"):
+        value = getattr(args, name, None)
+        if value is not None:
+            config[name] = value
+    _remember_secret(config.get("password"))
+    return config
+
+
+def _strip_newline(line: bytes) -> bytes:
+    if line.endswith(b"\n"):
+        line = line[:-1]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+    return line
+
+
+def _stdin_lines() -> Iterator[bytes]:
+    for line in sys.stdin.buffer:
+        yield _strip_newline(line)
+
+
+def _read_files(paths: Sequence[str]) -> Iterator[bytes]:
+    for path in paths:
+        with open(path, "rb") as f:
+            yield f.read()
+
+
+def _check_files(paths: Sequence[str]) -> None:
+    """Every input file must be readable before anything is sent."""
+    for path in paths:
+        if not os.path.isfile(path):
+            raise UsageError(f"the input file {path!r} does not exist" if not os.path.exists(path)
+                             else f"the input {path!r} is not a file")
+        if not os.access(path, os.R_OK):
+            raise UsageError(f"the input file {path!r} cannot be read: permission denied")
+
+
+def _open_results(path: str | None) -> Any:
+    if path is None:
+        return None
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write the results file {path!r}: {exc.strerror or exc}") from None
+
+
+def _report_send(results: Iterator[Any], results_path: str | None, what: str) -> int:
+    from connector.sdk.documents import Status
+
+    out = _open_results(results_path)
+    counts = {status: 0 for status in Status}
+    try:
+        for result in results:
+            counts[result.status] += 1
+            if out is not None:
+                out.write(json.dumps(result.to_json()) + "\n")
+            if not result.ok:
+                sys.stderr.write(f"error: document {result.index}: {result.status.value}: {result.error}\n")
+    finally:
+        if out is not None:
+            out.close()
+    total = sum(counts.values())
+    failed = total - counts[Status.SUCCESS]
+    summary = f"sent {counts[Status.SUCCESS]} of {total} document{'s' if total != 1 else ''} {what}"
+    if failed:
+        summary += f"; {counts[Status.APPLICATION_ERROR]} refused (APPLICATION_ERROR), {counts[Status.FAILURE]} failed (FAILURE)"
+    sys.stderr.write(summary + "\n")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _listen_and_report(runtime: Any, connection: dict[str, Any], operation: dict[str, Any], count: int | None,
+                       timeout: float | None, connector_id: str) -> int:
+    import signal
+
+    from connector.harness.runtime import ProcessListener
+    from connector.harness.sinks import JsonLinesSink
+
+    if count is not None and count < 1:
+        raise UsageError("--count must be at least 1")
+    if timeout is not None and timeout <= 0:
+        raise UsageError("--timeout must be more than 0 seconds")
+    chatty = sys.stderr.isatty() or logging.getLogger().isEnabledFor(logging.DEBUG)
+
+    def on_subscribed(granted: list[tuple[str, int | None]]) -> None:
+        if chatty:
+            shown = ", ".join(f"{f!r} (QoS {q})" if q is not None else f"{f!r} (refused)" for f, q in granted)
+            sys.stderr.write(f"listening on {shown}; Ctrl-C to stop\n")
+
+    listener = ProcessListener(JsonLinesSink(sys.stdout), count, on_subscribed)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: listener.stop_for("stopped"))
+    outcome = runtime.listen(connection, operation, listener.sink, count=count, timeout=timeout, listener=listener,
+                             connector_id=connector_id)
+    if outcome.reason == "refused":
+        sys.stderr.write(f"error: the process did not accept a document ({outcome.error}); it was not acknowledged\n")
+        return EXIT_FAILED
+    if chatty:
+        sys.stderr.write(f"received {outcome.accepted} document{'s' if outcome.accepted != 1 else ''} "
+                         f"({ {'count': 'count reached', 'timeout': 'timeout', 'stopped': 'stopped'}[outcome.reason] })\n")
+    return EXIT_OK
+
+
+# -- commands --------------------------------------------------------------------------------
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from connector.harness.runtime import Runtime
+
+    operation: dict[str, Any] = {"action": "send", "topic": args.topic}
+    if args.qos is not None:
+        operation["qos"] = args.qos
+    if args.retained:
+        operation["retained"] = True
+    if args.file:
+        _check_files(args.file)
+        documents: Any = _read_files(args.file)
+    elif args.lines:
+        documents = _stdin_lines()
+    else:
+        documents = (m.encode("utf-8") for m in args.message)
+    runtime = Runtime()
+    results = runtime.send(connection_from_args(args), operation, documents)
+    qos = operation.get("qos", 0)
+    return _report_send(results, args.results, f"to {args.topic!r} (QoS {qos}{', retained' if args.retained else ''})")
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    from connector.harness.runtime import Runtime
+
+    connection = connection_from_args(args)
+    if args.persistent:
+        if not connection.get("client_id"):
+            raise UsageError("--persistent needs a stable --client-id, so that the broker can find the session again")
+        connection["clean_session"] = False
+    operation: dict[str, Any] = {"action": "listen", "topic": args.topic[0] if len(args.topic) == 1 else args.topic}
+    if args.qos is not None:
+        operation["qos"] = args.qos
+    return _listen_and_report(Runtime(), connection, operation, args.count, args.timeout, "mqtt")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from connector.harness.runtime import DEFAULT_CONNECTOR, Runtime
+
+    connection = load_json_file(args.connection, "connection")
+    operation = load_json_file(args.operation, "operation")
+    if isinstance(connection, dict):
+        _remember_secret(connection.get("password"))
+    connector_id = args.connector or DEFAULT_CONNECTOR
+    runtime = Runtime()
+    action = operation.get("action") if isinstance(operation, dict) else None
+    if action == "listen":
+        if args.inputs or args.lines or args.results:
+            raise UsageError("a Listen takes no INPUT, --lines or --results")
+        return _listen_and_report(runtime, connection, operation, args.count, args.timeout, connector_id)
+    if args.count is not None or args.timeout is not None:
+        raise UsageError("--count and --timeout are for a Listen")
+    if args.inputs:
+        _check_files(args.inputs)
+        documents: Any = _read_files(args.inputs)
+    elif args.lines:
+        documents = _stdin_lines()
+    else:
+        documents = iter([sys.stdin.buffer.read()])
+    results = runtime.send(connection, operation, documents, connector_id=connector_id)
+    topic = operation.get("topic") if isinstance(operation, dict) else None
+    return _report_send(results, args.results, f"to {topic!r}")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from connector.harness.runtime import Runtime
+
+    print(f"ok: {Runtime().check(connection_from_args(args))}")
+    return EXIT_OK
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from connector.harness.describe import describe_text
+    from connector.harness.runtime import DEFAULT_CONNECTOR, Runtime
+
+    manifest = Runtime().manifest(args.connector or DEFAULT_CONNECTOR)
+    if args.json:
+        print(json.dumps(manifest.to_json(), indent=2, ensure_ascii=False))
+    else:
+        print(describe_text(manifest))
+    return EXIT_OK
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from connector.harness.broker import serve
+
+    return serve(args.host, args.port)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from connector.harness.demo import run_demo
+
+    return run_demo(sys.stdout)
+
+
+COMMANDS = {"send": cmd_send, "listen": cmd_listen, "run": cmd_run, "check": cmd_check,
+            "describe": cmd_describe, "broker": cmd_broker, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return EXIT_BAD_INPUT
+    _setup_logging(args.verbose)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return 130
+    except UsageError as exc:
+        return _fail(EXIT_BAD_INPUT, str(exc))
+    except BrokenPipeError:
+        return _fail(EXIT_FAILED, "the output was closed before everything was written")
+    except Exception as exc:
+        return _fail_known(exc, args.verbose)
+
+
+def _fail(code: int, message: str) -> int:
+    for secret in _redact.secrets:
+        message = message.replace(secret, "********")
+    sys.stderr.write(f"error: {message}\n")
+    return code
+
+
+def _fail_known(exc: Exception, verbose: bool) -> int:
+    from connector.harness.broker import BrokerError
+    from connector.sdk.errors import ConfigError, ConnectError, PluginError
+
+    if isinstance(exc, ConfigError | PluginError):
+        return _fail(EXIT_BAD_INPUT, str(exc))
+    if isinstance(exc, ConnectError | BrokerError):
+        return _fail(EXIT_CONNECT, str(exc))
+    if verbose:
+        logging.getLogger("connector").exception("unexpected failure")
+    return _fail(EXIT_FAILED, f"unexpected failure: {type(exc).__name__}: {exc} (run with --verbose for details)")

@@ -1,0 +1,259 @@
+"""The runtime simulator's Python API: validate -> open -> execute -> results.
+
+This is what the command line calls, and what scripts and tests use::
+
+    from connector.harness.runtime import Runtime
+
+    runtime = Runtime()
+    results = list(runtime.send({"port": 1883}, {"action": "send", "topic": "a/b", "qos": 1}, ["21", b"\\x00"]))
+    outcome = runtime.listen({"port": 1883}, {"action": "listen", "topic": "a/#"}, print, count=2)
+
+Configurations are validated against the connector's schemas before anything is opened, with
+every problem reported at once (:class:`~connector.sdk.errors.ConfigError`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from connector.harness.sinks import CollectingSink, Sink
+from connector.sdk.documents import Document, Result
+from connector.sdk.errors import ConfigError, PluginError
+from connector.sdk.listener import Listener
+from connector.sdk.manifest import Manifest
+from connector.sdk.plugins import Connectors, installed_connectors
+
+log = logging.getLogger("connector.harness")
+
+DEFAULT_CONNECTOR = "mqtt"
+
+
+def _as_document(item: Document | bytes | str) -> Document:
+    if isinstance(item, Document):
+        return item
+    if isinstance(item, (bytes, bytearray, str)):
+        return Document.of(item)
+    raise TypeError(f"a document must be a Document, bytes or str, not {type(item).__name__}")
+
+
+@dataclass
+class ListenOutcome:
+    """How a Listen ended."""
+
+    #: Documents the process accepted (each acknowledged to the endpoint).
+    accepted: int
+    #: "count", "timeout", "stopped" (asked to, e.g. Ctrl-C) or "refused" (the process failed).
+    reason: str
+    #: The process's error when reason is "refused".
+    error: str | None = None
+
+
+class ProcessListener(Listener):
+    """Hands documents to a sink; stops after ``count`` accepted documents."""
+
+    def __init__(self, sink: Sink, count: int | None = None,
+                 on_subscribed: Callable[[list[tuple[str, int | None]]], None] | None = None) -> None:
+        super().__init__()
+        self.sink = sink
+        self.count = count
+        self.accepted = 0
+        self.ready = threading.Event()
+        self.reason = "stopped"
+        self.error: str | None = None
+        self._on_subscribed = on_subscribed
+
+    def submit(self, document: Document) -> bool:
+        try:
+            self.sink(document)
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.reason = "refused"
+            log.error("the process refused a document on %r: %s", document.properties.get("topic"), self.error)
+            return False
+        self.accepted += 1
+        if self.count is not None and self.accepted >= self.count:
+            self.reason = "count"
+            self.stop()
+        return True
+
+    def subscribed(self, granted: list[tuple[str, int | None]]) -> None:
+        self.ready.set()
+        if self._on_subscribed is not None:
+            self._on_subscribed(granted)
+
+    def stop_for(self, reason: str) -> None:
+        if not self.stopping.is_set():
+            self.reason = reason
+            self.stop()
+
+
+class Runtime:
+    """Runs installed connectors: the harness's Python API."""
+
+    def __init__(self, connectors: Connectors | None = None) -> None:
+        self.connectors = connectors or installed_connectors()
+
+    def manifest(self, connector_id: str = DEFAULT_CONNECTOR) -> Manifest:
+        return self.connectors.manifest(connector_id)
+
+    def _configs(self, connector_id: str, connection: Mapping[str, Any], operation: Mapping[str, Any] | None,
+                 action: str | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        manifest = self.manifest(connector_id)
+        problems: list[str] = []
+        conn = op = None
+        try:
+            conn = manifest.validate_connection(connection)
+        except ConfigError as exc:
+            problems += [f"connection {p}" for p in exc.problems]
+        if operation is not None:
+            try:
+                op = manifest.validate_operation(operation)
+            except ConfigError as exc:
+                problems += [f"operation {p}" for p in exc.problems]
+            if op is not None and action is not None and op["action"] != action:
+                problems.append(f"operation action: this runs a {action}, the operation says {op['action']!r}")
+        if problems:
+            raise ConfigError("; ".join(problems), problems)
+        assert conn is not None
+        return conn, op
+
+    def _open(self, connector_id: str, connection: dict[str, Any]) -> Any:
+        conn = self.connectors.hook.connector_open(connector_id=connector_id, connection=connection)
+        if conn is None:
+            raise PluginError(f"the connector {connector_id!r} did not open a connection")
+        return conn
+
+    def check(self, connection: Mapping[str, Any], connector_id: str = DEFAULT_CONNECTOR) -> str:
+        """Test the connection; return a line describing what was reached, or raise ConnectError."""
+        conn, _ = self._configs(connector_id, connection, None, None)
+        line = self.connectors.hook.connector_check(connector_id=connector_id, connection=conn)
+        if line is None:
+            raise PluginError(f"the connector {connector_id!r} does not test connections")
+        return line
+
+    def send(self, connection: Mapping[str, Any], operation: Mapping[str, Any],
+             documents: Iterable[Document | bytes | str], connector_id: str = DEFAULT_CONNECTOR) -> Iterator[Result]:
+        """Validate, connect, and return an iterator of one Result per document, in order.
+
+        The connection is opened now (ConnectError raises here) and closed when the iterator is
+        exhausted or closed. Documents are read lazily.
+        """
+        conn_cfg, op = self._configs(connector_id, connection, operation, "send")
+        assert op is not None
+        conn = self._open(connector_id, conn_cfg)
+        try:
+            results = self.connectors.hook.connector_send(
+                connector_id=connector_id, connection=conn, operation=op, documents=map(_as_document, documents))
+        except BaseException:
+            conn.close()
+            raise
+        return self._closing(conn, results)
+
+    @staticmethod
+    def _closing(conn: Any, results: Iterator[Result]) -> Iterator[Result]:
+        try:
+            yield from results
+        finally:
+            conn.close()
+
+    def listen(self, connection: Mapping[str, Any], operation: Mapping[str, Any], sink: Sink, *,
+               count: int | None = None, timeout: float | None = None, listener: ProcessListener | None = None,
+               connector_id: str = DEFAULT_CONNECTOR) -> ListenOutcome:
+        """Run a Listen in this thread until ``count`` documents, ``timeout`` seconds, or
+        ``listener.stop()``; each document goes to ``sink`` and is acknowledged after it returned."""
+        conn_cfg, op = self._configs(connector_id, connection, operation, "listen")
+        assert op is not None
+        listener = listener or ProcessListener(sink, count)
+        timer = None
+        conn = self._open(connector_id, conn_cfg)
+        try:
+            if timeout is not None:
+                timer = threading.Timer(timeout, listener.stop_for, args=("timeout",))
+                timer.daemon = True
+                timer.start()
+            self.connectors.hook.connector_listen(connector_id=connector_id, connection=conn, operation=op,
+                                                  listener=listener)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            conn.close()
+        return ListenOutcome(listener.accepted, listener.reason, listener.error)
+
+    def listen_in_background(self, connection: Mapping[str, Any], operation: Mapping[str, Any],
+                             sink: Sink | None = None, *, count: int | None = None, timeout: float | None = None,
+                             connector_id: str = DEFAULT_CONNECTOR) -> BackgroundListen:
+        """Start a Listen in a thread; configuration errors raise here, at once."""
+        self._configs(connector_id, connection, operation, "listen")
+        return BackgroundListen(self, connection, operation, sink, count, timeout, connector_id)
+
+
+@dataclass
+class BackgroundListen:
+    """A Listen running in a thread (for scripts and tests)::
+
+        with runtime.listen_in_background(conn, op, count=3) as bg:
+            bg.wait_ready(5)
+            ... send ...
+        bg.documents, bg.outcome
+    """
+
+    runtime: Runtime
+    connection: Mapping[str, Any]
+    operation: Mapping[str, Any]
+    sink: Sink | None
+    count: int | None
+    timeout: float | None
+    connector_id: str
+    outcome: ListenOutcome | None = None
+    exception: BaseException | None = None
+    collected: CollectingSink = field(default_factory=CollectingSink)
+
+    def __post_init__(self) -> None:
+        sink = self.sink or self.collected
+        self.listener = ProcessListener(sink, self.count)
+        self.thread = threading.Thread(target=self._run, name="listen", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.outcome = self.runtime.listen(self.connection, self.operation, self.listener.sink,
+                                               count=self.count, timeout=self.timeout, listener=self.listener,
+                                               connector_id=self.connector_id)
+        except BaseException as exc:
+            self.exception = exc
+            self.listener.ready.set()
+
+    @property
+    def documents(self) -> list[Document]:
+        return list(self.collected)
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Block until the broker confirmed the subscriptions; re-raise a failure to start."""
+        if not self.listener.ready.wait(timeout):
+            raise TimeoutError(f"the Listen was not subscribed within {timeout:g} s")
+        if self.exception is not None:
+            raise self.exception
+
+    def stop(self) -> None:
+        self.listener.stop()
+
+    def join(self, timeout: float = 30.0) -> ListenOutcome:
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            raise TimeoutError(f"the Listen did not end within {timeout:g} s")
+        if self.exception is not None:
+            raise self.exception
+        assert self.outcome is not None
+        return self.outcome
+
+    def __enter__(self) -> BackgroundListen:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.count is None and self.timeout is None:
+            self.stop()
+        self.join()

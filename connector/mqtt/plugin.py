@@ -1,0 +1,63 @@
+"""The MQTT connector's hook implementations: thin, each hands over to its module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from functools import cache
+from typing import Any
+
+from connector.sdk import hookimpl
+from connector.sdk.documents import Document, Result
+from connector.sdk.listener import Listener
+from connector.sdk.manifest import Manifest
+
+CONNECTOR_ID = "mqtt"
+
+
+@cache
+def _manifest() -> Manifest:
+    return Manifest.load(__package__)
+
+
+@hookimpl
+def connector_manifest() -> Manifest:
+    return _manifest()
+
+
+@hookimpl
+def connector_open(connector_id: str, connection: Mapping[str, Any]) -> Any | None:
+    if connector_id != CONNECTOR_ID:
+        return None
+    from connector.mqtt.connection import MqttConnection
+
+    return MqttConnection(connection).open()
+
+
+@hookimpl
+def connector_check(connector_id: str, connection: Mapping[str, Any]) -> str | None:
+    if connector_id != CONNECTOR_ID:
+        return None
+    from connector.mqtt.connection import MqttConnection
+
+    with MqttConnection(connection).open() as conn:
+        return f"connected to the MQTT broker at {conn.host}:{conn.port} (MQTT 3.1.1) as {conn.client_id!r}"
+
+
+@hookimpl
+def connector_send(connector_id: str, connection: Any, operation: Mapping[str, Any],
+                   documents: Iterable[Document]) -> Iterator[Result] | None:
+    if connector_id != CONNECTOR_ID:
+        return None
+    from connector.mqtt.send import send
+
+    return send(connection, operation, documents)
+
+
+@hookimpl
+def connector_listen(connector_id: str, connection: Any, operation: Mapping[str, Any],
+                     listener: Listener) -> int | None:
+    if connector_id != CONNECTOR_ID:
+        return None
+    from connector.mqtt.listen import listen
+
+    return listen(connection, operation, listener)

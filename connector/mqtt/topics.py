@@ -1,0 +1,90 @@
+"""Every MQTT topic rule in one place, and the matcher.
+
+Topic names (what a Send publishes to) and topic filters (what a Listen subscribes to) follow
+MQTT 3.1.1 section 4.7 and MQTT 5 section 4.7: UTF-8, 1 to 65,535 bytes, no NUL character;
+levels are separated by '/', may be empty and may hold spaces; case matters. A filter may use
+'+' as a whole level and '#' as the whole last level; a name may use neither. A filter of the
+form ``$share/GROUP/FILTER`` is a shared subscription.
+"""
+
+from __future__ import annotations
+
+MAX_TOPIC_BYTES = 65_535
+SHARE_PREFIX = "$share/"
+
+
+class TopicError(ValueError):
+    """A topic or filter breaks a rule; the message says which, in words."""
+
+
+def _check_common(text: str, what: str) -> None:
+    if not isinstance(text, str):
+        raise TopicError(f"the {what} must be text")
+    if not text:
+        raise TopicError(f"the {what} is empty: give at least one character")
+    if "\x00" in text:
+        raise TopicError(f"the {what} contains a NUL character, which MQTT does not allow")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise TopicError(f"the {what} is not valid UTF-8 text") from None
+    if size > MAX_TOPIC_BYTES:
+        raise TopicError(f"the {what} is {size:,} bytes long in UTF-8; MQTT allows at most {MAX_TOPIC_BYTES:,}")
+
+
+def check_topic_name(topic: str) -> None:
+    """Raise TopicError unless ``topic`` can be published to."""
+    _check_common(topic, "topic")
+    if "+" in topic or "#" in topic:
+        raise TopicError(f"the topic {topic!r} contains a wildcard: a Send names one topic, '+' and '#' are for Listen")
+
+
+def split_shared(topic_filter: str) -> tuple[str | None, str]:
+    """``('group', 'filter')`` for ``$share/group/filter``, else ``(None, topic_filter)``."""
+    if topic_filter.startswith(SHARE_PREFIX):
+        group, _, rest = topic_filter[len(SHARE_PREFIX):].partition("/")
+        return group, rest
+    return None, topic_filter
+
+
+def check_topic_filter(topic_filter: str) -> None:
+    """Raise TopicError unless ``topic_filter`` can be subscribed to."""
+    _check_common(topic_filter, "topic filter")
+    group, plain = split_shared(topic_filter)
+    if group is not None:
+        if not group or "+" in group or "#" in group:
+            raise TopicError(
+                f"the shared subscription {topic_filter!r} needs a group name without '+' or '#': "
+                "$share/GROUP/FILTER"
+            )
+        if not plain:
+            raise TopicError(f"the shared subscription {topic_filter!r} has no filter after the group: $share/GROUP/FILTER")
+        _check_common(plain, "topic filter")
+    levels = plain.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            raise TopicError(f"in the topic filter {topic_filter!r}, '#' must be the whole last level (as in sensors/#)")
+        if "+" in level and level != "+":
+            raise TopicError(f"in the topic filter {topic_filter!r}, '+' must be a whole level (as in sensors/+/temperature)")
+
+
+def matches(topic_filter: str, topic: str) -> bool:
+    """True when a message published on ``topic`` is delivered to a subscription on ``topic_filter``.
+
+    Topics starting with '$' are not matched by a filter starting with a wildcard (MQTT 4.7.2).
+    """
+    _, plain = split_shared(topic_filter)
+    if topic.startswith("$") and plain[:1] in ("+", "#"):
+        return False
+    if "+" not in plain and "#" not in plain:
+        return plain == topic
+    f_levels = plain.split("/")
+    t_levels = topic.split("/")
+    for i, level in enumerate(f_levels):
+        if level == "#":
+            return True  # '#' also matches the parent level: sensors/# matches sensors
+        if i >= len(t_levels):
+            return False
+        if level != "+" and level != t_levels[i]:
+            return False
+    return len(f_levels) == len(t_levels)

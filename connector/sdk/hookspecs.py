@@ -1,0 +1,111 @@
+"""Hook specifications: what a runtime asks of a connector.
+
+Every hook is named ``connector_*``. A connector implements them with :data:`hookimpl`; a
+runtime calls them through the plugin manager (:mod:`connector.sdk.plugins`). Several
+connectors can be installed at once: every hook but :func:`connector_manifest` takes the
+``connector_id`` it is meant for, is ``firstresult=True``, and a connector returns ``None``
+for an id that is not its own.
+
+The docstrings below are the contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from connector.sdk.documents import Document, Result
+    from connector.sdk.listener import Listener
+    from connector.sdk.manifest import Manifest
+
+PROJECT = "connector_sdk"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def connector_manifest() -> Manifest:
+    """Return this connector's :class:`~connector.sdk.manifest.Manifest`.
+
+    Called once per plugin (not ``firstresult``): the runtime collects every installed
+    connector's manifest, keyed by ``manifest.id``. Must not open connections or do I/O other
+    than reading the connector's own package data.
+    """
+
+
+@hookspec(firstresult=True)
+def connector_open(connector_id: str, connection: Mapping[str, Any]) -> Any | None:
+    """Open a connection to the endpoint and return it.
+
+    ``firstresult=True``: return ``None`` when ``connector_id`` is not this connector's id.
+
+    :param connection: the connection configuration, already validated against the
+        connector's connection schema, with the schema's defaults filled in.
+    :returns: a connection object with a ``close()`` method, usable as a context manager.
+        It is passed back unchanged to :func:`connector_send` and :func:`connector_listen`;
+        the runtime closes it when the operation is done.
+    :raises ConnectError: the endpoint cannot be reached or refuses the connection; the
+        message says why in words (refused, timed out, not authorized...) and holds no secret.
+    """
+
+
+@hookspec(firstresult=True)
+def connector_check(connector_id: str, connection: Mapping[str, Any]) -> str | None:
+    """Test a connection: connect, check the endpoint answers, disconnect.
+
+    ``firstresult=True``: return ``None`` when ``connector_id`` is not this connector's id.
+
+    :returns: one line describing what was reached (shown after "ok").
+    :raises ConnectError: as for :func:`connector_open`.
+    """
+
+
+@hookspec(firstresult=True)
+def connector_send(
+    connector_id: str,
+    connection: Any,
+    operation: Mapping[str, Any],
+    documents: Iterable[Document],
+) -> Iterator[Result] | None:
+    """Execute the Send action over a stream of documents.
+
+    ``firstresult=True``: return ``None`` when ``connector_id`` is not this connector's id.
+
+    :param connection: the object :func:`connector_open` returned.
+    :param operation: the operation configuration (the Options tab), validated, defaults filled.
+    :param documents: consumed lazily; the connector reads only as far ahead as its in-flight
+        window allows, so an endless input is fine.
+    :returns: an iterator yielding exactly one :class:`~connector.sdk.documents.Result` per
+        document, in input order, with ``index`` counting from 0. A document is SUCCESS only
+        when the endpoint took it; APPLICATION_ERROR when the endpoint (or a rule of the
+        connector) refused this document; FAILURE when it could not be sent or its fate is
+        unknown (lost connection, timeout). A failure is never reported as success.
+    :raises ConfigError: the operation cannot run at all (nothing was sent).
+    """
+
+
+@hookspec(firstresult=True)
+def connector_listen(
+    connector_id: str,
+    connection: Any,
+    operation: Mapping[str, Any],
+    listener: Listener,
+) -> int | None:
+    """Run the Listen action until ``listener.stopping`` is set.
+
+    ``firstresult=True``: return ``None`` when ``connector_id`` is not this connector's id.
+
+    The connector subscribes, calls ``listener.subscribed(...)`` once the endpoint confirmed
+    the subscriptions (again after every reconnect), and hands each incoming message to
+    ``listener.submit(document)``, one at a time, from one thread. It acknowledges a message
+    to the endpoint only when ``submit`` returned True; a message the process did not accept
+    is never acknowledged. After ``listener.stopping`` is set it submits nothing more and
+    returns within about a second.
+
+    :returns: how many documents the process accepted.
+    :raises ConnectError: the endpoint cannot be reached at the start.
+    """
