@@ -6,6 +6,9 @@ Fixes, each shown by a test in tests/test_broker.py:
   messages matching *any* client's subscriptions, with the retained flag: a new subscription
   receives retained messages that do not match its filter, or the same one twice. MQTT sends
   retained messages only in answer to a SUBSCRIBE, so the replay on connect is dropped.
+* Delivered QoS: amqtt delivers every message at the subscription's QoS, so a QoS 0 publish
+  reaches a QoS 2 subscriber as QoS 2. MQTT delivers at the lower of the published and the
+  subscribed QoS; the broadcast carries the published QoS and yields the lower one.
 * Persistent sessions of anonymous clients: with anonymous access on, amqtt marks every session
   anonymous and then neither keeps it nor queues its QoS 1/2 messages while it is away. Our
   authentication plugin admits clients without that mark, so ``clean session = false`` works.
@@ -17,6 +20,7 @@ client disconnects.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import errno
 import logging
 import socket
@@ -41,6 +45,23 @@ class OpenAuthPlugin(BaseAuthPlugin):
         return True
 
 
+# The QoS of the PUBLISH being handled by the current client's task (amqtt does not pass it on).
+_published_qos: contextvars.ContextVar[int | None] = contextvars.ContextVar("published_qos", default=None)
+
+
+class _Broadcast(dict):  # type: ignore[type-arg]
+    """amqtt reads the delivery QoS as ``broadcast.get("qos", subscription_qos)``: answer the lower."""
+
+    def __init__(self, published_qos: int | None, **items: Any) -> None:
+        super().__init__(**items)
+        self.published_qos = published_qos
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key == "qos" and self.published_qos is not None and isinstance(default, int):
+            return min(self.published_qos, default)
+        return super().get(key, default)
+
+
 class EmbeddedBroker(Broker):
     """amqtt's broker with the fixes described in this module's docstring."""
 
@@ -59,6 +80,19 @@ class EmbeddedBroker(Broker):
         if session.client_id in self._connecting:
             return
         await super()._publish_retained_messages_for_subscription(subscription, session)
+
+    async def _handle_message_delivery(self, client_session: Session, handler: Any, wait_deliver: Any) -> bool:
+        message = wait_deliver.result()
+        _published_qos.set(getattr(message, "qos", None))
+        try:
+            return await super()._handle_message_delivery(client_session, handler, wait_deliver)
+        finally:
+            _published_qos.set(None)
+
+    async def _broadcast_message(self, session: Session | None, topic: str | None, data: Any,
+                                 force_qos: int | None = None) -> None:
+        published = force_qos if force_qos is not None else _published_qos.get()
+        await self._broadcast_queue.put(_Broadcast(published, session=session, topic=topic, data=data))
 
     async def _client_message_loop(self, client_session: Session, handler: Any) -> None:
         self._connecting.discard(client_session.client_id)

@@ -163,9 +163,7 @@ def _sentence(error: ValidationError, root: Mapping[str, Any]) -> str:
             hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
         return f"unknown field {', '.join(hints)}; known fields: {', '.join(known)}"
     if kind == "oneOf" and all("const" in option for option in expected):
-        choices = ", ".join(
-            f"{json.dumps(o['const'])} ({o['title']})" if "title" in o else json.dumps(o["const"]) for o in expected
-        )
+        choices = ", ".join(_choice(o) for o in expected)
         return f"must be one of {choices}, not {_shown(error, root)}"
     if kind == "type":
         return f"must be {_a(expected)}, not {_shown(error, root)}"
@@ -181,6 +179,15 @@ def _sentence(error: ValidationError, root: Mapping[str, Any]) -> str:
     if kind == "enum":
         return f"must be one of {', '.join(json.dumps(v) for v in expected)}, not {_shown(error, root)}"
     return "is not valid" if _shown(error, root) == "the value given" else error.message
+
+
+def _choice(option: Mapping[str, Any]) -> str:
+    """``0 (At most once)`` for ``{"const": 0, "title": "0 - At most once"}``."""
+    const = json.dumps(option["const"])
+    title = option.get("title", "")
+    if title.startswith(const):
+        title = title[len(const):].lstrip(" -:")
+    return f"{const} ({title})" if title else const
 
 
 def _a(expected: Any) -> str:
