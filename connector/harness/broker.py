@@ -12,6 +12,9 @@ Fixes, each shown by a test in tests/test_broker.py:
 * Persistent sessions of anonymous clients: with anonymous access on, amqtt marks every session
   anonymous and then neither keeps it nor queues its QoS 1/2 messages while it is away. Our
   authentication plugin admits clients without that mark, so ``clean session = false`` works.
+* Messages queued for a persistent session: amqtt delivers them with the retained flag when the
+  client comes back, so a Listen would report ordinary messages as retained; they go out with
+  RETAIN 0, as MQTT requires for a message that matches an established subscription.
 
 Not fixed (see docs/embedded-broker.md): no MQTT 5; in-flight QoS 1/2 state is dropped when a
 client disconnects.
@@ -73,7 +76,17 @@ class EmbeddedBroker(Broker):
         # First step of amqtt's connect path: deliver what was queued while the client was
         # away, then mark the session so that the replay of retained messages that follows
         # (against every subscription in the broker) is skipped.
-        await super()._publish_session_retained_messages(session)
+        # amqtt's own version sends the queued messages with RETAIN 1; they match an established
+        # subscription, so MQTT wants RETAIN 0 [MQTT-3.3.1-9]. The rest is amqtt's code.
+        handler = self._get_handler(session)
+        if handler is not None:
+            publishing = []
+            while not session.retained_messages.empty():
+                queued = await session.retained_messages.get()
+                publishing.append(asyncio.ensure_future(
+                    handler.mqtt_publish(queued.topic, queued.data, queued.qos, retain=False)))
+            if publishing:
+                await asyncio.wait(publishing)
         self._connecting.add(session.client_id)
 
     async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int], session: Session) -> None:
