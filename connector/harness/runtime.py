@@ -225,6 +225,7 @@ class BackgroundListen:
                                                connector_id=self.connector_id)
         except BaseException as exc:
             self.exception = exc
+        finally:  # a Listen that ended (e.g. its count reached before the SUBACK) is ready too
             self.listener.ready.set()
 
     @property
@@ -232,7 +233,7 @@ class BackgroundListen:
         return list(self.collected)
 
     def wait_ready(self, timeout: float = 10.0) -> None:
-        """Block until the broker confirmed the subscriptions; re-raise a failure to start."""
+        """Block until the broker confirmed the subscriptions or the Listen ended; re-raise a failure."""
         if not self.listener.ready.wait(timeout):
             raise TimeoutError(f"the Listen was not subscribed within {timeout:g} s")
         if self.exception is not None:
