@@ -124,7 +124,23 @@ def validate(schema: Mapping[str, Any], config: Any, what: str) -> dict[str, Any
     if errors:
         problems = list(dict.fromkeys(f"{_path(e)}: {_sentence(e, schema)}" for e in errors))
         raise ConfigError(f"invalid {what}: " + "; ".join(problems), problems)
-    return {**defaults(schema), **config}
+    return {**defaults(schema), **_whole_numbers(schema, config)}
+
+
+def _whole_numbers(schema: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON Schema counts 1.0 as an integer, but paho and sockets refuse floats: hand the
+    connector ``int`` wherever the schema asks for a whole number."""
+    out = dict(config)
+    for name, prop in schema.get("properties", {}).items():
+        value = out.get(name)
+        if isinstance(value, float) and value.is_integer() and _wants_integer(prop):
+            out[name] = int(value)
+    return out
+
+
+def _wants_integer(prop: Mapping[str, Any]) -> bool:
+    options = prop.get("oneOf", [])
+    return prop.get("type") == "integer" or (bool(options) and all(type(o.get("const")) is int for o in options))
 
 
 def _path(error: ValidationError) -> str:
@@ -172,6 +188,8 @@ def _sentence(error: ValidationError, root: Mapping[str, Any]) -> str:
         return f"must be {word[kind]} {expected}, not {_shown(error, root)}"
     if kind == "minLength":
         return "must not be empty" if expected == 1 else f"must be at least {expected} characters long"
+    if kind == "minItems":
+        return "must not be an empty list" if expected == 1 else f"must hold at least {expected} items"
     if kind == "maxLength":
         return f"must be at most {expected} characters long"
     if kind == "const":
