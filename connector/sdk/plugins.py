@@ -41,12 +41,15 @@ def create_plugin_manager(
     for name in blocked:
         pm.set_blocked(name)
     for plugin in plugins:
-        pm.register(plugin)
+        try:
+            pm.register(plugin)
+        except (pluggy.PluginValidationError, ValueError) as exc:  # a hookimpl with a wrong argument
+            raise PluginError(f"connector plugin {plugin!r} is broken: {' '.join(str(exc).split())}") from None
     if entry_points:
         try:
             pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
         except Exception as exc:  # an installed connector that does not import
-            raise PluginError(f"a connector failed to load: {type(exc).__name__}: {exc}") from None
+            raise PluginError(f"a connector failed to load: {type(exc).__name__}: {' '.join(str(exc).split())}") from None
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
