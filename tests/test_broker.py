@@ -1,0 +1,245 @@
+"""The embedded broker (connector/harness/broker.py): each amqtt 0.12.1 bug it fixes is shown here
+with plain MQTT clients (paho, no connector in between, so nothing filters what the broker sends),
+and a canary per bug runs the same steps on amqtt's own ``Broker``: when a canary fails, amqtt fixed
+the bug and our workaround can go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+from amqtt.broker import Broker
+from paho.mqtt.enums import CallbackAPIVersion
+
+from connector.harness.broker import BrokerThread, broker_config, free_port
+
+#: How long a test waits to show that nothing more arrives (bounded; never used to synchronise).
+QUIET = 0.5
+TIMEOUT = 5.0
+
+
+class Client:
+    """A bare paho client that records every PUBLISH it receives, from the moment it connects."""
+
+    def __init__(self, port: int, client_id: str | None = None, clean_session: bool = True) -> None:
+        self.messages: list[tuple[str, bytes, int, bool]] = []  # (topic, payload, qos, retain)
+        self._cond = threading.Condition()
+        self._connack = threading.Event()
+        self._subacks: dict[int, threading.Event] = {}
+        self.granted: list[int] = []
+        self.session_present: bool | None = None
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"raw-{uuid.uuid4().hex[:10]}",
+                                  clean_session=clean_session, protocol=paho.MQTTv311)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.port = port
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self.session_present = flags.session_present
+        self._connack.set()
+
+    def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
+        with self._cond:
+            self.messages.append((message.topic, message.payload, message.qos, bool(message.retain)))
+            self._cond.notify_all()
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: list[Any], properties: Any) -> None:
+        self.granted = [r.value for r in reasons]
+        self._subacks.setdefault(mid, threading.Event()).set()
+
+    def connect(self) -> Client:
+        self.client.connect("127.0.0.1", self.port, keepalive=30)
+        self.client.loop_start()
+        assert self._connack.wait(TIMEOUT), "no CONNACK"
+        return self
+
+    def subscribe(self, *filters: str, qos: int = 1) -> None:
+        rc, mid = self.client.subscribe([(f, qos) for f in filters])
+        assert rc == paho.MQTT_ERR_SUCCESS
+        event = self._subacks.setdefault(mid, threading.Event())
+        assert event.wait(TIMEOUT), f"no SUBACK for {filters}"
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        info.wait_for_publish(TIMEOUT)
+        assert info.is_published(), f"the broker did not confirm {topic!r}"
+
+    def wait_for(self, count: int, timeout: float = TIMEOUT) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.messages) >= count, timeout)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class PlainBrokerThread:
+    """amqtt's own ``Broker`` (none of our fixes) on a free port, in a thread: for the canaries."""
+
+    def __init__(self, clients: Clients, config: Callable[[str, int], dict[str, Any]] = broker_config) -> None:
+        self.clients = clients
+        self.port = free_port()
+        self._config = config("127.0.0.1", self.port)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> PlainBrokerThread:
+        self._thread.start()
+
+        async def start() -> Broker:  # amqtt binds its futures to the loop it is created on
+            broker = Broker(self._config)
+            await broker.start()
+            return broker
+
+        self._broker = asyncio.run_coroutine_threadsafe(start(), self._loop).result(TIMEOUT)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.clients.close_all()  # amqtt's shutdown waits for connected clients
+        asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop).result(TIMEOUT)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(TIMEOUT)
+
+
+class Clients:
+    """Makes connected clients and disconnects them all at the end."""
+
+    def __init__(self) -> None:
+        self.made: list[Client] = []
+
+    def __call__(self, port: int, client_id: str | None = None, clean_session: bool = True) -> Client:
+        client = Client(port, client_id, clean_session).connect()
+        self.made.append(client)
+        return client
+
+    def close_all(self) -> None:
+        while self.made:
+            self.made.pop().close()
+
+
+@pytest.fixture
+def clients() -> Iterator[Clients]:
+    made = Clients()
+    yield made
+    made.close_all()
+
+
+def _amqtt_default_config(host: str, port: int) -> dict[str, Any]:
+    """amqtt's usual set-up: anonymous access through its own authentication plugin."""
+    return {
+        "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}", "max_connections": 0}},
+        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+    }
+
+
+# -- retained messages go only to the subscription that matches, once -------------------------
+
+def _new_subscriber_after_other_subscriptions(port: int, unique: str, clients: Clients) -> Client:
+    """Retained values on two topics; one client already subscribed elsewhere; then a new
+    client subscribes to one sensor filter and collects what it gets."""
+    publisher = clients(port)
+    publisher.publish(f"{unique}/other/x", b"not yours", qos=1, retain=True)
+    publisher.publish(f"{unique}/sensors/a/temperature", b"21", qos=1, retain=True)
+    earlier = clients(port)
+    earlier.subscribe(f"{unique}/other/#", f"{unique}/sensors/#")
+    newcomer = clients(port)
+    newcomer.subscribe(f"{unique}/sensors/+/temperature")
+    assert newcomer.wait_for(1)
+    time.sleep(QUIET)  # bounded: shows that nothing more arrives
+    return newcomer
+
+
+def test_new_subscription_gets_only_its_own_retained_message_once(broker: BrokerThread, unique: str,
+                                                                  clients: Clients) -> None:
+    newcomer = _new_subscriber_after_other_subscriptions(broker.port, unique, clients)
+    assert newcomer.messages == [(f"{unique}/sensors/a/temperature", b"21", 1, True)]
+
+
+def test_canary_plain_amqtt_misdelivers_retained_messages(unique: str, clients: Clients) -> None:
+    with PlainBrokerThread(clients) as plain:
+        newcomer = _new_subscriber_after_other_subscriptions(plain.port, unique, clients)
+    topics = [topic for topic, *_ in newcomer.messages]
+    # If this fails, amqtt no longer replays retained messages on connect: drop our workaround.
+    assert f"{unique}/other/x" in topics, newcomer.messages
+    assert topics.count(f"{unique}/sensors/a/temperature") == 2, newcomer.messages
+
+
+# -- delivered QoS is the lower of published and subscribed -----------------------------------
+
+def _qos0_publish_to_qos2_subscriber(port: int, unique: str, clients: Clients) -> Client:
+    subscriber = clients(port)
+    subscriber.subscribe(f"{unique}/q", qos=2)
+    assert subscriber.granted == [2]
+    clients(port).publish(f"{unique}/q", b"fire and forget", qos=0)
+    assert subscriber.wait_for(1)
+    return subscriber
+
+
+def test_delivery_qos_is_the_lower_of_published_and_subscribed(broker: BrokerThread, unique: str,
+                                                               clients: Clients) -> None:
+    subscriber = _qos0_publish_to_qos2_subscriber(broker.port, unique, clients)
+    assert subscriber.messages == [(f"{unique}/q", b"fire and forget", 0, False)]
+
+
+def test_canary_plain_amqtt_upgrades_qos(unique: str, clients: Clients) -> None:
+    with PlainBrokerThread(clients) as plain:
+        subscriber = _qos0_publish_to_qos2_subscriber(plain.port, unique, clients)
+    # If this fails, amqtt delivers at the lower QoS itself: drop our workaround.
+    assert subscriber.messages[0][2] == 2, subscriber.messages
+
+
+# -- persistent sessions get what was published while they were away -------------------------
+
+def _away_and_back(port: int, unique: str, clients: Clients, expect: int = 2) -> Client:
+    client_id = f"{unique}-persistent"
+    first = clients(port, client_id, clean_session=False)
+    first.subscribe(f"{unique}/p/#", qos=1)
+    first.close()
+    publisher = clients(port)
+    publisher.publish(f"{unique}/p/1", b"away 1", qos=1)
+    publisher.publish(f"{unique}/p/2", b"away 2", qos=1)
+    back = clients(port, client_id, clean_session=False)
+    back.wait_for(expect)
+    time.sleep(QUIET)  # bounded: shows that nothing more arrives
+    return back
+
+
+def test_persistent_session_receives_what_was_published_while_away(broker: BrokerThread, unique: str,
+                                                                   clients: Clients) -> None:
+    back = _away_and_back(broker.port, unique, clients)
+    assert back.session_present is True
+    assert sorted((topic, payload, qos) for topic, payload, qos, _ in back.messages) == [
+        (f"{unique}/p/1", b"away 1", 1), (f"{unique}/p/2", b"away 2", 1)]
+    clients(broker.port, f"{unique}-persistent", clean_session=True)  # end the session at the broker
+
+
+def test_messages_queued_for_a_persistent_session_are_not_flagged_retained(broker: BrokerThread, unique: str,
+                                                                           clients: Clients) -> None:
+    # MQTT 3.1.1 [MQTT-3.3.1-9]: a message that matches an established subscription is sent with
+    # RETAIN 0; a Listen would otherwise report "retained": true for ordinary messages.
+    back = _away_and_back(broker.port, unique, clients)
+    assert len(back.messages) == 2
+    assert [retain for *_, retain in back.messages] == [False, False]
+    clients(broker.port, f"{unique}-persistent", clean_session=True)
+
+
+def test_canary_plain_amqtt_drops_anonymous_persistent_sessions(unique: str, clients: Clients) -> None:
+    with PlainBrokerThread(clients, _amqtt_default_config) as plain:
+        back = _away_and_back(plain.port, unique, clients, expect=0)
+    # If this fails, amqtt queues for anonymous persistent sessions: OpenAuthPlugin can go.
+    assert back.messages == []
+
+
+def test_canary_plain_amqtt_flags_queued_messages_retained(unique: str, clients: Clients) -> None:
+    with PlainBrokerThread(clients) as plain:
+        back = _away_and_back(plain.port, unique, clients)
+    # If this fails, amqtt sends queued messages with RETAIN 0 itself: drop our workaround.
+    assert [retain for *_, retain in back.messages] == [True, True]

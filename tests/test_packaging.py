@@ -1,0 +1,119 @@
+"""The wheel holds the package data, and a non-editable install works outside the source tree."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import connector
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _clean_env() -> dict[str, str]:
+    """The environment without anything that would point a child at this checkout or its venv."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP", "PYTHONSAFEPATH")}
+    venv_bin = str(Path(sys.prefix) / "bin")
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
+    return env
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(ROOT)],
+                          capture_output=True, text=True, timeout=120, cwd=out)
+    assert done.returncode == 0, f"building the wheel failed:\n{done.stdout}\n{done.stderr}"
+    wheels = list(out.glob("mqtt_connector-*.whl"))
+    assert len(wheels) == 1, wheels
+    return wheels[0]
+
+
+def test_wheel_is_named_with_the_package_version(wheel: Path) -> None:
+    assert wheel.name == f"mqtt_connector-{connector.__version__}-py3-none-any.whl"
+
+
+def test_wheel_contains_the_package_data(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        for data in ("connector/mqtt/manifest.json", "connector/mqtt/schemas/connection.schema.json",
+                     "connector/mqtt/schemas/operation.schema.json", "connector/sdk/manifest.schema.json"):
+            assert data in names, f"{data} is not in the wheel"
+            assert zf.read(data) == (ROOT / data).read_bytes()
+        manifest = json.loads(zf.read("connector/mqtt/manifest.json"))
+        for key in ("connection_schema", "operation_schema"):
+            assert f"connector/mqtt/{manifest[key]}" in names
+        schemas = {n for n in names if n.startswith("connector/mqtt/schemas/")}
+        assert schemas == {f"connector/mqtt/schemas/{p.name}" for p in (ROOT / "connector/mqtt/schemas").glob("*.json")}
+        for module in ("connector/__main__.py", "connector/sdk/hookspecs.py", "connector/mqtt/plugin.py",
+                       "connector/harness/cli.py"):
+            assert module in names
+
+
+def test_wheel_ships_only_the_package(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        stray = [n for n in zf.namelist() if not n.startswith(("connector/", "mqtt_connector-"))]
+        assert stray == []
+        assert not [n for n in zf.namelist() if "__pycache__" in n or n.endswith(".pyc")]
+
+
+def test_wheel_declares_the_entry_points_and_dependencies(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        info = f"mqtt_connector-{connector.__version__}.dist-info"
+        entry_points = configparser.ConfigParser()
+        entry_points.read_string(zf.read(f"{info}/entry_points.txt").decode())
+        metadata = zf.read(f"{info}/METADATA").decode()
+    assert dict(entry_points["connector_sdk.connectors"]) == {"mqtt": "connector.mqtt.plugin"}
+    assert dict(entry_points["console_scripts"]) == {"mqtt-connector": "connector.harness.cli:main"}
+    requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    for dependency in ("pluggy", "paho-mqtt", "jsonschema", "amqtt"):
+        assert any(r.startswith(dependency) and "extra ==" not in r for r in requires), (dependency, requires)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_non_editable_install_in_a_fresh_venv(wheel: Path, tmp_path: Path) -> None:
+    env = _clean_env()
+    venv = tmp_path / "venv"
+    done = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    bin_dir = venv / "bin"
+    # dependencies come from the configured package index: if it cannot be reached, this fails
+    done = subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "--quiet", str(wheel)],
+                          capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    assert done.returncode == 0, f"pip install failed:\n{done.stdout}\n{done.stderr}"
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    where = subprocess.run([str(bin_dir / "python"), "-c", "import connector; print(connector.__file__)"],
+                           capture_output=True, text=True, timeout=60, env=env, cwd=outside)
+    assert where.returncode == 0, where.stderr
+    installed = Path(where.stdout.strip())
+    assert installed.is_relative_to(venv), f"imported {installed}, not the installed copy"
+    assert not installed.is_relative_to(ROOT)
+
+    done = subprocess.run([str(bin_dir / "mqtt-connector"), "describe"], capture_output=True, text=True,
+                          timeout=60, env=env, cwd=outside)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert f"MQTT connector {connector.__version__}" in text
+    options = text.split("\nOptions\n", 1)[1]
+    positions = [options.index(f"  {title}  [{name}:") for title, name in (
+        ("Action", "action"), ("Topic", "topic"), ("Quality of Service", "qos"), ("Retained Message", "retained"))]
+    assert positions == sorted(positions)
+    assert "0 - At most once" in options and "2 - Exactly once" in options
+
+    done = subprocess.run([str(bin_dir / "mqtt-connector"), "describe", "--json"], capture_output=True, text=True,
+                          timeout=60, env=env, cwd=outside)
+    assert done.returncode == 0, done.stderr
+    described = json.loads(done.stdout)
+    assert described["operation_schema"]["x-order"] == ["action", "topic", "qos", "retained"]
+    assert described["connection_schema"]["properties"]["password"]["writeOnly"] is True

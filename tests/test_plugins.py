@@ -1,0 +1,471 @@
+"""Meta-tests of the plugin contract, in the style of datasette's tests/test_plugins.py.
+
+Every hook is specified, prefixed, documented and implemented; the plugin manager loads
+connectors only through entry points, fails loudly on a misspelled hook, honours the block
+list, and dispatches by connector id when several connectors are installed; the one-way doors
+between sdk, mqtt and harness hold.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterable, Iterator, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pluggy
+import pytest
+
+from connector.harness.runtime import Runtime
+from connector.harness.sinks import CollectingSink
+from connector.mqtt import plugin as mqtt_plugin
+from connector.sdk import hookimpl, hookspecs
+from connector.sdk.documents import Document, Result, Status
+from connector.sdk.errors import ConfigError, PluginError
+from connector.sdk.listener import Listener
+from connector.sdk.manifest import Manifest
+from connector.sdk.plugins import BLOCK_ENV, ENTRY_POINT_GROUP, Connectors, create_plugin_manager
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC_ATTR = f"{hookspecs.PROJECT}_spec"
+
+
+def _specs() -> dict[str, Any]:
+    return {name: fn for name, fn in vars(hookspecs).items() if callable(fn) and hasattr(fn, SPEC_ATTR)}
+
+
+HOOKS = sorted(_specs())
+
+
+def test_the_spec_module_has_the_hooks() -> None:
+    assert HOOKS == ["connector_check", "connector_listen", "connector_manifest", "connector_open", "connector_send"]
+
+
+# -- every hook: specified, prefixed, documented, implemented --------------------------------------
+
+@pytest.mark.parametrize("name", HOOKS)
+def test_hookspec_has_a_docstring_and_the_prefix(name: str) -> None:
+    spec = _specs()[name]
+    assert name.startswith("connector_")
+    doc = inspect.getdoc(spec)
+    assert doc and len(doc.splitlines()) >= 3, f"{name}: the docstring is the contract"
+
+
+@pytest.mark.parametrize("name", HOOKS)
+def test_hookspec_dispatch_rules(name: str) -> None:
+    spec = _specs()[name]
+    opts = getattr(spec, SPEC_ATTR)
+    params = list(inspect.signature(spec).parameters)
+    doc = inspect.getdoc(spec) or ""
+    if name == "connector_manifest":
+        assert not opts["firstresult"] and params == []
+    else:
+        # several connectors can be installed: the first non-None answer wins, for its own id
+        assert opts["firstresult"], name
+        assert params[0] == "connector_id", name
+        assert "firstresult=True" in doc and "None" in doc, f"{name}: say firstresult in the docstring too"
+
+
+@pytest.mark.parametrize("name", HOOKS)
+def test_hook_is_implemented_by_the_mqtt_connector(name: str) -> None:
+    pm = create_plugin_manager()
+    implementers = [impl.plugin_name for impl in getattr(pm.hook, name).get_hookimpls()]
+    assert "mqtt" in implementers
+    impl = getattr(mqtt_plugin, name)
+    assert hasattr(impl, f"{hookspecs.PROJECT}_impl")
+    # the implementation takes the spec's arguments, by the same names
+    assert list(inspect.signature(impl).parameters) == list(inspect.signature(_specs()[name]).parameters)
+
+
+@pytest.fixture(scope="module")
+def sdk_doc() -> str:
+    path = ROOT / "docs" / "sdk.md"
+    assert path.is_file(), "docs/sdk.md documents the hooks"
+    return path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", HOOKS)
+def test_hook_is_documented(sdk_doc: str, name: str) -> None:
+    assert f"`{name}`" in sdk_doc or f"{name}(" in sdk_doc, f"docs/sdk.md does not document {name}"
+
+
+def test_docs_name_no_hook_that_does_not_exist(sdk_doc: str) -> None:
+    called = set(re.findall(r"`(connector_[a-z_]+)`\s*\|", sdk_doc)) | set(re.findall(r"\b(connector_[a-z_]+)\(", sdk_doc))
+    assert called, "the docs show no hook at all"
+    assert called <= set(HOOKS)
+
+
+def test_mqtt_plugin_implements_nothing_but_hooks() -> None:
+    impls = {name for name, fn in vars(mqtt_plugin).items() if hasattr(fn, f"{hookspecs.PROJECT}_impl")}
+    assert impls == set(HOOKS)
+
+
+@pytest.mark.parametrize("name", [h for h in HOOKS if h != "connector_manifest"])
+def test_mqtt_returns_none_for_another_connector_id(name: str) -> None:
+    args = {p: object() for p in inspect.signature(getattr(mqtt_plugin, name)).parameters}
+    args["connector_id"] = "fake"
+    assert getattr(mqtt_plugin, name)(**args) is None
+
+
+# -- loading -------------------------------------------------------------------------------------
+
+def test_the_mqtt_connector_is_found_through_its_entry_point() -> None:
+    eps = {ep.name: ep.value for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    assert eps.get("mqtt") == "connector.mqtt.plugin"
+    pm = create_plugin_manager()
+    assert pm.get_plugin("mqtt") is mqtt_plugin
+    assert [dist.project_name for _, dist in pm.list_plugin_distinfo()] == ["mqtt-connector"]
+    assert set(Connectors(pm).manifests) == {"mqtt"}
+
+
+def test_without_entry_points_nothing_is_installed() -> None:
+    pm = create_plugin_manager(entry_points=False)
+    assert pm.get_plugin("mqtt") is None
+    assert Connectors(pm).manifests == {}
+    with pytest.raises(PluginError, match=r"no connector 'mqtt' is installed \(installed: none\)"):
+        Runtime(Connectors(pm)).manifest("mqtt")
+
+
+class Misspelled:
+    @hookimpl
+    def connector_manifest(self) -> Manifest:  # pragma: no cover - never called
+        raise AssertionError
+
+    @hookimpl
+    def connector_sned(self, connector_id: str, connection: Any, operation: Any, documents: Any) -> None:  # pragma: no cover
+        return None
+
+
+class WrongArgument:
+    @hookimpl
+    def connector_open(self, connector_id: str, conn: Any) -> None:  # pragma: no cover
+        return None
+
+
+def test_a_misspelled_hook_fails_loudly() -> None:
+    with pytest.raises(PluginError, match="connector_sned") as info:
+        create_plugin_manager(plugins=[Misspelled()])
+    assert "\n" not in str(info.value).strip()
+
+
+def test_a_hook_with_a_wrong_argument_fails_loudly() -> None:
+    with pytest.raises(PluginError, match=r"connector_open.*\{'conn'\}") as info:
+        create_plugin_manager(plugins=[WrongArgument()], entry_points=False)
+    assert "\n" not in str(info.value)
+
+
+def test_pluggy_alone_would_have_ignored_the_misspelling() -> None:
+    # why check_pending() matters: without it the misspelled hook is silently never called
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.register(Misspelled())
+    assert pm.hook.connector_send(connector_id="x", connection=None, operation={}, documents=[]) is None
+
+
+def test_block_list_parameter_prevents_loading() -> None:
+    pm = create_plugin_manager(block=["mqtt"])
+    assert pm.get_plugin("mqtt") is None and pm.is_blocked("mqtt")
+    assert Connectors(pm).manifests == {}
+
+
+def test_block_list_environment_variable_prevents_loading(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(BLOCK_ENV, " other , mqtt")
+    pm = create_plugin_manager()
+    assert pm.get_plugin("mqtt") is None
+    assert pm.is_blocked("other") and pm.is_blocked("mqtt")
+    monkeypatch.setenv(BLOCK_ENV, "other")
+    assert create_plugin_manager().get_plugin("mqtt") is mqtt_plugin
+
+
+def test_block_list_from_the_command_line() -> None:
+    done = subprocess.run([sys.executable, "-m", "connector", "describe"], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, BLOCK_ENV: "mqtt"})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and "no connector 'mqtt' is installed" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def broken_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An installed distribution whose connector entry point raises when imported."""
+    site = tmp_path / "site"
+    (site / "broken_connector_dist-1.0.dist-info").mkdir(parents=True)
+    (site / "broken_connector_dist-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: broken-connector-dist\nVersion: 1.0\n")
+    (site / "broken_connector_dist-1.0.dist-info" / "entry_points.txt").write_text(
+        f"[{ENTRY_POINT_GROUP}]\nbroken = broken_connector_plugin\n")
+    (site / "broken_connector_plugin.py").write_text("raise RuntimeError('this connector must not be imported')\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, "broken_connector_plugin", raising=False)
+    return "broken"
+
+
+def test_a_connector_that_does_not_import_is_a_plugin_error(broken_distribution: str) -> None:
+    with pytest.raises(PluginError, match="a connector failed to load: RuntimeError: this connector must not be imported"):
+        create_plugin_manager()
+
+
+def test_a_blocked_connector_is_never_imported(broken_distribution: str) -> None:
+    pm = create_plugin_manager(block=[broken_distribution])
+    assert "broken_connector_plugin" not in sys.modules
+    assert pm.get_plugin("mqtt") is mqtt_plugin
+
+
+# -- two connectors side by side -----------------------------------------------------------------
+
+FAKE_CONNECTION_SCHEMA = {
+    "type": "object",
+    "properties": {"path": {"type": "string", "title": "Path", "description": "Where.", "default": "/fake"}},
+    "additionalProperties": False,
+}
+FAKE_OPERATION_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "action": {"enum": ["send", "listen"], "title": "Action", "description": "What."},
+        "upper": {"type": "boolean", "title": "Upper", "description": "Shout.", "default": False},
+    },
+    "required": ["action"],
+    "additionalProperties": False,
+}
+
+
+class FakeConnection:
+    def __init__(self, connector: FakeConnector, config: Mapping[str, Any]) -> None:
+        self.connector, self.config, self.closed = connector, dict(config), False
+
+    def close(self) -> None:
+        self.closed = True
+        self.connector.calls.append(("close",))
+
+    def __enter__(self) -> FakeConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FakeConnector:
+    """A second connector, id "fake", that records every call it gets."""
+
+    ID = "fake"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.sent: list[bytes] = []
+
+    @hookimpl
+    def connector_manifest(self) -> Manifest:
+        raw = {"id": self.ID, "name": "Fake", "version": "1", "description": "A test double.",
+               "connection_schema": "-", "operation_schema": "-", "document_properties": {},
+               "actions": {"send": {"title": "Send", "description": "-", "reads": [], "writes": []},
+                           "listen": {"title": "Listen", "description": "-", "reads": [], "writes": []}}}
+        return Manifest(id=self.ID, name="Fake", version="1", description=raw["description"], actions=raw["actions"],
+                        document_properties={}, connection_schema=FAKE_CONNECTION_SCHEMA,
+                        operation_schema=FAKE_OPERATION_SCHEMA, raw=raw)
+
+    @hookimpl
+    def connector_open(self, connector_id: str, connection: Mapping[str, Any]) -> FakeConnection | None:
+        if connector_id != self.ID:
+            return None
+        self.calls.append(("open", dict(connection)))
+        return FakeConnection(self, connection)
+
+    @hookimpl
+    def connector_check(self, connector_id: str, connection: Mapping[str, Any]) -> str | None:
+        if connector_id != self.ID:
+            return None
+        self.calls.append(("check", dict(connection)))
+        return f"fake at {connection['path']}"
+
+    @hookimpl
+    def connector_send(self, connector_id: str, connection: Any, operation: Mapping[str, Any],
+                       documents: Iterable[Document]) -> Iterator[Result] | None:
+        if connector_id != self.ID:
+            return None
+        assert isinstance(connection, FakeConnection)
+        self.calls.append(("send", dict(operation)))
+
+        def results() -> Iterator[Result]:
+            for index, document in enumerate(documents):
+                payload = document.payload.upper() if operation["upper"] else document.payload
+                self.sent.append(payload)
+                yield Result(index, Status.SUCCESS if payload else Status.APPLICATION_ERROR,
+                             None if payload else "empty")
+        return results()
+
+    @hookimpl
+    def connector_listen(self, connector_id: str, connection: Any, operation: Mapping[str, Any],
+                         listener: Listener) -> int | None:
+        if connector_id != self.ID:
+            return None
+        self.calls.append(("listen", dict(operation)))
+        listener.subscribed([("fake/#", 0)])
+        accepted = 0
+        for n in range(100):
+            if listener.stopping.is_set():
+                break
+            if listener.submit(Document.of(f"message {n}", topic="fake/x")):
+                accepted += 1
+        return accepted
+
+
+@pytest.fixture
+def fake() -> FakeConnector:
+    return FakeConnector()
+
+
+@pytest.fixture
+def two(fake: FakeConnector) -> Runtime:
+    # fake is registered first, so pluggy asks mqtt first (LIFO): mqtt must pass with None
+    return Runtime(Connectors(create_plugin_manager(plugins=[fake])))
+
+
+def test_both_connectors_are_installed(two: Runtime) -> None:
+    assert set(two.connectors.manifests) == {"mqtt", "fake"}
+    impls = [i.plugin_name for i in two.connectors.hook.connector_send.get_hookimpls()]
+    assert impls[-1] == "mqtt"  # called first
+
+
+def test_send_reaches_the_fake_connector_only(two: Runtime, fake: FakeConnector) -> None:
+    results = list(two.send({}, {"action": "send", "upper": True}, ["a", b"", "c"], connector_id="fake"))
+    assert [r.status for r in results] == [Status.SUCCESS, Status.APPLICATION_ERROR, Status.SUCCESS]
+    assert [r.index for r in results] == [0, 1, 2]
+    assert fake.sent == [b"A", b"", b"C"]
+    assert fake.calls == [("open", {"path": "/fake"}), ("send", {"action": "send", "upper": True}), ("close",)]
+
+
+def test_check_and_listen_reach_the_fake_connector(two: Runtime, fake: FakeConnector) -> None:
+    assert two.check({"path": "/x"}, connector_id="fake") == "fake at /x"
+    sink = CollectingSink()
+    outcome = two.listen({}, {"action": "listen"}, sink, count=3, connector_id="fake")
+    assert (outcome.accepted, outcome.reason) == (3, "count")
+    assert [d.text for d in sink] == ["message 0", "message 1", "message 2"]
+    assert [c[0] for c in fake.calls] == ["check", "open", "listen", "close"]
+    assert fake.calls[2] == ("listen", {"action": "listen", "upper": False})
+
+
+def test_the_fake_connector_is_validated_by_its_own_schemas(two: Runtime, fake: FakeConnector) -> None:
+    with pytest.raises(ConfigError) as info:
+        list(two.send({"host": "x"}, {"action": "send", "topic": "a"}, ["a"], connector_id="fake"))
+    assert info.value.problems == [
+        "connection (top level): unknown field 'host'; known fields: path",
+        "operation (top level): unknown field 'topic'; known fields: action, upper",
+    ]
+    assert fake.calls == []  # nothing opened
+
+
+def test_mqtt_is_still_dispatched_to_mqtt(two: Runtime, fake: FakeConnector) -> None:
+    # the mqtt schemas apply to "mqtt", and the fake never hears of it
+    with pytest.raises(ConfigError, match="operation qos"):
+        two.send({}, {"action": "send", "topic": "a", "qos": 5}, ["x"])
+    assert two.manifest("mqtt").id == "mqtt"
+    assert two.connectors.hook.connector_open(connector_id="nobody", connection={}) is None
+    assert fake.calls == []
+
+
+def test_two_connectors_with_one_id_are_refused(fake: FakeConnector) -> None:
+    other = FakeConnector()
+    pm = create_plugin_manager(plugins=[fake, other], entry_points=False)
+    with pytest.raises(PluginError, match="two installed connectors share the id 'fake'"):
+        Connectors(pm).manifests
+
+
+# -- the doors between the packages ------------------------------------------------------------
+
+def _imports(path: Path) -> set[str]:
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    return _imports_of(path.read_text(encoding="utf-8"), package)
+
+
+def _imports_of(source: str, package: str) -> set[str]:
+    """Every module a source imports: plain, from, relative, and by name through import_module."""
+    tree = ast.parse(source)
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                "import_module", "__import__"):
+            found.update(a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str))
+    return found
+
+
+def _inside(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+@pytest.mark.parametrize(("room", "forbidden"), [
+    ("harness", ["connector.mqtt"]),
+    ("sdk", ["connector.mqtt", "connector.harness"]),
+])
+def test_the_doors_are_one_way(room: str, forbidden: list[str]) -> None:
+    files = sorted((ROOT / "connector" / room).rglob("*.py"))
+    assert len(files) >= 3
+    seen: set[str] = set()
+    for path in files:
+        imports = _imports(path)
+        seen |= imports
+        bad = sorted(m for m in imports for f in forbidden if _inside(m, f))
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+    assert any(_inside(m, "connector.sdk") for m in seen) or room == "sdk"
+    assert "pluggy" in seen or room == "harness"  # the scan does see imports
+
+
+def test_the_import_scanner_sees_relative_and_lazy_imports() -> None:
+    source = textwrap.dedent("""
+        def f():
+            from ..mqtt import plugin
+            from . import runtime
+            import importlib
+            importlib.import_module("connector.mqtt.send")
+    """)
+    imports = _imports_of(source, "connector.harness")
+    assert {"connector.mqtt", "connector.mqtt.plugin", "connector.harness.runtime", "connector.mqtt.send"} <= imports
+
+
+CHECK_LAZY = """
+import sys
+{code}
+heavy = ("paho", "amqtt", "jsonschema", "pluggy", "connector.mqtt")
+print(sorted({{m.split(".")[0] if not m.startswith("connector") else ".".join(m.split(".")[:2])
+              for m in sys.modules if any(m == h or m.startswith(h + ".") for h in heavy)}}))
+"""
+
+
+@pytest.mark.parametrize("code", [
+    "import connector.harness.cli",
+    "from connector.harness.cli import build_parser; build_parser().format_help()",
+    "from connector.harness.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
+    "from connector.harness.cli import main\ntry:\n    main(['send', '--help'])\nexcept SystemExit:\n    pass",
+])
+def test_the_command_line_starts_without_the_heavy_imports(code: str) -> None:
+    done = subprocess.run([sys.executable, "-c", CHECK_LAZY.format(code=code)], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_describe_does_not_import_paho() -> None:
+    # the connector's manifest is read without loading its MQTT client
+    code = ("from connector.harness.runtime import Runtime\nRuntime().manifest('mqtt')")
+    done = subprocess.run([sys.executable, "-c", CHECK_LAZY.format(code=code)], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    loaded = done.stdout.strip().splitlines()[-1]
+    assert "'paho'" not in loaded and "'amqtt'" not in loaded
+    assert "'pluggy'" in loaded  # the probe does see what was loaded

@@ -1,0 +1,265 @@
+"""Topic names, topic filters and the matcher (connector/mqtt/topics.py) against MQTT 3.1.1 section 4.7."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connector.mqtt.topics import MAX_TOPIC_BYTES, TopicError, check_topic_filter, check_topic_name, matches, split_shared
+
+# -- names and filters ---------------------------------------------------------------------
+
+VALID_BOTH = [
+    "a",
+    "sensors/a/temperature",
+    "/",                      # a lone '/': two empty levels
+    "/finance",               # a leading '/' makes an empty first level
+    "finance/",
+    "a//b",
+    "sensors/smoke alarms/kitchen",
+    " ",                      # spaces are ordinary characters
+    "Sensors/A",
+    "$SYS/broker/uptime",
+    "température/ü/日本",
+    "a" * MAX_TOPIC_BYTES,                                # 65,535 bytes
+    "é" * (MAX_TOPIC_BYTES // 2) + "a",                   # 2-byte characters, 65,535 bytes
+    "€" * (MAX_TOPIC_BYTES // 3),                         # 3-byte characters, 65,535 bytes
+    "\U0001F600" * (MAX_TOPIC_BYTES // 4) + "abc",        # 4-byte characters, 65,535 bytes
+]
+
+# (text, words the error must contain) -- wrong for both a name and a filter
+INVALID_BOTH = [
+    ("", "empty"),
+    ("a\x00b", "NUL"),
+    ("\x00", "NUL"),
+    ("a" * (MAX_TOPIC_BYTES + 1), "65,536 bytes"),
+    ("é" * (MAX_TOPIC_BYTES // 2 + 1), "65,536 bytes"),             # only 32,768 characters
+    ("€" * (MAX_TOPIC_BYTES // 3) + "a", "65,536 bytes"),
+    ("\U0001F600" * (MAX_TOPIC_BYTES // 4 + 1), "65,536 bytes"),     # 16,384 characters
+    ("\ud800", "UTF-8"),                                             # a lone surrogate cannot be encoded
+]
+
+VALID_FILTERS = [
+    "#",
+    "+",
+    "+/+",
+    "/+",
+    "a/#",
+    "a/+/c",
+    "+/tennis/#",
+    "sport/tennis/player1/#",
+    "sensors/smoke alarms/#",
+    "$SYS/#",
+    "$share/group/a/b",
+    "$share/group/#",
+    "$share/group/+/temperature",
+    "$share/g 1/a",            # a space is allowed in a group name
+    "$share",                  # no '/' after it: an ordinary filter, not a shared subscription
+    "$sharex/g/a",
+    "+/+/+/#",
+    "/#",
+    "a" * (MAX_TOPIC_BYTES - 2) + "/#",
+]
+
+INVALID_FILTERS = [
+    ("a/#/b", "'#' must be the whole last level"),
+    ("#/a", "'#' must be the whole last level"),
+    ("a#", "'#' must be the whole last level"),
+    ("a/b#", "'#' must be the whole last level"),
+    ("##", "'#' must be the whole last level"),
+    ("a/#/", "'#' must be the whole last level"),
+    ("a+", "'+' must be a whole level"),
+    ("+a/b", "'+' must be a whole level"),
+    ("a/++", "'+' must be a whole level"),
+    ("a/b+/c", "'+' must be a whole level"),
+    ("$share//a", "group name"),               # empty group
+    ("$share/g+/a", "group name"),
+    ("$share/+/a", "group name"),
+    ("$share/g#/a", "group name"),
+    ("$share/g", "no filter after the group"),  # no filter at all
+    ("$share/g/", "no filter after the group"),
+    ("$share/g/a/#/b", "'#' must be the whole last level"),
+    ("$share/g/a+", "'+' must be a whole level"),
+    ("$share/g/a\x00", "NUL"),
+]
+
+INVALID_NAMES = ["#", "+", "a/#", "a/+/c", "a+b", "a#b", "+/tennis", "$share/g/+"]
+
+
+@pytest.mark.parametrize("topic", VALID_BOTH, ids=lambda t: repr(t[:30]) + f"({len(t)})")
+def test_valid_names_and_filters(topic: str) -> None:
+    check_topic_name(topic)
+    check_topic_filter(topic)
+
+
+@pytest.mark.parametrize(("topic", "words"), INVALID_BOTH, ids=lambda v: repr(v[:30]) if isinstance(v, str) else None)
+def test_invalid_for_names_and_filters(topic: str, words: str) -> None:
+    with pytest.raises(TopicError, match=re.escape(words)):
+        check_topic_name(topic)
+    with pytest.raises(TopicError, match=re.escape(words)):
+        check_topic_filter(topic)
+
+
+def test_the_limit_counts_utf8_bytes_not_characters() -> None:
+    just_fits = "é" * (MAX_TOPIC_BYTES // 2) + "a"
+    assert len(just_fits.encode("utf-8")) == 65_535
+    check_topic_name(just_fits)
+    too_long = just_fits + "a"
+    assert len(too_long) == 32_769  # far fewer characters than the limit, yet too many bytes
+    with pytest.raises(TopicError, match="65,536 bytes long in UTF-8; MQTT allows at most 65,535"):
+        check_topic_name(too_long)
+
+
+@pytest.mark.parametrize("value", [None, 7, b"a/b", ["a"]])
+def test_not_text(value: object) -> None:
+    with pytest.raises(TopicError, match="must be text"):
+        check_topic_name(value)  # type: ignore[arg-type]
+    with pytest.raises(TopicError, match="must be text"):
+        check_topic_filter(value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("topic_filter", VALID_FILTERS, ids=lambda t: repr(t[:30]))
+def test_valid_filters(topic_filter: str) -> None:
+    check_topic_filter(topic_filter)
+
+
+@pytest.mark.parametrize(("topic_filter", "words"), INVALID_FILTERS, ids=lambda v: repr(v) if isinstance(v, str) else None)
+def test_invalid_filters(topic_filter: str, words: str) -> None:
+    with pytest.raises(TopicError, match=re.escape(words)) as info:
+        check_topic_filter(topic_filter)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("topic", INVALID_NAMES)
+def test_a_name_has_no_wildcards(topic: str) -> None:
+    with pytest.raises(TopicError, match="wildcard"):
+        check_topic_name(topic)
+
+
+def test_split_shared() -> None:
+    assert split_shared("$share/g/a/+") == ("g", "a/+")
+    assert split_shared("$share/g/") == ("g", "")
+    assert split_shared("a/b") == (None, "a/b")
+    assert split_shared("$SHARE/g/a") == (None, "$SHARE/g/a")  # the prefix is case-sensitive
+
+
+# -- the matcher -----------------------------------------------------------------------------
+
+MATCHES = [
+    # MQTT 3.1.1 section 4.7.1.2: the multi-level wildcard
+    ("sport/tennis/player1/#", "sport/tennis/player1", True),
+    ("sport/tennis/player1/#", "sport/tennis/player1/ranking", True),
+    ("sport/tennis/player1/#", "sport/tennis/player1/score/wimbledon", True),
+    ("sport/#", "sport", True),
+    ("sport/#", "sports", False),
+    ("sport/#", "sport/", True),
+    ("#", "sport/tennis", True),
+    ("#", "/", True),
+    # 4.7.1.3: the single-level wildcard
+    ("sport/tennis/+", "sport/tennis/player1", True),
+    ("sport/tennis/+", "sport/tennis/player2", True),
+    ("sport/tennis/+", "sport/tennis/player1/ranking", False),
+    ("sport/+", "sport", False),
+    ("sport/+", "sport/", True),
+    ("+", "sport", True),
+    ("+/+", "/finance", True),
+    ("/+", "/finance", True),
+    ("+", "/finance", False),
+    ("+/tennis/#", "sport/tennis/player1", True),
+    ("+/tennis/#", "sport/golf", False),
+    ("+/+/#", "a", False),
+    ("a/+/#", "a/b", True),
+    # 4.7.2: topics beginning with '$'
+    ("#", "$SYS/x", False),
+    ("+/x", "$SYS/x", False),
+    ("+/monitor/Clients", "$SYS/monitor/Clients", False),
+    ("$SYS/#", "$SYS/x", True),
+    ("$SYS/#", "$SYS", True),
+    ("$SYS/monitor/+", "$SYS/monitor/Clients", True),
+    ("$SYS/x", "$SYS/x", True),
+    # 4.7.3: case-sensitive, spaces allowed, empty levels are levels
+    ("ACCOUNTS", "accounts", False),
+    ("Accounts payable", "Accounts payable", True),
+    ("sensors/+/temperature", "Sensors/a/temperature", False),
+    ("/finance", "finance", False),
+    ("a//b", "a//b", True),
+    ("a/+/b", "a//b", True),
+    ("a/b", "a/b/", False),
+    # no wildcard: exact equality only
+    ("a/b", "a/b", True),
+    ("a/b", "a/bc", False),
+    # shared subscriptions deliver what their inner filter matches
+    ("$share/g/sensors/+/temperature", "sensors/a/temperature", True),
+    ("$share/g/sensors/+/temperature", "sensors/a/humidity", False),
+    ("$share/g/#", "a/b", True),
+    ("$share/g/#", "$SYS/x", False),
+    ("$share/g/a/b", "a/b", True),
+    ("$share/g/a/b", "$share/g/a/b", False),
+]
+
+
+@pytest.mark.parametrize(("topic_filter", "topic", "expected"), MATCHES)
+def test_matches(topic_filter: str, topic: str, expected: bool) -> None:
+    check_topic_filter(topic_filter)
+    check_topic_name(topic)
+    assert matches(topic_filter, topic) is expected
+
+
+# -- property test against an independent reference ------------------------------------------
+
+def reference_matches(topic_filter: str, topic: str) -> bool:
+    """The spec read literally, through a regular expression."""
+    if topic_filter.startswith("$share/"):
+        topic_filter = topic_filter.split("/", 2)[2]
+    if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
+        return False
+    levels = topic_filter.split("/")
+    multi = levels[-1] == "#"
+    if multi:
+        levels = levels[:-1]
+    pattern = "/".join("[^/]*" if level == "+" else re.escape(level) for level in levels)
+    if multi:
+        pattern = ".*" if not levels else pattern + "(?:/.*)?"
+    return re.fullmatch(pattern, topic, re.DOTALL) is not None
+
+
+TOPIC_LEVELS = st.sampled_from(["a", "b", "", "A", "$x", "a b"])
+FILTER_LEVELS = st.sampled_from(["a", "b", "", "A", "$x", "a b", "+"])
+
+topics = st.lists(TOPIC_LEVELS, min_size=1, max_size=5).map("/".join).filter(bool)
+
+
+@st.composite
+def filters(draw: st.DrawFn) -> str:
+    levels = draw(st.lists(FILTER_LEVELS, min_size=0, max_size=5))
+    if not levels or draw(st.booleans()):
+        levels.append("#")
+    text = "/".join(levels) or "#"  # a filter holds at least one character
+    if draw(st.integers(0, 4)) == 0:
+        text = "$share/grp/" + text
+    return text
+
+
+@settings(max_examples=1500, deadline=None)
+@given(topic_filter=filters(), topic=topics)
+def test_matches_agrees_with_the_reference(topic_filter: str, topic: str) -> None:
+    check_topic_filter(topic_filter)
+    check_topic_name(topic)
+    assert matches(topic_filter, topic) is reference_matches(topic_filter, topic)
+
+
+@settings(max_examples=300, deadline=None)
+@given(topic=topics)
+def test_a_topic_as_filter_matches_itself_and_hash_matches_all_but_dollar(topic: str) -> None:
+    assert matches(topic, topic)
+    assert matches("#", topic) is (not topic.startswith("$"))
+
+
+def test_reference_is_not_trivial() -> None:
+    # the reference itself must tell matches from non-matches, or the property test proves nothing
+    assert reference_matches("sport/#", "sport") and not reference_matches("sport/#", "sports")
+    assert reference_matches("+/+", "/finance") and not reference_matches("+", "/finance")
+    assert not reference_matches("#", "$SYS/x") and reference_matches("$SYS/#", "$SYS/x")
