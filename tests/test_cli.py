@@ -264,6 +264,23 @@ def test_bad_connection_file_does_not_show_the_password(tmp_path: Path) -> None:
     assert SECRET not in "".join(text(proc))
 
 
+TOPIC_RULES = {
+    "send topic over 65,535 UTF-8 bytes": (["send", "--message", "m", "--topic", "é" * 40_000], "80,000 bytes"),
+    "listen shared subscription without a filter": (["listen", "--topic", "$share/g"], "no filter after the group"),
+    "listen shared subscription with an empty group": (["listen", "--topic", "$share//a"], "group name"),
+    "second listen filter with '#' inside": (["listen", "--topic", "a/#", "--topic", "b/#/c"], "topic/1"),
+}
+
+
+@pytest.mark.parametrize("case", list(TOPIC_RULES))
+def test_topic_rules_are_bad_input_even_with_the_broker_down(case: str) -> None:
+    """The connector's own rules run with the schemas, before any connection: exit 2, not 3."""
+    args, words = TOPIC_RULES[case]
+    proc = run_cli(*args, "--host", "127.0.0.1", "--port", str(free_port()))
+    line = assert_error(proc, 2)
+    assert words in line
+
+
 # -- exit 3: cannot connect --------------------------------------------------------------------
 
 COMMANDS = {

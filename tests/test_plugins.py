@@ -45,7 +45,8 @@ HOOKS = sorted(_specs())
 
 
 def test_the_spec_module_has_the_hooks() -> None:
-    assert HOOKS == ["connector_check", "connector_listen", "connector_manifest", "connector_open", "connector_send"]
+    assert HOOKS == ["connector_check", "connector_listen", "connector_manifest", "connector_open", "connector_send",
+                     "connector_validate"]
 
 
 # -- every hook: specified, prefixed, documented, implemented --------------------------------------
@@ -271,6 +272,16 @@ class FakeConnector:
                         operation_schema=FAKE_OPERATION_SCHEMA, raw=raw)
 
     @hookimpl
+    def connector_validate(self, connector_id: str, connection: Mapping[str, Any],
+                           operation: Mapping[str, Any] | None) -> list[str] | None:
+        if connector_id != self.ID:
+            return None
+        self.calls.append(("validate", operation))
+        if operation is not None and operation.get("upper") and operation.get("action") == "listen":
+            return ["operation upper: the fake cannot shout while it listens"]
+        return []
+
+    @hookimpl
     def connector_open(self, connector_id: str, connection: Mapping[str, Any]) -> FakeConnection | None:
         if connector_id != self.ID:
             return None
@@ -338,7 +349,8 @@ def test_send_reaches_the_fake_connector_only(two: Runtime, fake: FakeConnector)
     assert [r.status for r in results] == [Status.SUCCESS, Status.APPLICATION_ERROR, Status.SUCCESS]
     assert [r.index for r in results] == [0, 1, 2]
     assert fake.sent == [b"A", b"", b"C"]
-    assert fake.calls == [("open", {"path": "/fake"}), ("send", {"action": "send", "upper": True}), ("close",)]
+    assert fake.calls == [("validate", {"action": "send", "upper": True}), ("open", {"path": "/fake"}),
+                          ("send", {"action": "send", "upper": True}), ("close",)]
 
 
 def test_check_and_listen_reach_the_fake_connector(two: Runtime, fake: FakeConnector) -> None:
@@ -347,8 +359,9 @@ def test_check_and_listen_reach_the_fake_connector(two: Runtime, fake: FakeConne
     outcome = two.listen({}, {"action": "listen"}, sink, count=3, connector_id="fake")
     assert (outcome.accepted, outcome.reason) == (3, "count")
     assert [d.text for d in sink] == ["message 0", "message 1", "message 2"]
-    assert [c[0] for c in fake.calls] == ["check", "open", "listen", "close"]
-    assert fake.calls[2] == ("listen", {"action": "listen", "upper": False})
+    assert [c[0] for c in fake.calls] == ["validate", "check", "validate", "open", "listen", "close"]
+    assert fake.calls[0] == ("validate", None)  # a test of the connection has no operation
+    assert fake.calls[4] == ("listen", {"action": "listen", "upper": False})
 
 
 def test_the_fake_connector_is_validated_by_its_own_schemas(two: Runtime, fake: FakeConnector) -> None:
@@ -469,3 +482,10 @@ def test_describe_does_not_import_paho() -> None:
     loaded = done.stdout.strip().splitlines()[-1]
     assert "'paho'" not in loaded and "'amqtt'" not in loaded
     assert "'pluggy'" in loaded  # the probe does see what was loaded
+
+
+def test_the_connectors_own_rules_run_before_anything_is_opened(two: Runtime, fake: FakeConnector) -> None:
+    with pytest.raises(ConfigError) as caught:
+        two.listen({}, {"action": "listen", "upper": True}, lambda d: None, count=1, connector_id="fake")
+    assert caught.value.problems == ["operation upper: the fake cannot shout while it listens"]
+    assert [c[0] for c in fake.calls] == ["validate"]  # never opened

@@ -116,6 +116,10 @@ class Runtime:
                 problems += [f"operation {p}" for p in exc.problems]
             if op is not None and action is not None and op["action"] != action:
                 problems.append(f"operation action: this runs a {action}, the operation says {op['action']!r}")
+        if not problems:  # the connector's own rules, once the schemas are satisfied
+            assert conn is not None
+            found = self.connectors.hook.connector_validate(connector_id=connector_id, connection=conn, operation=op)
+            problems += found or []
         if problems:
             raise ConfigError("; ".join(problems), problems)
         assert conn is not None

@@ -25,6 +25,18 @@ def connector_manifest() -> Manifest:
 
 
 @hookimpl
+def connector_validate(connector_id: str, connection: Mapping[str, Any],
+                       operation: Mapping[str, Any] | None) -> list[str] | None:
+    if connector_id != CONNECTOR_ID:
+        return None
+    if operation is None:
+        return []
+    from connector.mqtt.topics import operation_problems
+
+    return operation_problems(operation)
+
+
+@hookimpl
 def connector_open(connector_id: str, connection: Mapping[str, Any]) -> Any | None:
     if connector_id != CONNECTOR_ID:
         return None

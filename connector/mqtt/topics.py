@@ -9,6 +9,9 @@ form ``$share/GROUP/FILTER`` is a shared subscription.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 MAX_TOPIC_BYTES = 65_535
 SHARE_PREFIX = "$share/"
 
@@ -88,3 +91,21 @@ def matches(topic_filter: str, topic: str) -> bool:
         if level != "+" and level != t_levels[i]:
             return False
     return len(f_levels) == len(t_levels)
+
+
+def operation_problems(operation: Mapping[str, Any]) -> list[str]:
+    """The topic rules applied to an operation (the Options tab): ``"operation PATH: sentence"`` each."""
+    topics = operation["topic"]
+    if operation["action"] == "send":
+        checks = [("topic", topics, check_topic_name)]
+    else:
+        many = not isinstance(topics, str)
+        filters = list(topics) if many else [topics]
+        checks = [(f"topic/{i}" if many else "topic", f, check_topic_filter) for i, f in enumerate(filters)]
+    problems = []
+    for path, text, check in checks:
+        try:
+            check(text)
+        except TopicError as exc:
+            problems.append(f"operation {path}: {exc}")
+    return problems

@@ -38,6 +38,26 @@ def connector_manifest() -> Manifest:
 
 
 @hookspec(firstresult=True)
+def connector_validate(
+    connector_id: str,
+    connection: Mapping[str, Any],
+    operation: Mapping[str, Any] | None,
+) -> list[str] | None:
+    """Check what the schemas cannot express, before anything is opened.
+
+    ``firstresult=True``: return ``None`` when ``connector_id`` is not this connector's id.
+
+    Called by the runtime after both configurations passed their schemas, with the schemas'
+    defaults filled in; ``operation`` is None when only the connection is used (a test of the
+    connection). Must not do network I/O.
+
+    :returns: one line per problem, naming the configuration and the path as schema problems
+        do (``"operation topic: sentence"``, ``"connection port: sentence"``); an empty list
+        when all is well. The runtime reports them together as a ConfigError (exit 2).
+    """
+
+
+@hookspec(firstresult=True)
 def connector_open(connector_id: str, connection: Mapping[str, Any]) -> Any | None:
     """Open a connection to the endpoint and return it.
 
