@@ -6,11 +6,12 @@ import itertools
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from brokers import MosquittoBroker, find_program
 from connector.harness.broker import BrokerThread
 from connector.harness.runtime import Runtime
 
@@ -23,6 +24,33 @@ def broker() -> Iterator[BrokerThread]:
     """The embedded broker (amqtt with our fixes), in-process, on a free port, for the session."""
     with BrokerThread() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def mosquitto_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., MosquittoBroker]]:
+    """Starts Mosquitto variants (``persistence=True``, ``passwords={...}``); all stopped at session end."""
+    started: list[MosquittoBroker] = []
+
+    def start(**options: object) -> MosquittoBroker:
+        running = MosquittoBroker(tmp_path_factory.mktemp("mosquitto"), **options).start()  # type: ignore[arg-type]
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def mosquitto(mosquitto_factory: Callable[..., MosquittoBroker]) -> MosquittoBroker:
+    """Mosquitto 2.0 as a subprocess on a free port (anonymous, no persistence), for the session."""
+    return mosquitto_factory()
+
+
+@pytest.fixture(scope="session")
+def mosquitto_clients() -> dict[str, str]:
+    """Paths of mosquitto_pub and mosquitto_sub (skipped without them; failed in CI)."""
+    return {name: find_program(name) for name in ("mosquitto_pub", "mosquitto_sub")}
 
 
 @pytest.fixture
