@@ -20,6 +20,7 @@ from jsonschema import Draft202012Validator
 
 from connector.harness.broker import BrokerThread, free_port
 from connector.harness.runtime import BackgroundListen, Runtime
+from brokers import stop_process
 from conftest import run_cli, start_cli
 
 QUIET = 0.5  # bounded wait that shows nothing (more) arrives; never used to synchronise
@@ -113,17 +114,6 @@ class LineReader:
     def rest(self, timeout: float = WAIT) -> bytes:
         self._thread.join(timeout)
         return b"".join(self.all)
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    """Stop a child started by this test, by its own pid."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 @pytest.fixture

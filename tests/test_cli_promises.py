@@ -8,8 +8,9 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from brokers import stop_process
 from conftest import run_cli, start_cli
-from test_cli import LineReader, assert_ok, conn_args, document_line, stop_process
+from test_cli import LineReader, assert_ok, conn_args, document_line
 
 from connector.harness.broker import BrokerThread
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from brokers import MosquittoBroker
+from brokers import MosquittoBroker, stop_process
 from connector.harness.runtime import Runtime
 from connector.sdk.documents import Status
-from test_cli import LineReader, payload_of, stop_process
+from test_cli import LineReader, payload_of
 from test_cli_promises import cli_listen, cli_send, documents
 
 WAIT = 10.0
