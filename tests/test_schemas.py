@@ -179,9 +179,10 @@ def test_every_custom_error_message_belongs_to_a_keyword_of_its_schema(name: str
             assert set(messages) <= set(sub), (messages, sorted(sub))
 
 
-def test_password_is_the_only_secret_and_is_write_only() -> None:
+def test_password_and_key_passphrase_are_the_only_secrets_and_write_only() -> None:
     assert CONNECTION["properties"]["password"]["writeOnly"] is True
-    assert secret_fields(CONNECTION) == {"password"}
+    assert CONNECTION["properties"]["key_password"]["writeOnly"] is True
+    assert secret_fields(CONNECTION) == {"password", "key_password"}
     assert secret_fields(OPERATION) == set()
 
 

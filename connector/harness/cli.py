@@ -16,6 +16,9 @@ from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CONNECT = 0, 1, 2, 3
 PASSWORD_ENV = "MQTT_PASSWORD"
+KEY_PASSWORD_ENV = "MQTT_KEY_PASSWORD"
+#: Connection fields that hold secrets (the connection schema marks them writeOnly).
+SECRET_FIELDS = ("password", "key_password")
 
 
 class UsageError(Exception):
@@ -40,6 +43,9 @@ class _Redact(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
             text = record.getMessage()
+            if record.exc_info:  # a traceback's messages too
+                text += "\n" + logging.Formatter().formatException(record.exc_info)
+                record.exc_info, record.exc_text = None, None
             for secret in self.secrets:
                 text = text.replace(secret, "********")
             record.msg, record.args = text, None
@@ -76,6 +82,17 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--client-id", help="client ID (default: a random one)")
     g.add_argument("--username", help="user name")
     g.add_argument("--password", help=f"password (better: the environment variable {PASSWORD_ENV})")
+    g.add_argument("--password-file", metavar="FILE", help="read the password from the first line of FILE")
+    g.add_argument("--protocol", choices=("3.1.1", "5"), help="MQTT version (default 3.1.1)")
+    g.add_argument("--tls", action="store_true", default=None, help="connect over TLS (mqtts)")
+    g.add_argument("--ca-file", metavar="FILE", help="PEM file of the CAs that sign the broker's certificate "
+                   "(default: the system's); implies --tls")
+    g.add_argument("--cert-file", metavar="FILE", help="client certificate (PEM) for mutual TLS; implies --tls")
+    g.add_argument("--key-file", metavar="FILE", help="the client certificate's private key (PEM)")
+    g.add_argument("--key-password", metavar="PASSPHRASE",
+                   help=f"passphrase of an encrypted client key (better: the environment variable {KEY_PASSWORD_ENV})")
+    g.add_argument("--tls-insecure", action="store_true", default=None,
+                   help="INSECURE: accept any broker certificate for any host name (warns on every connect)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -178,14 +195,36 @@ def connection_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if not isinstance(loaded, dict):
             raise UsageError(f"the connection file {args.connection!r} must hold a JSON object")
         config.update(loaded)
+    for name in SECRET_FIELDS:  # masked at once, even if the file turns out to be invalid
+        _remember_secret(config.get(name))
     if os.environ.get(PASSWORD_ENV):
         config["password"] = os.environ[PASSWORD_ENV]
-    for name in ("host", "port", "client_id", "username", "password"):
+    if os.environ.get(KEY_PASSWORD_ENV):
+        config["key_password"] = os.environ[KEY_PASSWORD_ENV]
+    if getattr(args, "password_file", None):
+        if getattr(args, "password", None) is not None:
+            raise UsageError("give --password or --password-file, not both")
+        config["password"] = _read_password_file(args.password_file)
+    for name in ("host", "port", "client_id", "username", "password", "protocol", "tls", "ca_file", "cert_file",
+                 "key_file", "key_password", "tls_insecure"):
         value = getattr(args, name, None)
         if value is not None:
             config[name] = value
-    _remember_secret(config.get("password"))
+    for name in SECRET_FIELDS:
+        _remember_secret(config.get(name))
     return config
+
+
+def _read_password_file(path: str) -> str:
+    """The first line of the file, without its newline."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            line = f.readline()
+    except OSError as exc:
+        raise UsageError(f"cannot read the password file {path!r}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"the password file {path!r} is not UTF-8 text") from None
+    return line.rstrip("\r\n")
 
 
 def _strip_newline(line: bytes) -> bytes:
@@ -325,7 +364,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     connection = load_json_file(args.connection, "connection")
     operation = load_json_file(args.operation, "operation")
     if isinstance(connection, dict):
-        _remember_secret(connection.get("password"))
+        for name in SECRET_FIELDS:
+            _remember_secret(connection.get(name))
     connector_id = args.connector or DEFAULT_CONNECTOR
     runtime = Runtime()
     action = operation.get("action") if isinstance(operation, dict) else None

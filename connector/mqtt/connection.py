@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import socket
+import ssl
 import threading
 import uuid
 from collections.abc import Mapping
@@ -17,8 +18,11 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from connector.mqtt.tls import alert_text, tls_context, tls_failure, uses_tls, warn_if_insecure
 from connector.sdk.errors import ConnectError
 
 log = logging.getLogger("connector.mqtt")
@@ -36,6 +40,9 @@ _HINTS = {
 #: How many received messages may wait for the process before paho's thread waits too.
 INBOX_SIZE = 10_000
 
+#: MQTT 5 session expiry for a persistent session (clean_session off): never, as in MQTT 3.1.1.
+SESSION_NEVER_EXPIRES = 0xFFFFFFFF
+
 
 def reason_text(reason: Any) -> str:
     """A reason code or error number as words."""
@@ -44,6 +51,20 @@ def reason_text(reason: Any) -> str:
     if isinstance(reason, int):
         return paho.error_string(reason)
     return str(reason)
+
+
+class _Client(paho.Client):
+    """paho's client, plus the reason code of an MQTT 5 PUBREC, which paho ignores (a QoS 2 message
+    refused there, e.g. 'Not authorized', would otherwise end as a success after PUBREL/PUBCOMP)."""
+
+    on_pubrec_refused: Any = None  # called with (mid, reason words) in paho's thread
+
+    def _handle_pubrec(self) -> Any:
+        packet = self._in_packet["packet"]
+        if self._protocol == paho.MQTTv5 and len(packet) > 2 and packet[2] >= 0x80 and self.on_pubrec_refused:
+            mid = int.from_bytes(packet[0:2], "big")
+            self.on_pubrec_refused(mid, ReasonCode(PacketTypes.PUBREC, identifier=packet[2]).getName())
+        return super()._handle_pubrec()
 
 
 class MqttConnection:
@@ -57,6 +78,13 @@ class MqttConnection:
         self.host: str = config["host"]
         self.port: int = config["port"]
         self.client_id: str = config["client_id"] or f"mqtt-connector-{uuid.uuid4().hex[:12]}"
+        self.mqtt5: bool = config.get("protocol") == "5"
+        self.tls: bool = uses_tls(config)
+        #: MQTT 5: mid -> the broker's reason for refusing a published message (PUBACK/PUBCOMP >= 0x80).
+        self.refused: dict[int, str] = {}
+        #: MQTT 5: the largest packet the broker accepts (CONNACK Maximum Packet Size), None when it sets none.
+        self.max_packet_size: int | None = None
+        self._tls_error: str | None = None
         self.inbox: queue.Queue[paho.MQTTMessage] = queue.Queue(INBOX_SIZE)
         self.subscriptions: list[tuple[str, int]] = []
         self.on_subscribed: Any = None  # called with [(filter, granted qos or None)] after every SUBACK
@@ -68,22 +96,34 @@ class MqttConnection:
         self._sub_mids: dict[int, list[tuple[str, int]]] = {}
         self.client = self._make_client()
 
-    def __repr__(self) -> str:  # never the password
-        return f"MqttConnection({self.host}:{self.port}, client_id={self.client_id!r})"
+    def __repr__(self) -> str:  # never the password or the key passphrase
+        return (f"MqttConnection({self.host}:{self.port}, client_id={self.client_id!r}, "
+                f"MQTT {self.protocol_name}{', TLS' if self.tls else ''})")
+
+    @property
+    def protocol_name(self) -> str:
+        return "5" if self.mqtt5 else "3.1.1"
 
     # -- set-up ------------------------------------------------------------------------------
 
     def _make_client(self) -> paho.Client:
         cfg = self.config
-        client = paho.Client(
+        client = _Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
-            clean_session=cfg["clean_session"],
-            protocol=paho.MQTTv311,
+            clean_session=None if self.mqtt5 else cfg["clean_session"],  # MQTT 5: clean_start at connect
+            protocol=paho.MQTTv5 if self.mqtt5 else paho.MQTTv311,
             manual_ack=True,  # a message is acknowledged only after the process accepted it
         )
         if cfg["username"]:
             client.username_pw_set(cfg["username"], cfg["password"] or None)
+        if self.tls:
+            try:
+                client.tls_set_context(tls_context(cfg))
+            except ValueError as exc:  # checked by connector_validate already; a file changed since
+                raise ConnectError(str(exc)) from None
+            if cfg.get("tls_insecure"):
+                client.tls_insecure_set(True)
         client.connect_timeout = cfg["connect_timeout"]
         client.max_inflight_messages_set(cfg["max_inflight"])
         client.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -92,6 +132,10 @@ class MqttConnection:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        if self.mqtt5:  # only MQTT 5 acks carry a reason; paho builds objects per message for this callback
+            client.on_publish = self._on_publish
+        client.on_pubrec_refused = self.refused.__setitem__
+        client.on_log = self._on_log  # until the CONNACK: keeps the reason a TLS connection was closed
         if log.isEnabledFor(logging.DEBUG):
             client.enable_logger(logging.getLogger("connector.mqtt.paho"))
         return client
@@ -100,9 +144,25 @@ class MqttConnection:
         """Connect and wait for the broker's CONNACK; raise ConnectError with the reason."""
         where = f"{self.host}:{self.port}"
         timeout = self.config["connect_timeout"]
-        log.debug("connecting to %s as %r", where, self.client_id)
+        log.debug("connecting to %s as %r (MQTT %s%s)", where, self.client_id, self.protocol_name,
+                  ", TLS" if self.tls else "")
+        if self.tls:
+            warn_if_insecure(self.config, where)
+        extra: dict[str, Any] = {}
+        if self.mqtt5:
+            extra["clean_start"] = self.config["clean_session"]
+            if not self.config["clean_session"]:
+                extra["properties"] = Properties(PacketTypes.CONNECT)
+                extra["properties"].SessionExpiryInterval = SESSION_NEVER_EXPIRES
         try:
-            self.client.connect(self.host, self.port, keepalive=self.config["keep_alive"])
+            self.client.connect(self.host, self.port, keepalive=self.config["keep_alive"], **extra)
+        except ssl.SSLError as exc:
+            raise ConnectError(tls_failure(exc, self.config, self.host, where)) from None
+        except ssl.CertificateError as exc:  # paho's own host name check (only without check_hostname)
+            raise ConnectError(f"TLS to {where} failed: {exc}") from None
+        except ConnectionResetError if self.tls else ():
+            raise ConnectError(f"TLS to {where} failed: the connection was reset during the TLS handshake: "
+                               "is it a TLS port?") from None
         except socket.gaierror:
             raise ConnectError(f"cannot find the host {self.host!r}: check the host name") from None
         except ConnectionRefusedError:
@@ -114,10 +174,14 @@ class MqttConnection:
         self.client.loop_start()
         if not self._connack.wait(timeout):
             self._abort()
-            raise ConnectError(
-                f"{where} accepted the TCP connection but sent no MQTT answer within {timeout:g} s: "
-                "is it an MQTT broker on a plain (not TLS or WebSocket) port?"
-            )
+            if self.tls:
+                hint = "is it an MQTT broker on a TLS port?"
+            else:
+                hint = "is it an MQTT broker on a plain (not TLS or WebSocket) port?"
+            if self.mqtt5:
+                hint += " Does it speak MQTT 5 (try protocol 3.1.1)?"
+            raise ConnectError(f"{where} accepted the {'TLS' if self.tls else 'TCP'} connection but sent no MQTT "
+                               f"answer within {timeout:g} s: {hint}")
         if self._connect_error is not None:
             self._abort()
             raise ConnectError(self._connect_error)
@@ -176,10 +240,22 @@ class MqttConnection:
         except (OSError, AttributeError):
             pass
 
+    def _on_log(self, client: paho.Client, userdata: Any, level: int, text: str) -> None:
+        if level == paho.MQTT_LOG_ERR and self.tls and "ssl" in text.lower():
+            self._tls_error = alert_text(text)
+
+    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: ReasonCode, properties: Any) -> None:
+        # Called before paho marks the message published, so Send sees the refusal when it looks.
+        if reason.is_failure:  # a PUBREC's refusal, when there was one, says more than the PUBCOMP's
+            self.refused.setdefault(mid, reason_text(reason))
+
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any) -> None:
+        client.on_log = None  # formatting every debug line costs time on a busy connection
         if reason.is_failure:
             words = reason_text(reason)
             hint = _HINTS.get(words)
+            if words == "Unsupported protocol version" and self.mqtt5:
+                hint = "the broker does not speak MQTT 5: use protocol 3.1.1"
             message = f"the broker at {self.host}:{self.port} refused the connection: {words}"
             self._connect_error = f"{message}: {hint}" if hint else message
             log.debug("CONNACK refused: %s", words)
@@ -187,10 +263,12 @@ class MqttConnection:
                 log.warning("%s", self._connect_error)
             self._connack.set()
             if not self._ever_connected:
+                self.closing.set()  # no "connection lost" warning for it
                 client.disconnect()  # do not retry a refused first connection
             return
         if self._ever_connected:
             log.warning("reconnected to %s:%s (session present: %s)", self.host, self.port, flags.session_present)
+        self.max_packet_size = getattr(properties, "MaximumPacketSize", None)
         self._ever_connected = True
         self._connect_error = None
         self._connack.set()
@@ -200,10 +278,16 @@ class MqttConnection:
         if self.closing.is_set():
             return
         if not self._ever_connected and not self._connack.is_set():
-            self._connect_error = (
-                f"{self.host}:{self.port} closed the connection before accepting it ({reason_text(reason)}): "
-                "is it an MQTT broker on a plain (not TLS or WebSocket) port?"
-            )
+            if self._tls_error is not None:
+                self._connect_error = f"TLS to {self.host}:{self.port} failed: {self._tls_error}"
+            elif self.tls:
+                self._connect_error = (f"{self.host}:{self.port} closed the TLS connection before accepting it "
+                                       f"({reason_text(reason)}): is it an MQTT broker on a TLS port?")
+            else:
+                self._connect_error = (
+                    f"{self.host}:{self.port} closed the connection before accepting it ({reason_text(reason)}): "
+                    "is it an MQTT broker on a plain (not TLS or WebSocket) port?"
+                )
             self._connack.set()
             client.disconnect()
             return

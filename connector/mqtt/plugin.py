@@ -29,11 +29,14 @@ def connector_validate(connector_id: str, connection: Mapping[str, Any],
                        operation: Mapping[str, Any] | None) -> list[str] | None:
     if connector_id != CONNECTOR_ID:
         return None
+    from connector.mqtt.tls import tls_problems
+
+    problems = tls_problems(connection)  # files and key passphrase: bad input, before connecting
     if operation is None:
-        return []
+        return problems
     from connector.mqtt.topics import operation_problems
 
-    return operation_problems(operation)
+    return problems + operation_problems(operation)
 
 
 @hookimpl
@@ -52,7 +55,9 @@ def connector_check(connector_id: str, connection: Mapping[str, Any]) -> str | N
     from connector.mqtt.connection import MqttConnection
 
     with MqttConnection(connection).open() as conn:
-        return f"connected to the MQTT broker at {conn.host}:{conn.port} (MQTT 3.1.1) as {conn.client_id!r}"
+        how = f"MQTT {conn.protocol_name}" + (", TLS" if conn.tls else "") + (
+            " without certificate checks" if conn.config.get("tls_insecure") else "")
+        return f"connected to the MQTT broker at {conn.host}:{conn.port} ({how}) as {conn.client_id!r}"
 
 
 @hookimpl
