@@ -263,3 +263,134 @@ def test_reference_is_not_trivial() -> None:
     assert reference_matches("sport/#", "sport") and not reference_matches("sport/#", "sports")
     assert reference_matches("+/+", "/finance") and not reference_matches("+", "/finance")
     assert not reference_matches("#", "$SYS/x") and reference_matches("$SYS/#", "$SYS/x")
+
+
+# -- the validator against an independent reference --------------------------------------------
+
+def _refused_char(cp: int) -> bool:
+    """MQTT 1.5.3 / 1.5.4: NUL, C0 and C1 controls, surrogates and non-characters (refused, see topics.py)."""
+    return (cp <= 0x1F or 0x7F <= cp <= 0x9F or 0xD800 <= cp <= 0xDFFF or 0xFDD0 <= cp <= 0xFDEF
+            or cp & 0xFFFE == 0xFFFE)
+
+
+def reference_name_ok(text: str) -> bool:
+    return (0 < len(text) and not any(_refused_char(ord(c)) for c in text)
+            and len(text.encode("utf-8")) <= MAX_TOPIC_BYTES and "+" not in text and "#" not in text)
+
+
+def _plain_filter_ok(text: str) -> bool:
+    levels = text.split("/")
+    return bool(text) and all(level in ("+", "#") or ("+" not in level and "#" not in level) for level in levels) \
+        and "#" not in levels[:-1]
+
+
+def reference_filter_ok(text: str) -> bool:
+    if not text or any(_refused_char(ord(c)) for c in text) or len(text.encode("utf-8")) > MAX_TOPIC_BYTES:
+        return False
+    if text.startswith("$share/"):
+        parts = text.split("/", 2)
+        if len(parts) < 3:
+            return False
+        _, group, inner = parts
+        return bool(group) and "+" not in group and "#" not in group and _plain_filter_ok(inner)
+    return _plain_filter_ok(text)
+
+
+PIECES = st.sampled_from(["a", "/", "/", "+", "#", "$", "$share/", "$SYS", "g", " ", "é", "日", "\U0001F600",
+                          "\x00", "\x01", "\t", "\x1f", "\x7f", "\x85", "\x9f", "\xa0", "\ufdd0", "\ufdef", "\ufdf0",
+                          "\ufffd", "\ufffe", "\uffff", "\U0001fffe", "\U0010ffff", "\ud800", "\udfff"])
+texts = st.lists(PIECES, min_size=0, max_size=8).map("".join)
+#: Mostly-valid texts, so that the acceptance side is exercised as much as the refusals.
+clean_texts = st.lists(st.sampled_from(["a", "/", "+", "#", "$share/", "g", " ", "é"]), max_size=8).map("".join)
+
+
+def _accepts(check: object, text: str) -> bool:
+    try:
+        check(text)  # type: ignore[operator]
+    except TopicError as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return False
+    return True
+
+
+@settings(max_examples=2000, deadline=None)
+@given(text=st.one_of(texts, clean_texts))
+def test_validators_agree_with_the_reference(text: str) -> None:
+    assert _accepts(check_topic_name, text) is reference_name_ok(text), repr(text)
+    assert _accepts(check_topic_filter, text) is reference_filter_ok(text), repr(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(st.characters(codec="utf-8", exclude_characters="\x00+#"), min_size=1, max_size=20)
+       .filter(lambda t: not any(_refused_char(ord(c)) for c in t)))
+def test_any_clean_text_is_a_valid_name_and_filter(text: str) -> None:
+    check_topic_name(text)
+    if not text.startswith("$share/"):
+        check_topic_filter(text)
+
+
+DISCOURAGED = [
+    ("a\tb", "U+0009 at character 2: a control character"),
+    ("a\nb", "U+000A"),
+    ("\x1f", "U+001F"),
+    ("a\x7f", "U+007F"),
+    ("\x85", "U+0085"),
+    ("x\x9f", "U+009F"),
+    ("a\ufdd0", "U+FDD0 at character 2: a Unicode non-character"),
+    ("\ufdef", "U+FDEF"),
+    ("\ufffe", "U+FFFE"),
+    ("\uffff", "U+FFFF"),
+    ("\U0001fffe", "U+1FFFE"),
+    ("\U0010ffff", "U+10FFFF"),
+    ("\udfff", "lone surrogate"),
+]
+
+
+@pytest.mark.parametrize(("topic", "words"), DISCOURAGED, ids=lambda v: ascii(v) if isinstance(v, str) else None)
+def test_control_characters_and_non_characters_are_refused(topic: str, words: str) -> None:
+    for check in (check_topic_name, check_topic_filter):
+        with pytest.raises(TopicError, match=re.escape(words)):
+            check(topic)
+
+
+@pytest.mark.parametrize("topic", ["\xa0", "a\ufdf0", "\ufffd", "\U0001F600", "\u200b"])
+def test_characters_next_to_the_refused_ones_are_fine(topic: str) -> None:
+    check_topic_name(topic)
+    check_topic_filter(topic)
+
+
+def test_the_validator_reference_is_not_trivial() -> None:
+    assert reference_filter_ok("$share/g/a/#") and not reference_filter_ok("$share/g/")
+    assert reference_filter_ok("+/a/#") and not reference_filter_ok("a/#/b") and not reference_filter_ok("a+")
+    assert reference_name_ok("a b/é") and not reference_name_ok("a/+") and not reference_name_ok("a\x85")
+
+
+# -- the schema says the same (what a runtime that only reads the schema gets) ---------------------
+
+def _schema_accepts(action: str, topic: str) -> bool:
+    import json
+    from pathlib import Path
+
+    from jsonschema import Draft202012Validator
+
+    global _OPERATION_VALIDATOR
+    if _OPERATION_VALIDATOR is None:
+        path = Path(__file__).resolve().parent.parent / "connector" / "mqtt" / "schemas" / "operation.schema.json"
+        _OPERATION_VALIDATOR = Draft202012Validator(json.loads(path.read_text(encoding="utf-8")))
+    return _OPERATION_VALIDATOR.is_valid({"action": action, "topic": topic})
+
+
+_OPERATION_VALIDATOR = None
+
+
+@settings(max_examples=1000, deadline=None)
+@given(text=clean_texts)
+def test_the_operation_schema_agrees_with_the_topic_rules(text: str) -> None:
+    # The schema cannot count UTF-8 bytes; apart from that it refuses exactly what topics.py refuses,
+    # except a shared subscription whose filter is missing, which only topics.py sees.
+    assert _schema_accepts("send", text) is _accepts(check_topic_name, text), repr(text)
+    schema_ok, rules_ok = _schema_accepts("listen", text), _accepts(check_topic_filter, text)
+    if schema_ok and not rules_ok:
+        assert text.startswith("$share/") and split_shared(text)[1] == "", repr(text)
+    else:
+        assert schema_ok is rules_ok, repr(text)

@@ -23,7 +23,8 @@ from connector.sdk.errors import ConfigError
 
 log = logging.getLogger("connector.mqtt.send")
 
-#: The largest payload MQTT can carry (the remaining-length limit less the smallest header).
+#: MQTT's largest Remaining Length (variable header and payload of a packet), so also an upper
+#: bound of a payload.
 MAX_PAYLOAD = 268_435_455
 
 
@@ -38,6 +39,8 @@ class _Pending:
 def _published(info: paho.MQTTMessageInfo, timeout: float) -> bool:
     # paho's own wait_for_publish() raises when the message was queued while disconnected,
     # even though paho re-sends it after reconnecting; wait on the flag itself.
+    if info._published:  # set once, never unset: no lock needed to see it (the common case)
+        return True
     with info._condition:
         if not info._published and timeout > 0:
             info._condition.wait(timeout)
@@ -61,17 +64,19 @@ def _results(conn: MqttConnection, operation: Mapping[str, Any], documents: Iter
     window_size: int = conn.config["max_inflight"]
     ack_timeout: float = conn.config["ack_timeout"]
     window: deque[_Pending] = deque()
+    append, popleft = window.append, window.popleft
+    fits: dict[tuple[str, int | None], int] = {}
 
     for index, document in enumerate(documents):
-        window.append(_publish(conn, index, document, default_topic, qos, retain, ack_timeout))
+        append(_publish(conn, index, document, default_topic, qos, retain, ack_timeout, fits))
         while window and (len(window) >= window_size or _done(window[0])):
-            yield _settle(conn, window.popleft())
+            yield _settle(conn, popleft())
     while window:
         yield _settle(conn, window.popleft())
 
 
 def _publish(conn: MqttConnection, index: int, document: Document, default_topic: str, qos: int,
-             retain: bool, ack_timeout: float) -> _Pending:
+             retain: bool, ack_timeout: float, fits: dict[tuple[str, int | None], int]) -> _Pending:
     deadline = time.monotonic() + ack_timeout
     topic = document.properties.get("topic")
     if topic is None:
@@ -82,9 +87,14 @@ def _publish(conn: MqttConnection, index: int, document: Document, default_topic
         except TopicError as exc:
             return _Pending(index, None, deadline, Result(index, Status.APPLICATION_ERROR, str(exc)))
     payload = document.payload
-    if len(payload) > MAX_PAYLOAD:
-        error = f"the payload is {len(payload):,} bytes; MQTT carries at most {MAX_PAYLOAD:,}"
-        return _Pending(index, None, deadline, Result(index, Status.APPLICATION_ERROR, error))
+    # The size check grows with the payload only: once a size fits a topic (and the broker's
+    # limit, which a reconnect may change), every smaller one does, without computing it again.
+    size, fits_key = len(payload), (topic, getattr(conn, "max_packet_size", None))
+    if size > fits.get(fits_key, -1):
+        too_big = oversize(conn, topic, size, qos)
+        if too_big is not None:
+            return _Pending(index, None, deadline, Result(index, Status.APPLICATION_ERROR, too_big))
+        fits[fits_key] = size
     try:
         info = conn.client.publish(topic, payload, qos=qos, retain=retain)
     except ValueError as exc:  # paho's own checks (topic, size)
@@ -98,6 +108,33 @@ def _publish(conn: MqttConnection, index: int, document: Document, default_topic
     return _Pending(index, info, deadline)
 
 
+def _varint_size(value: int) -> int:
+    return 1 if value < 128 else 2 if value < 16_384 else 3 if value < 2_097_152 else 4
+
+
+def publish_packet_size(topic: str, payload_size: int, qos: int, mqtt5: bool, properties_size: int = 0) -> tuple[int, int]:
+    """``(packet, remaining length)`` in bytes of the PUBLISH that carries the document."""
+    remaining = 2 + len(topic.encode("utf-8")) + (2 if qos else 0) + payload_size
+    if mqtt5:
+        remaining += _varint_size(properties_size) + properties_size
+    return 1 + _varint_size(remaining) + remaining, remaining
+
+
+def oversize(conn: MqttConnection, topic: str, payload_size: int, qos: int, properties_size: int = 0) -> str | None:
+    """Why the document cannot be sent whole, or None. Checked before publishing: Mosquitto drops the
+    whole connection on a packet over its maximum, and MQTT cannot frame one over its own limit."""
+    packet, remaining = publish_packet_size(topic, payload_size, qos, bool(getattr(conn, "mqtt5", False)),
+                                            properties_size)
+    if remaining > MAX_PAYLOAD:
+        return (f"the message is {remaining:,} bytes after its fixed header (payload {payload_size:,}); "
+                f"MQTT carries at most {MAX_PAYLOAD:,}")
+    limit = getattr(conn, "max_packet_size", None)
+    if limit is not None and packet > limit:
+        return (f"the message is a {packet:,}-byte packet (payload {payload_size:,}); the broker accepts "
+                f"packets of at most {limit:,} bytes (its Maximum Packet Size)")
+    return None
+
+
 def _done(pending: _Pending) -> bool:
     return pending.result is not None or (pending.info is not None and pending.info._published)
 
@@ -107,6 +144,9 @@ def _settle(conn: MqttConnection, pending: _Pending) -> Result:
         return pending.result
     assert pending.info is not None
     if _published(pending.info, pending.deadline - time.monotonic()):
+        refused = conn.refused.pop(pending.info.mid, None) if conn.refused else None
+        if refused is not None:  # MQTT 5: the broker answered with a failing reason code
+            return Result(pending.index, Status.APPLICATION_ERROR, f"the broker refused the message: {refused}")
         return Result(pending.index, Status.SUCCESS)
     state = "connected" if conn.connected else "not connected"
     error = f"the broker did not confirm the message within {conn.config['ack_timeout']:g} s ({state})"

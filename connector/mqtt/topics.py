@@ -4,16 +4,35 @@ Topic names (what a Send publishes to) and topic filters (what a Listen subscrib
 MQTT 3.1.1 section 4.7 and MQTT 5 section 4.7: UTF-8, 1 to 65,535 bytes, no NUL character;
 levels are separated by '/', may be empty and may hold spaces; case matters. A filter may use
 '+' as a whole level and '#' as the whole last level; a name may use neither. A filter of the
-form ``$share/GROUP/FILTER`` is a shared subscription.
+form ``$share/GROUP/FILTER`` is a shared subscription (MQTT 5 section 4.8.2): GROUP is at least one
+character without '/', '+' or '#', FILTER a whole filter; it delivers what FILTER matches.
+
+Characters: MQTT forbids U+0000 and text that is not well-formed UTF-8 (a lone surrogate cannot be
+encoded), and says the control characters U+0001..U+001F and U+007F..U+009F and the Unicode
+non-characters (U+FDD0..U+FDEF and U+xFFFE, U+xFFFF in every plane) SHOULD NOT be used, a receiver
+MAY close the connection. Mosquitto does close it (the whole connection, not just the message), so
+we refuse all of them up front, as bad input, for names and filters alike.
+
+Topics starting with '$' (``$SYS/...``) are names like any other, but a filter whose first level is
+a wildcard does not match them (MQTT 4.7.2); Mosquitto also refuses publishes to ``$SYS`` and
+``$share`` topics from clients (an access rule, not a topic rule: not checked here).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 MAX_TOPIC_BYTES = 65_535
 SHARE_PREFIX = "$share/"
+
+
+#: Characters refused besides NUL: C0/C1 controls, surrogates, non-characters (see the module docstring).
+_DISCOURAGED = re.compile(
+    "[\x01-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef"
+    + "".join(f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(17)) + "]"
+)
 
 
 class TopicError(ValueError):
@@ -27,10 +46,17 @@ def _check_common(text: str, what: str) -> None:
         raise TopicError(f"the {what} is empty: give at least one character")
     if "\x00" in text:
         raise TopicError(f"the {what} contains a NUL character, which MQTT does not allow")
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise TopicError(f"the {what} is not valid UTF-8 text") from None
+    bad = _DISCOURAGED.search(text)
+    if bad is not None:
+        char = bad.group()
+        if "\ud800" <= char <= "\udfff":
+            kind = "a lone surrogate, which is not valid UTF-8 text"
+        elif char <= "\x9f":
+            kind = "a control character, which MQTT says not to use (brokers such as Mosquitto drop the connection)"
+        else:
+            kind = "a Unicode non-character, which MQTT says not to use (brokers such as Mosquitto drop the connection)"
+        raise TopicError(f"the {what} contains U+{ord(char):04X} at character {bad.start() + 1}: {kind}")
+    size = len(text.encode("utf-8"))
     if size > MAX_TOPIC_BYTES:
         raise TopicError(f"the {what} is {size:,} bytes long in UTF-8; MQTT allows at most {MAX_TOPIC_BYTES:,}")
 
@@ -75,6 +101,8 @@ def matches(topic_filter: str, topic: str) -> bool:
     """True when a message published on ``topic`` is delivered to a subscription on ``topic_filter``.
 
     Topics starting with '$' are not matched by a filter starting with a wildcard (MQTT 4.7.2).
+    A shared subscription matches what its FILTER matches, '$' topics included as MQTT 5 says
+    (Mosquitto 2.0 never delivers a '$' topic to ``$share/G/$...``: see tests/test_differential.py).
     """
     _, plain = split_shared(topic_filter)
     if topic.startswith("$") and plain[:1] in ("+", "#"):

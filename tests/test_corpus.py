@@ -1,0 +1,417 @@
+"""The bad-input corpus: one row per rule, input -> exit code and the words of its one error line.
+
+Every row asserts what CONTRACT.md promises for bad input and for a broker that cannot be reached:
+the exit code (2 bad input, 3 cannot connect), exactly one stderr line, starting ``error:``, no
+traceback, the words that say what is wrong, done within seconds. A Send that is refused also
+proves that nothing reached the broker: a Listen on the row's topics watches the embedded broker
+and sees only a marker sent after the command ended.
+
+Most rows run ``connector.harness.cli.main(argv)`` in this process (fast); rows marked ``process``
+run ``python -m connector`` as a user would. A new rule adds a row.
+
+Tokens in a row: ``@D`` the row's folder (files written there first), ``@U`` a topic prefix only
+this row uses, ``@BROKER`` the embedded broker's ``--host/--port``, ``@REFUSED`` a port nobody
+listens on, ``@SILENT`` a TCP server that never answers. Prepared in every folder: ``conn.json``
+(the embedded broker), ``refused.json``, ``silent.json``, ``dns.json``, ``send.json`` (a Send to
+``@U/x``, QoS 1), ``listen.json`` (a Listen on ``@U/#``) and ``here.txt``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from connector.harness import cli
+from connector.harness.broker import BrokerThread, free_port
+from connector.harness.runtime import Runtime
+from brokers import MosquittoBroker
+from conftest import run_cli
+
+SECONDS = 5.0
+WAIT = 10.0
+
+
+@dataclass
+class Row:
+    argv: list[str]
+    code: int
+    words: tuple[str, ...]
+    files: dict[str, str | bytes] = field(default_factory=dict)
+    stdin: bytes = b""
+    process: bool = False  # run as a real subprocess
+    skip_as_root: str = ""  # reason, when root's powers make the row meaningless
+
+
+def row(argv: str | list[str], code: int, *words: str, **kw: object) -> Row:
+    return Row(argv.split() if isinstance(argv, str) else argv, code, words, **kw)  # type: ignore[arg-type]
+
+
+SEND = "send --topic @U/x --message m @BROKER"
+LONG_TOPIC = "é" * 40_000
+
+CORPUS: dict[str, Row] = {
+    # -- topic names (Send) ------------------------------------------------------------------
+    "send topic with +": row("send --topic @U/+/x --message m @BROKER", 2, "operation topic:", "wildcards '+' and '#' are for Listen",
+                             process=True),
+    "send topic with #": row("send --topic @U/# --message m @BROKER", 2, "wildcards '+' and '#' are for Listen"),
+    "send topic with + inside a level": row("send --topic @U/a+b --message m @BROKER", 2, "wildcards"),
+    "send empty topic": row(["send", "--topic", "", "--message", "m", "@BROKER"], 2, "operation topic: the topic is empty"),
+    "send topic with NUL": row(["send", "--topic", "@U/a\x00b", "--message", "m", "@BROKER"], 2, "NUL"),
+    "send topic over 65,535 bytes": row(["send", "--topic", LONG_TOPIC, "--message", "m", "@BROKER"], 2,
+                                        "80,000 bytes long in UTF-8; MQTT allows at most 65,535"),
+    "send topic with a tab": row(["send", "--topic", "@U/a\tb", "--message", "m", "@BROKER"], 2,
+                                 "U+0009", "control character"),
+    "send topic with a C1 control": row(["send", "--topic", "@U/\x85", "--message", "m", "@BROKER"], 2, "U+0085"),
+    "send topic with a non-character": row(["send", "--topic", "@U/\ufffe", "--message", "m", "@BROKER"], 2,
+                                           "U+FFFE", "non-character"),
+    "send topic with a lone surrogate (operation file)": row(
+        "run --connection @D/conn.json --operation @D/op.json", 2, "lone surrogate",
+        files={"op.json": '{"action": "send", "topic": "@U/\\ud800"}'}),
+    "send topic list (operation file)": row(
+        "run --connection @D/conn.json --operation @D/op.json", 2, "operation topic:", "one topic, not a list",
+        files={"op.json": '{"action": "send", "topic": ["@U/a", "@U/b"]}'}),
+    # -- topic filters (Listen) --------------------------------------------------------------
+    "listen # not last": row("listen --topic @U/#/b @BROKER", 2, "operation topic:", "'#' only the last one"),
+    "listen # inside a level": row("listen --topic @U/a# @BROKER", 2, "'#' must each be a whole level"),
+    "listen + inside a level": row("listen --topic @U/+a @BROKER", 2, "'+' and '#' must each be a whole level"),
+    "listen empty filter": row(["listen", "--topic", "", "@BROKER"], 2, "the topic is empty"),
+    "listen second filter bad": row("listen --topic @U/# --topic @U/#/c @BROKER", 2, "operation topic/1:"),
+    "listen filter with a newline": row(["listen", "--topic", "@U/a\nb", "@BROKER"], 2, "U+000A"),
+    "listen filter over 65,535 bytes": row(["listen", "--topic", LONG_TOPIC + "/#", "@BROKER"], 2, "bytes long in UTF-8"),
+    "shared subscription, empty group": row("listen --topic $share//a @BROKER", 2, "group name"),
+    "shared subscription, + in group": row("listen --topic $share/g+/a @BROKER", 2, "group name without '+' or '#'"),
+    "shared subscription, # as group": row("listen --topic $share/#/a @BROKER", 2, "group name"),
+    "shared subscription, no filter": row("listen --topic $share/g @BROKER", 2, "no filter after the group"),
+    "shared subscription, empty filter": row("listen --topic $share/g/ @BROKER", 2, "no filter after the group"),
+    "shared subscription, bad filter": row("listen --topic $share/g/a/#/b @BROKER", 2, "'#' only the last one"),
+    "listen filter list empty (operation file)": row(
+        "run --connection @D/conn.json --operation @D/op.json", 2, "operation topic: must not be an empty list",
+        files={"op.json": '{"action": "listen", "topic": []}'}),
+    # -- QoS, action, retained ---------------------------------------------------------------
+    "send --qos 3": row(f"{SEND} --qos 3", 2, "argument --qos: invalid choice: 3", process=True),
+    "send --qos x": row(f"{SEND} --qos x", 2, "argument --qos: invalid int value: 'x'"),
+    "qos 3 (operation file)": row(
+        "run --connection @D/conn.json --operation @D/op.json", 2, "operation qos: must be one of 0 (At most once)",
+        "not 3", files={"op.json": '{"action": "send", "topic": "@U/x", "qos": 3}'}),
+    "qos \"1\" as a string (operation file)": row(
+        "run --connection @D/conn.json --operation @D/op.json", 2, 'operation qos:', 'not "1"', process=True,
+        files={"op.json": '{"action": "send", "topic": "@U/x", "qos": "1"}'}),
+    "qos 1.5 (operation file)": row(
+        "run --connection @D/conn.json --operation @D/op.json", 2, "operation qos:", "not 1.5",
+        files={"op.json": '{"action": "send", "topic": "@U/x", "qos": 1.5}'}),
+    "qos true (operation file)": row(
+        "run --connection @D/conn.json --operation @D/op.json", 2, "operation qos:", "not true",
+        files={"op.json": '{"action": "send", "topic": "@U/x", "qos": true}'}),
+    "unknown action": row(
+        "run --connection @D/conn.json --operation @D/op.json", 2,
+        'operation action: must be one of "listen" (Listen), "send" (Send), not "publish"',
+        files={"op.json": '{"action": "publish", "topic": "@U/x"}'}),
+    "missing action": row(
+        "run --connection @D/conn.json --operation @D/op.json", 2, "'action' is required",
+        files={"op.json": '{"topic": "@U/x"}'}),
+    "missing topic": row(
+        "run --connection @D/conn.json --operation @D/op.json", 2, "'topic' is required",
+        files={"op.json": '{"action": "send"}'}),
+    "retained with listen": row(
+        "run --connection @D/conn.json --operation @D/op.json", 2, "operation retained:", "for Send only",
+        files={"op.json": '{"action": "listen", "topic": "@U/#", "retained": true}'}),
+    "retained not a boolean": row(
+        "run --connection @D/conn.json --operation @D/op.json", 2, 'retained: must be true or false, not "yes"',
+        files={"op.json": '{"action": "send", "topic": "@U/x", "retained": "yes"}'}),
+    "unknown operation field, with a suggestion": row(
+        "run --connection @D/conn.json --operation @D/op.json", 2, "unknown field 'qoss' (did you mean 'qos'?)",
+        files={"op.json": '{"action": "send", "topic": "@U/x", "qoss": 1}'}),
+    "every operation problem at once": row(
+        "run --connection @D/conn.json --operation @D/op.json", 2, "operation qos:", "operation retained:",
+        "unknown field 'extra'", files={"op.json": '{"action": "send", "topic": "@U/x", "qos": 3, "retained": 1, "extra": 0}'}),
+    "listen --retained": row("listen --topic @U/# --retained @BROKER", 2, "unrecognized arguments: --retained"),
+    # -- connection ----------------------------------------------------------------------------
+    "port 0": row("send --topic @U/x --message m --host 127.0.0.1 --port 0", 2, "connection port: must be at least 1, not 0"),
+    "port 70000": row("send --topic @U/x --message m --host 127.0.0.1 --port 70000", 2, "must be at most 65535, not 70000"),
+    "port x": row("send --topic @U/x --message m --port x", 2, "argument --port: invalid int value: 'x'"),
+    "port \"x\" (connection file)": row(
+        "send --topic @U/x --message m --connection @D/c.json", 2, 'connection port: must be a whole number, not "x"',
+        files={"c.json": '{"port": "x"}'}),
+    "empty host": row(["send", "--topic", "@U/x", "--message", "m", "--host", ""], 2, "connection host: must not be empty"),
+    "keep_alive 0": row("send --topic @U/x --message m --connection @D/c.json", 2,
+                        "connection keep_alive: must be at least 1, not 0", files={"c.json": '{"keep_alive": 0}'}),
+    "connect_timeout 0": row("check --connection @D/c.json", 2, "connection connect_timeout: must be more than 0",
+                             files={"c.json": '{"connect_timeout": 0}'}),
+    "unknown connection field, with a suggestion": row(
+        "check --connection @D/c.json", 2, "unknown field 'hots' (did you mean 'host'?)", files={"c.json": '{"hots": "x"}'}),
+    "every connection problem at once": row(
+        "run --connection @D/c.json --operation @D/op.json", 2, "connection host:", "connection port:",
+        "operation qos:", files={"c.json": '{"host": "", "port": 0}', "op.json": '{"action": "send", "topic": "@U/x", "qos": 9}'}),
+    # -- files ---------------------------------------------------------------------------------
+    "connection file missing": row("send --topic @U/x --message m --connection @D/nope.json", 2,
+                                   "cannot read the connection file", "No such file"),
+    "connection file not JSON": row("send --topic @U/x --message m --connection @D/c.json", 2,
+                                    "the connection file", "is not valid JSON", "line 1 column",
+                                    files={"c.json": '{"port": }'}, process=True),
+    "connection file empty": row("check --connection @D/c.json", 2, "is not valid JSON", files={"c.json": ""}),
+    "connection file not an object": row("send --topic @U/x --message m --connection @D/c.json", 2,
+                                         "must hold a JSON object", files={"c.json": "[1883]"}),
+    "connection file not an object (run)": row("run --connection @D/c.json --operation @D/send.json", 2,
+                                               "connection (top level): must be an object", files={"c.json": '"x"'}),
+    "connection file not UTF-8": row("check --connection @D/c.json", 2, "is not UTF-8 text",
+                                     files={"c.json": b'{"host": "\xff"}'}),
+    "connection file is a folder": row("check --connection @D", 2, "cannot read the connection file", "directory"),
+    "operation file missing": row("run --connection @D/conn.json --operation @D/nope.json", 2,
+                                  "cannot read the operation file", "No such file"),
+    "operation file not JSON": row("run --connection @D/conn.json --operation @D/op.json", 2,
+                                   "the operation file", "is not valid JSON", files={"op.json": "action: send"}),
+    "operation file not an object": row("run --connection @D/conn.json --operation @D/op.json", 2,
+                                        "operation (top level): must be an object", files={"op.json": '"send a/b"'}),
+    "operation file not UTF-8": row("run --connection @D/conn.json --operation @D/op.json", 2, "is not UTF-8 text",
+                                    files={"op.json": b'{"action": "send", "topic": "\xe9"}'}),
+    "input file missing": row("send --topic @U/x --qos 1 --file @D/here.txt --file @D/missing.txt @BROKER", 2,
+                              "the input file", "does not exist"),
+    "input file is a folder": row("send --topic @U/x --file @D @BROKER", 2, "is not a file"),
+    "input file unreadable": row("send --topic @U/x --file @D/here.txt --file @D/secret.txt @BROKER", 2,
+                                 "cannot be read: permission denied", files={"secret.txt": "no"},
+                                 skip_as_root="root reads a chmod 000 file anyway"),
+    "run INPUT missing": row("run --connection @D/conn.json --operation @D/send.json @D/here.txt @D/missing.txt", 2,
+                             "does not exist"),
+    "--file without a path": row("send --topic @U/x --file", 2, "argument --file: expected one argument"),
+    "send without documents": row("send --topic @U/x @BROKER", 2, "one of the arguments --message --file --lines is required"),
+    "--message with --lines": row("send --topic @U/x --message m --lines @BROKER", 2, "not allowed with argument"),
+    "results file in a missing folder": row(f"{SEND} --results @D/no/such/results.jsonl", 2,
+                                            "cannot write the results file"),
+    # -- command line --------------------------------------------------------------------------
+    "listen --count 0": row("listen --topic @U/# --count 0 @BROKER", 2, "--count must be at least 1"),
+    "listen --timeout -1": row("listen --topic @U/# --timeout -1 @BROKER", 2, "--timeout must be more than 0"),
+    "listen --timeout x": row("listen --topic @U/# --timeout x @BROKER", 2, "argument --timeout: invalid float value"),
+    "listen --persistent without --client-id": row("listen --topic @U/# --persistent --timeout 2 @BROKER", 2,
+                                                   "--persistent needs a stable --client-id"),
+    "run listen with INPUT": row("run --connection @D/conn.json --operation @D/listen.json @D/here.txt", 2,
+                                 "a Listen takes no INPUT"),
+    "run send with --count": row("run --connection @D/conn.json --operation @D/send.json --count 1", 2,
+                                 "--count and --timeout are for a Listen"),
+    "send without --topic": row("send --message m @BROKER", 2, "the following arguments are required: --topic"),
+    "unknown command": row("publish --topic a", 2, "invalid choice: 'publish'"),
+    "unknown flag": row(f"{SEND} --colour blue", 2, "unrecognized arguments: --colour blue"),
+    "unknown connector": row("describe --connector nope", 2, "nope"),
+    # -- cannot connect: exit 3 ----------------------------------------------------------------
+    "send to a refused port": row("send --topic @U/x --message m @REFUSED", 3, "connection refused", process=True),
+    "listen to a refused port": row("listen --topic @U/# --timeout 5 @REFUSED", 3, "connection refused"),
+    "check a refused port": row("check @REFUSED", 3, "connection refused"),
+    "run to a refused port": row("run --connection @D/refused.json --operation @D/send.json", 3, "connection refused"),
+    "send to a silent server": row("send --topic @U/x --message m --connection @D/silent.json", 3,
+                                   "sent no MQTT answer within 1 s"),
+    "listen to a silent server": row("listen --topic @U/# --connection @D/silent.json", 3, "sent no MQTT answer"),
+    "check a silent server": row("check --connection @D/silent.json", 3, "is it an MQTT broker"),
+    "send to an unknown host": row("send --topic @U/x --message m --host no-such-host.invalid", 3,
+                                   "cannot find the host 'no-such-host.invalid'", process=True),
+    "check an unknown host": row("check --connection @D/dns.json", 3, "cannot find the host"),
+}
+
+
+def test_the_corpus_is_large_enough() -> None:
+    assert len(CORPUS) >= 50
+    assert {r.code for r in CORPUS.values()} == {2, 3}
+    assert sum(r.process for r in CORPUS.values()) >= 5
+
+
+# -- running a row ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def silent_port() -> Iterator[int]:
+    """A TCP server that accepts connections and never says a word (not an MQTT broker)."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    server.settimeout(0.2)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    for conn in accepted:
+        conn.close()
+    server.close()
+
+
+@dataclass
+class Ran:
+    code: int
+    out: str
+    err: str
+
+
+def _in_process(argv: list[str], stdin: bytes, capsys: pytest.CaptureFixture[str],
+                monkeypatch: pytest.MonkeyPatch) -> Ran:
+    """``main(argv)`` as the console script runs it; global state it touches is put back."""
+    root = logging.getLogger()
+    saved_logging = (root.handlers[:], root.level,
+                     {name: logging.getLogger(name).level for name in ("amqtt", "transitions", "websockets", "asyncio")})
+    saved_signals = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+    try:
+        try:
+            code = cli.main(argv)
+        except SystemExit as exc:  # argparse
+            code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        root.handlers[:] = saved_logging[0]
+        root.setLevel(saved_logging[1])
+        for name, level in saved_logging[2].items():
+            logging.getLogger(name).setLevel(level)
+        for sig, handler in saved_signals.items():
+            signal.signal(sig, handler)
+    out, err = capsys.readouterr()
+    return Ran(code, out, err)
+
+
+def _as_subprocess(argv: list[str], stdin: bytes) -> Ran:
+    proc = run_cli(*argv, input=stdin, timeout=30)
+    return Ran(proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"))
+
+
+def _prepare(case: Row, folder: Path, unique: str, broker: BrokerThread, silent: int) -> list[str]:
+    refused = free_port()
+    tokens = {"@D": str(folder), "@U": unique}
+
+    def fill(text: str) -> str:
+        for token, value in tokens.items():
+            text = text.replace(token, value)
+        return text
+
+    standard: dict[str, str | bytes] = {
+        "conn.json": json.dumps({"host": broker.host, "port": broker.port, "connect_timeout": 5}),
+        "refused.json": json.dumps({"host": "127.0.0.1", "port": refused}),
+        "silent.json": json.dumps({"host": "127.0.0.1", "port": silent, "connect_timeout": 1}),
+        "dns.json": json.dumps({"host": "no-such-host.invalid", "connect_timeout": 1}),
+        "send.json": json.dumps({"action": "send", "topic": f"{unique}/x", "qos": 1}),
+        "listen.json": json.dumps({"action": "listen", "topic": f"{unique}/#"}),
+        "here.txt": "would be sent",
+    }
+    for name, content in {**standard, **case.files}.items():
+        path = folder / name
+        path.write_bytes(content if isinstance(content, bytes) else fill(content).encode("utf-8", "surrogatepass"))
+    if "secret.txt" in case.files:
+        (folder / "secret.txt").chmod(0)
+    expand = {"@BROKER": ["--host", broker.host, "--port", str(broker.port)],
+              "@REFUSED": ["--host", "127.0.0.1", "--port", str(refused)]}
+    argv: list[str] = []
+    for arg in case.argv:
+        argv += expand.get(arg, [fill(arg)])
+    return argv
+
+
+def _sends(argv: list[str]) -> bool:
+    return argv[:1] == ["send"] or (argv[:1] == ["run"] and "listen.json" not in " ".join(argv))
+
+
+@pytest.mark.parametrize("name", list(CORPUS))
+def test_corpus(name: str, broker: BrokerThread, unique: str, tmp_path: Path, silent_port: int,
+                capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    case = CORPUS[name]
+    if case.skip_as_root and os.geteuid() == 0:
+        pytest.skip(case.skip_as_root)
+    argv = _prepare(case, tmp_path, unique, broker, silent_port)
+    watch = case.code == 2 and _sends(argv)
+    runtime = Runtime()
+    watcher = None
+    if watch:  # a Listen on everything the row could send, subscribed before the command runs
+        watcher = runtime.listen_in_background(
+            {"host": broker.host, "port": broker.port, "connect_timeout": 5},
+            {"action": "listen", "topic": f"{unique}/#", "qos": 1})
+        watcher.wait_ready()
+    started = time.monotonic()
+    try:
+        ran = _as_subprocess(argv, case.stdin) if case.process else _in_process(argv, case.stdin, capsys, monkeypatch)
+        elapsed = time.monotonic() - started
+        if watcher is not None:  # everything sent before the marker arrives before it
+            results = list(runtime.send({"host": broker.host, "port": broker.port, "connect_timeout": 5},
+                                        {"action": "send", "topic": f"{unique}/marker", "qos": 1}, [b"marker"]))
+            assert all(r.ok for r in results), results
+            assert watcher.collected.wait_for(1, WAIT)
+    finally:
+        if watcher is not None:
+            watcher.stop()
+            watcher.join()
+
+    print(f"{name} -> exit {ran.code}, {ran.err.strip()[:300]!r}, {elapsed:.2f} s")  # the table, with -rA
+    shown = f"{name}: exit {ran.code}\nstdout: {ran.out[:500]!r}\nstderr: {ran.err[:1000]!r}"
+    assert ran.code == case.code, shown
+    assert "Traceback" not in ran.out + ran.err, shown
+    lines = ran.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), shown
+    for words in case.words:
+        assert words in lines[0], f"{words!r} missing; {shown}"
+    assert ran.out == "", shown
+    assert elapsed < SECONDS, f"{name} took {elapsed:.1f} s"
+    if watcher is not None:
+        assert [d.payload for d in watcher.documents] == [b"marker"], f"{name}: something was sent"
+
+
+# -- payloads too big for the broker or for MQTT: that document APPLICATION_ERROR, the rest sent ----
+
+LIMIT = 1_000
+
+
+@pytest.fixture(scope="module")
+def small_packets(mosquitto_factory: Callable[..., MosquittoBroker]) -> MosquittoBroker:
+    """Mosquitto that accepts packets of at most LIMIT bytes (it tells MQTT 5 clients in its CONNACK)."""
+    return mosquitto_factory(extra=f"max_packet_size {LIMIT}")
+
+
+def test_a_document_over_the_brokers_maximum_packet_size_is_refused_and_the_rest_sent(
+        small_packets: MosquittoBroker, unique: str) -> None:
+    from connector.mqtt.send import publish_packet_size
+
+    topic = f"{unique}/big"
+    runtime = Runtime()
+    connection = {"host": small_packets.host, "port": small_packets.port, "protocol": "5", "connect_timeout": 5,
+                  "ack_timeout": 5}
+    fits = max(n for n in range(LIMIT) if publish_packet_size(topic, n, 1, True)[0] <= LIMIT)  # a LIMIT-byte packet
+    payloads = [b"first", b"x" * fits, b"y" * (fits + 1), b"z" * 100_000, b"last"]
+    with runtime.listen_in_background(connection, {"action": "listen", "topic": topic, "qos": 1},
+                                      count=3, timeout=WAIT) as watcher:
+        watcher.wait_ready()
+        results = list(runtime.send(connection, {"action": "send", "topic": topic, "qos": 1}, payloads))
+    assert [r.status.value for r in results] == ["SUCCESS", "SUCCESS", "APPLICATION_ERROR", "APPLICATION_ERROR",
+                                                 "SUCCESS"], results
+    assert f"{LIMIT + 1:,}-byte packet" in (results[2].error or "") and f"at most {LIMIT:,} bytes" in (results[2].error or "")
+    # the connection survived: the documents after the refused ones arrived, nothing else
+    assert [d.payload for d in watcher.documents] == [b"first", b"x" * fits, b"last"]
+
+
+def test_mqtts_own_limit_is_checked_without_building_the_packet() -> None:
+    from connector.mqtt.send import MAX_PAYLOAD, oversize, publish_packet_size
+
+    class Conn:  # only what the check reads; no 256 MB payload needed
+        mqtt5 = False
+        max_packet_size = None
+
+    largest = MAX_PAYLOAD - 2 - 1  # topic length field and a one-byte topic, QoS 0
+    assert publish_packet_size("a", largest, 0, False) == (1 + 4 + MAX_PAYLOAD, MAX_PAYLOAD)
+    assert oversize(Conn(), "a", largest, 0) is None
+    assert "MQTT carries at most 268,435,455" in (oversize(Conn(), "a", largest + 1, 0) or "")
+    assert oversize(Conn(), "a", largest, 1) is not None  # QoS 1 adds a packet identifier
+    assert oversize(Conn(), "é", largest, 0) is not None  # the topic counts in UTF-8 bytes
+    assert publish_packet_size("a", 0, 0, True) == (6, 4)  # MQTT 5: one byte of (empty) properties
+    assert publish_packet_size("a", 200, 0, False) == (1 + 2 + 203, 203)  # two-byte remaining length
