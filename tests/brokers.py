@@ -1,8 +1,13 @@
-"""Real brokers for tests: Mosquitto 2.0 (Debian package ``mosquitto``) as a subprocess on a free port,
-with its own configuration written to a temporary folder.
+"""Real brokers for tests, each a subprocess on a free port of 127.0.0.1 with its own configuration
+and data written to a temporary folder, stopped by its own pid:
 
-Without the ``mosquitto`` binary the tests that need it are skipped on a user's machine, and fail in
-CI (``CI=true``), so that a missing install cannot hide them.
+* Mosquitto 2.0 (Debian package ``mosquitto``), with variants: persistence, password file + ACL;
+* NATS server with its MQTT listener (Debian package ``nats-server``; MQTT needs JetStream);
+* RabbitMQ with its MQTT plugin (Debian package ``rabbitmq-server``): a second node of its own, with
+  its own node name, ports, data folder and Erlang cookie; the system's node is never touched.
+
+Without a broker's binary the tests that need it are skipped on a user's machine, and fail in CI
+(``CI=true``), so that a missing install cannot hide them.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,11 +31,15 @@ START_SECONDS = 10.0
 _SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
 
 
-def find_program(name: str) -> str:
-    """The path of a Mosquitto program; skips the test when it is missing (fails it in CI)."""
-    path = shutil.which(name, path=_SEARCH_PATH)
+_PACKAGES = {"nats-server": "nats-server", "rabbitmq-server": "rabbitmq-server"}
+
+
+def find_program(name: str, search_path: str = _SEARCH_PATH) -> str:
+    """The path of a broker program; skips the test when it is missing (fails it in CI)."""
+    path = shutil.which(name, path=search_path)
     if path is None:
-        reason = f"{name} not installed (Debian packages mosquitto and mosquitto-clients)"
+        package = _PACKAGES.get(name, "mosquitto and mosquitto-clients")
+        reason = f"{name} not installed (Debian package {package})"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason}: CI must install it (.ci/run does)", pytrace=False)
         pytest.skip(reason)
@@ -61,11 +72,12 @@ class MosquittoBroker:
     """``mosquitto -c CONF`` on a free port of 127.0.0.1; a context manager.
 
     Variants: ``persistence=True`` keeps messages in ``folder/data``; ``passwords={user: password}``
-    writes a hashed password file (``mosquitto_passwd``) and refuses anonymous clients.
+    writes a hashed password file (``mosquitto_passwd``) and refuses anonymous clients; ``acl`` is the
+    text of an ACL file (``user NAME`` / ``topic read|write|readwrite FILTER`` lines).
     """
 
     def __init__(self, folder: Path, *, persistence: bool = False, passwords: dict[str, str] | None = None,
-                 extra: str = "") -> None:
+                 acl: str | None = None, extra: str = "") -> None:
         self.binary = find_program("mosquitto")
         self.host = "127.0.0.1"
         self.port = free_port(self.host)
@@ -91,6 +103,10 @@ class MosquittoBroker:
             lines += ["allow_anonymous false", f"password_file {password_file}"]
         else:
             lines.append("allow_anonymous true")
+        if acl is not None:
+            acl_file = folder / "acl"
+            acl_file.write_text(acl)
+            lines.append(f"acl_file {acl_file}")
         if persistence:
             data = folder / "data"
             data.mkdir(exist_ok=True)
@@ -105,16 +121,8 @@ class MosquittoBroker:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([self.binary, "-c", str(self.config)], stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=log)
-        deadline = time.monotonic() + START_SECONDS
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            if _connack(self.host, self.port, timeout=1.0):
-                return self
-            time.sleep(0.05)  # polling the port for readiness, bounded by the deadline
-        self.stop()
-        raise RuntimeError(f"mosquitto did not answer a CONNECT on {self.host}:{self.port} within "
-                           f"{START_SECONDS:g} s: {self.log.read_text(errors='replace')!r}")
+        _wait_for_connack(self, "mosquitto", START_SECONDS)
+        return self
 
     def stop(self) -> None:
         """Stops our own mosquitto by its pid: SIGTERM, then kill."""
@@ -129,12 +137,138 @@ class MosquittoBroker:
         self.stop()
 
 
-def stop_process(proc: subprocess.Popen) -> None:
+def _wait_for_connack(broker: Any, name: str, seconds: float) -> None:
+    """Returns once the broker answers an MQTT CONNECT; stops it and raises with its log otherwise."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if broker.proc.poll() is not None:
+            break
+        if _connack(broker.host, broker.port, timeout=1.0):
+            return
+        time.sleep(0.1)  # polling the port for readiness, bounded by the deadline
+    broker.stop()
+    tail = broker.log.read_text(errors="replace")[-3000:]
+    raise RuntimeError(f"{name} did not answer an MQTT CONNECT on {broker.host}:{broker.port} within {seconds:g} s: {tail!r}")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A running broker as the conformance suite sees it: its id and where it listens."""
+
+    name: str
+    host: str
+    port: int
+    #: The embedded broker's BrokerThread (None for the others).
+    embedded: Any = field(default=None, compare=False)
+
+    def connection(self, **extra: Any) -> dict[str, Any]:
+        return {"host": self.host, "port": self.port, "connect_timeout": 10, "ack_timeout": 20, **extra}
+
+
+class NatsBroker:
+    """``nats-server -c CONF`` with JetStream (in ``folder/js``) and an MQTT listener on a free port.
+
+    NATS needs JetStream and a server name for MQTT; its client port is free too, HTTP monitoring off.
+    NATS sends an unacknowledged QoS 1 message again after ``ack_wait`` (default 30 s), not at the
+    reconnect: 5 s here, so that the redelivery case does not wait half a minute.
+    """
+
+    ACK_WAIT = 5
+
+    def __init__(self, folder: Path) -> None:
+        self.binary = find_program("nats-server")
+        self.host = "127.0.0.1"
+        self.port = free_port(self.host)  # MQTT
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.config = folder / "nats.conf"
+        self.log = folder / "nats.log"
+        self.proc: subprocess.Popen | None = None
+        self.config.write_text("\n".join([
+            f"server_name: conformance-{self.port}",
+            f"listen: {self.host}:{free_port(self.host)}",
+            f'jetstream {{ store_dir: "{folder / "js"}" }}',
+            f'mqtt {{ listen: {self.host}:{self.port}, ack_wait: "{self.ACK_WAIT}s" }}',
+        ]) + "\n")
+
+    def start(self) -> NatsBroker:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([self.binary, "-c", str(self.config)], stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=log)
+        _wait_for_connack(self, "nats-server", 30.0)
+        return self
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            stop_process(proc)
+
+
+class RabbitBroker:
+    """A RabbitMQ node of our own with the MQTT plugin, on free ports, everything in ``folder``.
+
+    Its node name, AMQP, distribution and MQTT ports, data and log folders, enabled-plugins file,
+    config and Erlang cookie (``HOME``) are all its own, so the system's node is never touched. Run
+    from ``/usr/lib/rabbitmq/bin`` (Debian's ``/usr/sbin`` wrapper switches to the ``rabbitmq`` user,
+    which could not read our folder). Slow to start: tens of seconds.
+    """
+
+    START_SECONDS = 120.0
+
+    def __init__(self, folder: Path) -> None:
+        self.binary = find_program("rabbitmq-server", "/usr/lib/rabbitmq/bin")
+        self.host = "127.0.0.1"
+        self.port = free_port(self.host)  # MQTT
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.log = folder / "rabbitmq.log"
+        self.proc: subprocess.Popen | None = None
+        for sub in ("home", "mnesia", "log"):
+            (folder / sub).mkdir(exist_ok=True)
+        (folder / "enabled_plugins").write_text("[rabbitmq_mqtt].\n")
+        (folder / "rabbitmq-env.conf").write_text("")
+        (folder / "rabbitmq.conf").write_text("\n".join([
+            f"mqtt.listeners.tcp.default = {self.host}:{self.port}",
+            "mqtt.allow_anonymous = true",
+        ]) + "\n")
+        self.env = {
+            **os.environ,
+            "HOME": str(folder / "home"),  # its own Erlang cookie
+            "RABBITMQ_NODENAME": f"conformance{self.port}@localhost",
+            "RABBITMQ_NODE_IP_ADDRESS": self.host,
+            "RABBITMQ_NODE_PORT": str(free_port(self.host)),
+            "RABBITMQ_DIST_PORT": str(free_port(self.host)),
+            "RABBITMQ_MNESIA_BASE": str(folder / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(folder / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(folder / "enabled_plugins"),
+            "RABBITMQ_CONFIG_FILE": str(folder / "rabbitmq.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(folder / "advanced.config"),
+            "RABBITMQ_CONF_ENV_FILE": str(folder / "rabbitmq-env.conf"),
+            "RABBITMQ_PID_FILE": str(folder / "rabbitmq.pid"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+        }
+
+    def start(self) -> RabbitBroker:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([self.binary], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         env=self.env, cwd=self.folder)
+        _wait_for_connack(self, "rabbitmq-server", self.START_SECONDS)
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM to our own rabbitmq-server script, which stops its Erlang node."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            stop_process(proc, 60)
+
+
+def stop_process(proc: subprocess.Popen, seconds: float = 10) -> None:
     """Stop a child this test suite started, by its own pid: SIGTERM, then kill."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(10)
+            proc.wait(seconds)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from brokers import MosquittoBroker, find_program
+from brokers import Endpoint, MosquittoBroker, NatsBroker, RabbitBroker, find_program
 from connector.harness.broker import BrokerThread
 from connector.harness.runtime import Runtime
 
@@ -45,6 +45,50 @@ def mosquitto_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Call
 def mosquitto(mosquitto_factory: Callable[..., MosquittoBroker]) -> MosquittoBroker:
     """Mosquitto 2.0 as a subprocess on a free port (anonymous, no persistence), for the session."""
     return mosquitto_factory()
+
+
+#: The brokers the conformance suite runs on (tests/test_conformance.py).
+BROKER_IDS = ("embedded", "mosquitto", "nats", "rabbitmq")
+
+
+@pytest.fixture(scope="session")
+def server_brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Endpoint]]:
+    """Starts NATS (MQTT listener) or a RabbitMQ node of our own (MQTT plugin) once per session, on demand."""
+    started: dict[str, NatsBroker | RabbitBroker] = {}
+    kinds = {"nats": NatsBroker, "rabbitmq": RabbitBroker}
+
+    failed: dict[str, str] = {}
+
+    def start(name: str) -> Endpoint:
+        if name in failed:  # a broker that did not start is not tried again by every test
+            pytest.fail(failed[name], pytrace=False)
+        if name not in started:
+            server = kinds[name](tmp_path_factory.mktemp(name))
+            try:
+                started[name] = server.start()
+            except RuntimeError as exc:
+                failed[name] = str(exc)
+                raise
+        running = started[name]
+        return Endpoint(name, running.host, running.port)
+
+    yield start
+    for running in started.values():
+        running.stop()
+
+
+@pytest.fixture(scope="session", params=BROKER_IDS)
+def any_broker(request: pytest.FixtureRequest) -> Endpoint:
+    """Each broker of the conformance suite in turn: the embedded broker, Mosquitto (persistence on),
+    NATS and RabbitMQ, each on free ports, started the same way (skipped locally when not installed)."""
+    name = request.param
+    if name == "embedded":
+        running = request.getfixturevalue("broker")
+        return Endpoint(name, running.host, running.port, embedded=running)
+    if name == "mosquitto":
+        running = request.getfixturevalue("mosquitto_factory")(persistence=True)
+        return Endpoint(name, running.host, running.port)
+    return request.getfixturevalue("server_brokers")(name)
 
 
 @pytest.fixture(scope="session")

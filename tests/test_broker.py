@@ -243,3 +243,66 @@ def test_canary_plain_amqtt_flags_queued_messages_retained(unique: str, clients:
         back = _away_and_back(plain.port, unique, clients)
     # If this fails, amqtt sends queued messages with RETAIN 0 itself: drop our workaround.
     assert [retain for *_, retain in back.messages] == [True, True]
+
+
+# -- an unacknowledged message is sent again when the persistent session comes back ----------
+
+def _unacked_then_back(port: int, unique: str, clients: Clients, qos: int = 1) -> list[tuple[bytes, int, bool]]:
+    """A persistent client receives a message and never acknowledges it (manual ack), disconnects;
+    back with the same client ID it collects (payload, qos, dup) of what the broker sends."""
+    client_id, topic = f"{unique}-unacked", f"{unique}/u"
+    got: list[tuple[bytes, int, bool]] = []
+    mids: list[int] = []
+    arrived = threading.Event()
+
+    def on_message(client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
+        got.append((message.payload, message.qos, bool(message.dup)))
+        mids.append(message.mid)
+        arrived.set()
+
+    def connect() -> paho.Client:
+        raw = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
+                          protocol=paho.MQTTv311, manual_ack=True)
+        raw.on_message = on_message
+        raw.connect("127.0.0.1", port, keepalive=30)
+        raw.loop_start()
+        return raw
+
+    first = connect()
+    try:
+        rc, _ = first.subscribe(topic, qos=qos)
+        assert rc == paho.MQTT_ERR_SUCCESS
+        subscriber = clients(port)  # a SUBACK round trip on another client: our SUBSCRIBE was handled first
+        subscriber.subscribe(topic, qos=qos)
+        clients(port).publish(topic, b"must not be lost", qos=qos)
+        assert arrived.wait(TIMEOUT), "the message did not arrive"
+    finally:
+        first.disconnect()  # never acknowledged
+        first.loop_stop()
+    del got[:], mids[:]
+    arrived.clear()
+    back = connect()
+    try:
+        arrived.wait(TIMEOUT)
+        time.sleep(QUIET)  # bounded: shows that nothing more arrives
+        for message_id in mids:  # acknowledge what came back
+            back.ack(message_id, qos)
+    finally:
+        back.disconnect()
+        back.loop_stop()
+    clients(port, client_id, clean_session=True)  # end the session at the broker
+    return got
+
+
+def test_unacknowledged_message_is_sent_again_with_dup_after_reconnect(broker: BrokerThread, unique: str,
+                                                                       clients: Clients) -> None:
+    # QoS 1 (a QoS 2 message is owned by the client once it sent PUBREC, which paho does at once:
+    # the broker then resends only the PUBREL, and paho answers an unknown PUBREL on its own).
+    assert _unacked_then_back(broker.port, unique, clients) == [(b"must not be lost", 1, True)]
+
+
+def test_canary_plain_amqtt_drops_unacknowledged_messages_on_disconnect(unique: str, clients: Clients) -> None:
+    with PlainBrokerThread(clients) as plain:
+        got = _unacked_then_back(plain.port, unique, clients)
+    # If this fails, amqtt keeps in-flight messages itself (issue 401): KeepInflightHandler can go.
+    assert got == []

@@ -235,9 +235,7 @@ def persistent(connection: dict, unique: str, runtime: Runtime) -> Iterator[dict
     runtime.check({**config, "clean_session": True})  # a clean connect deletes the session
 
 
-@pytest.mark.xfail(strict=True, reason="amqtt 0.12.1 drops in-flight QoS 1/2 state when a client disconnects "
-                   "(amqtt issue 401: inflight_out is popped in a finally), so the refused message is never "
-                   "redelivered to the persistent session")
+# Needs the embedded broker's fix for amqtt issue 401 (KeepInflightHandler in connector/harness/broker.py).
 def test_refused_message_is_redelivered_to_a_persistent_session(runtime: Runtime, persistent: dict,
                                                                 connection: dict, unique: str) -> None:
     topic = f"{unique}/orders"

@@ -16,8 +16,13 @@ Fixes, each shown by a test in tests/test_broker.py:
   client comes back, so a Listen would report ordinary messages as retained; they go out with
   RETAIN 0, as MQTT requires for a message that matches an established subscription.
 
-Not fixed (see docs/embedded-broker.md): no MQTT 5; in-flight QoS 1/2 state is dropped when a
-client disconnects.
+* In-flight messages of a session (amqtt issue 401): amqtt forgets a QoS 1/2 message it sent when
+  the acknowledgement does not come (the client disconnected, or 5 seconds passed), so a message a
+  persistent Listen did not acknowledge was never sent again. Our protocol handler keeps it in the
+  session's in-flight list; amqtt's own retry on reconnect then sends it again with DUP set
+  [MQTT-4.4.0-1] (or the PUBREL, for a QoS 2 message whose PUBREC came).
+
+Not fixed (see docs/embedded-broker.md): no MQTT 5.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ import threading
 from typing import Any
 
 from amqtt.broker import Broker
+from amqtt.mqtt.constants import QOS_1, QOS_2
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.mqtt.protocol.handler import OUTGOING
 from amqtt.plugins.base import BaseAuthPlugin
 from amqtt.session import Session
 
@@ -65,12 +73,43 @@ class _Broadcast(dict):  # type: ignore[type-arg]
         return super().get(key, default)
 
 
+class KeepInflightHandler(BrokerProtocolHandler):
+    """amqtt's protocol handler, but an outgoing QoS 1/2 message stays in the session's in-flight
+    list until it is acknowledged (PUBACK, or PUBCOMP for QoS 2) instead of being dropped when the
+    wait ends without one (disconnect, 5 s timeout): the retry on reconnect then resends it."""
+
+    async def _handle_qos1_message_flow(self, app_message: Any) -> None:
+        await self._keeping(super()._handle_qos1_message_flow, app_message, QOS_1)
+
+    async def _handle_qos2_message_flow(self, app_message: Any) -> None:
+        await self._keeping(super()._handle_qos2_message_flow, app_message, QOS_2)
+
+    async def _keeping(self, flow: Any, app_message: Any, qos: int) -> None:
+        session = self.session
+        try:
+            await flow(app_message)
+        finally:
+            done = app_message.puback_packet if qos == QOS_1 else app_message.pubcomp_packet
+            if (app_message.direction == OUTGOING and session is not None and done is None
+                    and app_message.publish_packet is not None and app_message.packet_id is not None):
+                # amqtt popped it in its own ``finally``: put it back for the retry on reconnect
+                session.inflight_out.setdefault(app_message.packet_id, app_message)
+
+
 class EmbeddedBroker(Broker):
     """amqtt's broker with the fixes described in this module's docstring."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._connecting: set[str] = set()
+
+    async def _handle_client_session(self, reader: Any, writer: Any, client_session: Session, handler: Any,
+                                     *args: Any, **kwargs: Any) -> None:
+        # amqtt builds a plain BrokerProtocolHandler from the CONNECT; ours only changes behaviour
+        # (no state of its own), so the instance takes our class before it handles anything.
+        if type(handler) is BrokerProtocolHandler:
+            handler.__class__ = KeepInflightHandler
+        await super()._handle_client_session(reader, writer, client_session, handler, *args, **kwargs)
 
     async def _publish_session_retained_messages(self, session: Session) -> None:
         # First step of amqtt's connect path: deliver what was queued while the client was
