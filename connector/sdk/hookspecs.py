@@ -121,9 +121,12 @@ def connector_listen(
 
     The connector subscribes, calls ``listener.subscribed(...)`` once the endpoint confirmed
     the subscriptions (again after every reconnect), and hands each incoming message to
-    ``listener.submit(document)``, one at a time, from one thread. It acknowledges a message
-    to the endpoint only when ``submit`` returned True; a message the process did not accept
-    is never acknowledged. After ``listener.stopping`` is set it submits nothing more and
+    ``listener.submit(document)``, one at a time, or several that arrived together to
+    ``listener.submit_batch(documents)``, always from one thread and in arrival order. It
+    acknowledges a message to the endpoint only when ``submit`` returned True, or when it is
+    among the first ``n`` documents of a batch for which ``submit_batch`` returned ``n`` (the
+    process wrote and flushed them before answering); a message the process did not accept is
+    never acknowledged. After ``listener.stopping`` is set it submits nothing more and
     returns within about a second.
 
     :returns: how many documents the process accepted.

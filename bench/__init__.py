@@ -1,0 +1,1 @@
+"""Benchmarks: the connector side by side with raw paho-mqtt (see bench/run.py, docs/performance.md)."""
