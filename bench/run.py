@@ -68,7 +68,7 @@ class Mosquitto:
             # a persistent session's backlog must hold a whole workload (the default drops past 1000)
             "max_queued_messages 0", "max_queued_bytes 0", "queue_qos0_messages true",
             # the broker's window towards each client, the same as the clients' (connector default)
-            "max_inflight_messages 100",
+            "max_inflight_messages 20",
         ]
         if os.geteuid() == 0:
             lines.append("user root")  # else it drops to 'mosquitto', which cannot read our temp folder

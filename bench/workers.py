@@ -23,7 +23,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 #: The connector's documented default in-flight window (connection schema ``max_inflight``).
-DEFAULT_WINDOW = 100
+DEFAULT_WINDOW = 20
 
 
 def payloads(count: int, size: int) -> Iterator[bytes]:

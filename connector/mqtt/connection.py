@@ -84,6 +84,8 @@ class MqttConnection:
         self.refused: dict[int, str] = {}
         #: MQTT 5: the largest packet the broker accepts (CONNACK Maximum Packet Size), None when it sets none.
         self.max_packet_size: int | None = None
+        #: MQTT 5: how many QoS 1/2 messages the broker takes unacknowledged (CONNACK Receive Maximum).
+        self.receive_maximum: int | None = None
         self._tls_error: str | None = None
         self.inbox: queue.Queue[paho.MQTTMessage] = queue.Queue(INBOX_SIZE)
         self.subscriptions: list[tuple[str, int]] = []
@@ -99,6 +101,13 @@ class MqttConnection:
     def __repr__(self) -> str:  # never the password or the key passphrase
         return (f"MqttConnection({self.host}:{self.port}, client_id={self.client_id!r}, "
                 f"MQTT {self.protocol_name}{', TLS' if self.tls else ''})")
+
+    @property
+    def window(self) -> int:
+        """How many published messages may await confirmation: the configured window, never more
+        than the broker's Receive Maximum (MQTT 5)."""
+        configured: int = self.config["max_inflight"]
+        return min(configured, self.receive_maximum) if self.receive_maximum else configured
 
     @property
     def protocol_name(self) -> str:
@@ -269,6 +278,10 @@ class MqttConnection:
         if self._ever_connected:
             log.warning("reconnected to %s:%s (session present: %s)", self.host, self.port, flags.session_present)
         self.max_packet_size = getattr(properties, "MaximumPacketSize", None)
+        # paho ignores the Receive Maximum an MQTT 5 broker announces (and cannot change its own
+        # window on an open connection); Send keeps at most `window` messages unconfirmed, so paho
+        # never has more in flight. More would be a protocol error, and Mosquitto loses QoS 2 then.
+        self.receive_maximum = getattr(properties, "ReceiveMaximum", None)
         self._ever_connected = True
         self._connect_error = None
         self._connack.set()

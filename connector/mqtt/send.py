@@ -1,6 +1,6 @@
 """The Send action: publish a stream of documents, one Result per document, in order.
 
-Documents are read lazily and at most ``max_inflight`` of them wait for the broker at once, so
+Documents are read lazily and at most ``conn.window`` of them wait for the broker at once, so
 memory stays bounded and a slow broker slows the input down. A QoS 1/2 document is SUCCESS
 only when PUBACK/PUBCOMP came; QoS 0 when it was written to the connection.
 """
@@ -61,7 +61,7 @@ def _results(conn: MqttConnection, operation: Mapping[str, Any], documents: Iter
     default_topic: str = operation["topic"]
     qos: int = operation["qos"]
     retain: bool = operation["retained"]
-    window_size: int = conn.config["max_inflight"]
+    window_size = conn.window
     ack_timeout: float = conn.config["ack_timeout"]
     window: deque[_Pending] = deque()
     append, popleft = window.append, window.popleft
