@@ -73,13 +73,14 @@ def _subscribe_all(client: paho.Client, filters: list[str]) -> None:
     done = threading.Event()
     lock = threading.Lock()
     refused: list[str] = []
+    issued = False  # SUBACKs can empty `pending` before the last SUBSCRIBE is even sent
 
     def on_subscribe(c: paho.Client, u: object, mid: int, reasons: list, p: object) -> None:
         with lock:
             name = pending.pop(mid)
             if any(r.is_failure for r in reasons):
                 refused.append(name)
-            if not pending:
+            if issued and not pending:
                 done.set()
 
     client.on_subscribe = on_subscribe
@@ -90,6 +91,10 @@ def _subscribe_all(client: paho.Client, filters: list[str]) -> None:
             rc, mid = client.subscribe(topic_filter, qos=1, properties=properties)
             assert rc == paho.MQTT_ERR_SUCCESS
             pending[mid] = topic_filter
+    with lock:
+        issued = True
+        if not pending:
+            done.set()
     assert done.wait(WAIT), f"SUBACKs missing for {list(pending.values())[:5]}"
     assert refused == [], f"Mosquitto refused filters our validator accepts: {refused}"
 
