@@ -400,6 +400,27 @@ def test_a_document_over_the_brokers_maximum_packet_size_is_refused_and_the_rest
     assert [d.payload for d in watcher.documents] == [b"first", b"x" * fits, b"last"]
 
 
+def test_mqtt311_documents_over_the_configured_maximum_packet_size_are_refused_and_the_rest_sent(
+        small_packets: MosquittoBroker, unique: str) -> None:
+    """MQTT 3.1.1 brokers announce no limit: the connection's max_packet_size tells the connector."""
+    from connector.mqtt.send import publish_packet_size
+
+    topic = f"{unique}/big311"
+    runtime = Runtime()
+    connection = {"host": small_packets.host, "port": small_packets.port, "connect_timeout": 5, "ack_timeout": 5,
+                  "max_packet_size": LIMIT}
+    fits = max(n for n in range(LIMIT) if publish_packet_size(topic, n, 1, False)[0] <= LIMIT)
+    payloads = [b"first", b"x" * fits, b"y" * (fits + 1), b"last"]
+    watch = {"host": small_packets.host, "port": small_packets.port}
+    with runtime.listen_in_background(watch, {"action": "listen", "topic": topic, "qos": 1}, count=3,
+                                      timeout=WAIT) as watcher:
+        watcher.wait_ready()
+        results = list(runtime.send(connection, {"action": "send", "topic": topic, "qos": 1}, payloads))
+    assert [r.status.value for r in results] == ["SUCCESS", "SUCCESS", "APPLICATION_ERROR", "SUCCESS"], results
+    assert f"at most {LIMIT:,} bytes" in (results[2].error or "")
+    assert [d.payload for d in watcher.documents] == [b"first", b"x" * fits, b"last"]
+
+
 def test_mqtts_own_limit_is_checked_without_building_the_packet() -> None:
     from connector.mqtt.send import MAX_PAYLOAD, oversize, publish_packet_size
 

@@ -82,8 +82,9 @@ class MqttConnection:
         self.tls: bool = uses_tls(config)
         #: MQTT 5: mid -> the broker's reason for refusing a published message (PUBACK/PUBCOMP >= 0x80).
         self.refused: dict[int, str] = {}
-        #: MQTT 5: the largest packet the broker accepts (CONNACK Maximum Packet Size), None when it sets none.
-        self.max_packet_size: int | None = None
+        #: The largest packet the broker accepts: the configured max_packet_size, lowered by an MQTT 5
+        #: broker's CONNACK Maximum Packet Size; None when neither sets one.
+        self.max_packet_size: int | None = config.get("max_packet_size")
         #: MQTT 5: how many QoS 1/2 messages the broker takes unacknowledged (CONNACK Receive Maximum).
         self.receive_maximum: int | None = None
         self._tls_error: str | None = None
@@ -277,7 +278,9 @@ class MqttConnection:
             return
         if self._ever_connected:
             log.warning("reconnected to %s:%s (session present: %s)", self.host, self.port, flags.session_present)
-        self.max_packet_size = getattr(properties, "MaximumPacketSize", None)
+        announced = getattr(properties, "MaximumPacketSize", None)
+        configured = self.config.get("max_packet_size")
+        self.max_packet_size = min(filter(None, (announced, configured)), default=None)
         # paho ignores the Receive Maximum an MQTT 5 broker announces (and cannot change its own
         # window on an open connection); Send keeps at most `window` messages unconfirmed, so paho
         # never has more in flight. More would be a protocol error, and Mosquitto loses QoS 2 then.

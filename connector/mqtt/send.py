@@ -89,7 +89,7 @@ def _publish(conn: MqttConnection, index: int, document: Document, default_topic
     payload = document.payload
     # The size check grows with the payload only: once a size fits a topic (and the broker's
     # limit, which a reconnect may change), every smaller one does, without computing it again.
-    size, fits_key = len(payload), (topic, getattr(conn, "max_packet_size", None))
+    size, fits_key = len(payload), (topic, conn.max_packet_size)
     if size > fits.get(fits_key, -1):
         too_big = oversize(conn, topic, size, qos)
         if too_big is not None:
@@ -128,10 +128,10 @@ def oversize(conn: MqttConnection, topic: str, payload_size: int, qos: int, prop
     if remaining > MAX_PAYLOAD:
         return (f"the message is {remaining:,} bytes after its fixed header (payload {payload_size:,}); "
                 f"MQTT carries at most {MAX_PAYLOAD:,}")
-    limit = getattr(conn, "max_packet_size", None)
+    limit = conn.max_packet_size
     if limit is not None and packet > limit:
         return (f"the message is a {packet:,}-byte packet (payload {payload_size:,}); the broker accepts "
-                f"packets of at most {limit:,} bytes (its Maximum Packet Size)")
+                f"packets of at most {limit:,} bytes (its maximum packet size)")
     return None
 
 
