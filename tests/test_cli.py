@@ -7,7 +7,6 @@ import base64
 import json
 import queue
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -20,7 +19,7 @@ from jsonschema import Draft202012Validator
 
 from connector.harness.broker import BrokerThread, free_port
 from connector.harness.runtime import BackgroundListen, Runtime
-from brokers import stop_process
+from brokers import silent_tcp_server, stop_process
 from conftest import run_cli, start_cli
 
 QUIET = 0.5  # bounded wait that shows nothing (more) arrives; never used to synchronise
@@ -119,30 +118,8 @@ class LineReader:
 @pytest.fixture
 def silent_server() -> Iterator[int]:
     """A TCP server that accepts connections and never says a word (not an MQTT broker)."""
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    server.settimeout(0.2)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept()[0])
-            except (TimeoutError, OSError):
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(5)
-        for conn in accepted:
-            conn.close()
-        server.close()
+    with silent_tcp_server() as port:
+        yield port
 
 
 # -- send, then listen -------------------------------------------------------------------------

@@ -23,10 +23,7 @@ import json
 import logging
 import os
 import signal
-import socket
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,7 +34,7 @@ import pytest
 from connector.harness import cli
 from connector.harness.broker import BrokerThread, free_port
 from connector.harness.runtime import Runtime
-from brokers import MosquittoBroker
+from brokers import MosquittoBroker, silent_tcp_server
 from conftest import run_cli
 
 SECONDS = 5.0
@@ -230,28 +227,8 @@ def test_the_corpus_is_large_enough() -> None:
 @pytest.fixture(scope="module")
 def silent_port() -> Iterator[int]:
     """A TCP server that accepts connections and never says a word (not an MQTT broker)."""
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    server.settimeout(0.2)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join(5)
-    for conn in accepted:
-        conn.close()
-    server.close()
+    with silent_tcp_server() as port:
+        yield port
 
 
 @dataclass

@@ -168,14 +168,19 @@ def build_parser() -> Parser:
 
 # -- helpers ---------------------------------------------------------------------------------
 
-def load_json_file(path: str, what: str) -> Any:
+def _read_text(path: str, what: str, first_line: bool = False) -> str:
+    """A UTF-8 file's text (or its first line, without the newline); UsageError in words."""
     try:
         with open(path, encoding="utf-8") as f:
-            text = f.read()
+            return f.readline().rstrip("\r\n") if first_line else f.read()
     except OSError as exc:
         raise UsageError(f"cannot read the {what} file {path!r}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise UsageError(f"the {what} file {path!r} is not UTF-8 text") from None
+
+
+def load_json_file(path: str, what: str) -> Any:
+    text = _read_text(path, what)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -217,14 +222,7 @@ def connection_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def _read_password_file(path: str) -> str:
     """The first line of the file, without its newline."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            line = f.readline()
-    except OSError as exc:
-        raise UsageError(f"cannot read the password file {path!r}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"the password file {path!r} is not UTF-8 text") from None
-    return line.rstrip("\r\n")
+    return _read_text(path, "password", first_line=True)
 
 
 def _strip_newline(line: bytes) -> bytes:
@@ -244,6 +242,19 @@ def _read_files(paths: Sequence[str]) -> Iterator[bytes]:
     for path in paths:
         with open(path, "rb") as f:
             yield f.read()
+
+
+def _stdin_whole() -> Iterator[bytes]:
+    yield sys.stdin.buffer.read()
+
+
+def _input_documents(files: Sequence[str] | None, lines: bool, otherwise: Iterator[bytes]) -> Iterator[bytes]:
+    """The documents of a Send: each file (all checked before anything is sent), each line of
+    standard input, or ``otherwise``; read lazily as they are sent."""
+    if files:
+        _check_files(files)
+        return _read_files(files)
+    return _stdin_lines() if lines else otherwise
 
 
 def _check_files(paths: Sequence[str]) -> None:
@@ -331,13 +342,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         operation["qos"] = args.qos
     if args.retained:
         operation["retained"] = True
-    if args.file:
-        _check_files(args.file)
-        documents: Any = _read_files(args.file)
-    elif args.lines:
-        documents = _stdin_lines()
-    else:
-        documents = (m.encode("utf-8") for m in args.message)
+    documents = _input_documents(args.file, args.lines, (m.encode("utf-8") for m in args.message or ()))
     runtime = Runtime()
     results = runtime.send(connection_from_args(args), operation, documents)
     qos = operation.get("qos", 0)
@@ -375,13 +380,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _listen_and_report(runtime, connection, operation, args.count, args.timeout, connector_id)
     if args.count is not None or args.timeout is not None:
         raise UsageError("--count and --timeout are for a Listen")
-    if args.inputs:
-        _check_files(args.inputs)
-        documents: Any = _read_files(args.inputs)
-    elif args.lines:
-        documents = _stdin_lines()
-    else:
-        documents = iter([sys.stdin.buffer.read()])
+    documents = _input_documents(args.inputs, args.lines, _stdin_whole())
     results = runtime.send(connection, operation, documents, connector_id=connector_id)
     topic = operation.get("topic") if isinstance(operation, dict) else None
     return _report_send(results, args.results, f"to {topic!r}")
