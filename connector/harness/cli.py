@@ -17,8 +17,6 @@ from typing import Any
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CONNECT = 0, 1, 2, 3
 PASSWORD_ENV = "MQTT_PASSWORD"
 KEY_PASSWORD_ENV = "MQTT_KEY_PASSWORD"
-#: Connection fields that hold secrets (the connection schema marks them writeOnly).
-SECRET_FIELDS = ("password", "key_password")
 
 
 class UsageError(Exception):
@@ -188,6 +186,17 @@ def load_json_file(path: str, what: str) -> Any:
                          f"column {exc.colno}") from None
 
 
+def _remember_secrets(connection: Any, connector_id: str | None = None) -> None:
+    """Mask every secret of a connection configuration (the fields its schema marks writeOnly)."""
+    if not isinstance(connection, dict):
+        return
+    from connector.harness.runtime import DEFAULT_CONNECTOR, Runtime
+    from connector.sdk.manifest import secret_fields
+
+    for name in secret_fields(Runtime().manifest(connector_id or DEFAULT_CONNECTOR).connection_schema):
+        _remember_secret(connection.get(name))
+
+
 def _remember_secret(value: Any) -> None:
     if isinstance(value, str) and value:
         _redact.secrets.add(value)
@@ -200,8 +209,7 @@ def connection_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if not isinstance(loaded, dict):
             raise UsageError(f"the connection file {args.connection!r} must hold a JSON object")
         config.update(loaded)
-    for name in SECRET_FIELDS:  # masked at once, even if the file turns out to be invalid
-        _remember_secret(config.get(name))
+    _remember_secrets(config)  # masked at once, even if the file turns out to be invalid
     if os.environ.get(PASSWORD_ENV):
         config["password"] = os.environ[PASSWORD_ENV]
     if os.environ.get(KEY_PASSWORD_ENV):
@@ -209,20 +217,14 @@ def connection_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "password_file", None):
         if getattr(args, "password", None) is not None:
             raise UsageError("give --password or --password-file, not both")
-        config["password"] = _read_password_file(args.password_file)
+        config["password"] = _read_text(args.password_file, "password", first_line=True)
     for name in ("host", "port", "client_id", "username", "password", "protocol", "tls", "ca_file", "cert_file",
                  "key_file", "key_password", "tls_insecure"):
         value = getattr(args, name, None)
         if value is not None:
             config[name] = value
-    for name in SECRET_FIELDS:
-        _remember_secret(config.get(name))
+    _remember_secrets(config)
     return config
-
-
-def _read_password_file(path: str) -> str:
-    """The first line of the file, without its newline."""
-    return _read_text(path, "password", first_line=True)
 
 
 def _strip_newline(line: bytes) -> bytes:
@@ -368,10 +370,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     connection = load_json_file(args.connection, "connection")
     operation = load_json_file(args.operation, "operation")
-    if isinstance(connection, dict):
-        for name in SECRET_FIELDS:
-            _remember_secret(connection.get(name))
     connector_id = args.connector or DEFAULT_CONNECTOR
+    _remember_secrets(connection, connector_id)
     runtime = Runtime()
     action = operation.get("action") if isinstance(operation, dict) else None
     if action == "listen":

@@ -74,10 +74,7 @@ class ProcessListener(Listener):
         except Exception as exc:
             self._refuse(document, exc)
             return False
-        self.accepted += 1
-        if self.count is not None and self.accepted >= self.count:
-            self.reason = "count"
-            self.stop()
+        self._took(1)
         return True
 
     def submit_batch(self, documents: list[Document]) -> int:
@@ -105,11 +102,14 @@ class ProcessListener(Listener):
         except Exception as exc:
             self._refuse(documents[0], exc)
             return 0
-        self.accepted += written
+        self._took(written)
+        return written
+
+    def _took(self, accepted: int) -> None:
+        self.accepted += accepted
         if self.count is not None and self.accepted >= self.count:
             self.reason = "count"
             self.stop()
-        return written
 
     def _refuse(self, document: Document, exc: Exception) -> None:
         self.error = f"{type(exc).__name__}: {exc}"

@@ -65,11 +65,7 @@ class JsonLinesSink:
 
     def write(self, document: Document) -> None:
         # document_to_json without the copy of the properties, which only correlation_data needs
-        payload = document.payload
-        try:
-            text, encoding = payload.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError:
-            text, encoding = base64.b64encode(payload).decode("ascii"), "base64"
+        text, encoding = _text_or_base64(document.payload)
         properties = document.properties
         if isinstance(properties.get("correlation_data"), (bytes, bytearray)):
             properties = document_to_json(document)["properties"]

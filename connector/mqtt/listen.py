@@ -11,7 +11,7 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from connector.mqtt.connection import MqttConnection
-from connector.mqtt.topics import TopicError, check_topic_filter, matches
+from connector.mqtt.topics import matches, operation_problems
 from connector.sdk.documents import Document
 from connector.sdk.errors import ConfigError
 from connector.sdk.listener import Listener
@@ -28,14 +28,11 @@ LINGER_SECONDS = 0.001
 
 def topic_filters(operation: Mapping[str, Any]) -> list[str]:
     """The operation's filters (``topic`` is one filter or a list), each checked."""
+    problems = operation_problems(operation)
+    if problems:
+        raise ConfigError("; ".join(problems), problems)
     topics = operation["topic"]
-    filters = [topics] if isinstance(topics, str) else list(topics)
-    for topic_filter in filters:
-        try:
-            check_topic_filter(topic_filter)
-        except TopicError as exc:
-            raise ConfigError(str(exc)) from None
-    return filters
+    return [topics] if isinstance(topics, str) else list(topics)
 
 
 def to_document(message: paho.MQTTMessage) -> Document:

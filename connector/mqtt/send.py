@@ -17,7 +17,7 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from connector.mqtt.connection import MqttConnection, reason_text
-from connector.mqtt.topics import TopicError, check_topic_name
+from connector.mqtt.topics import TopicError, check_topic_name, operation_problems
 from connector.sdk.documents import Document, Result, Status
 from connector.sdk.errors import ConfigError
 
@@ -50,10 +50,9 @@ def _published(info: paho.MQTTMessageInfo, timeout: float) -> bool:
 def send(conn: MqttConnection, operation: Mapping[str, Any], documents: Iterable[Document]) -> Iterator[Result]:
     """Check the operation, then return an iterator that publishes each document lazily and
     yields exactly one Result per document, in input order."""
-    try:
-        check_topic_name(operation["topic"])
-    except TopicError as exc:
-        raise ConfigError(str(exc)) from None
+    problems = operation_problems(operation)
+    if problems:
+        raise ConfigError("; ".join(problems), problems)
     return _results(conn, operation, documents)
 
 
@@ -123,7 +122,7 @@ def publish_packet_size(topic: str, payload_size: int, qos: int, mqtt5: bool, pr
 def oversize(conn: MqttConnection, topic: str, payload_size: int, qos: int, properties_size: int = 0) -> str | None:
     """Why the document cannot be sent whole, or None. Checked before publishing: Mosquitto drops the
     whole connection on a packet over its maximum, and MQTT cannot frame one over its own limit."""
-    packet, remaining = publish_packet_size(topic, payload_size, qos, bool(getattr(conn, "mqtt5", False)),
+    packet, remaining = publish_packet_size(topic, payload_size, qos, conn.mqtt5,
                                             properties_size)
     if remaining > MAX_PAYLOAD:
         return (f"the message is {remaining:,} bytes after its fixed header (payload {payload_size:,}); "

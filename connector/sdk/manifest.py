@@ -140,7 +140,9 @@ def _whole_numbers(schema: Mapping[str, Any], config: Mapping[str, Any]) -> dict
 
 def _wants_integer(prop: Mapping[str, Any]) -> bool:
     options = prop.get("oneOf", [])
-    return prop.get("type") == "integer" or (bool(options) and all(type(o.get("const")) is int for o in options))
+    kinds = prop.get("type")
+    return "integer" in (kinds if isinstance(kinds, list) else [kinds]) or (
+        bool(options) and all(type(o.get("const")) is int for o in options))
 
 
 def _path(error: ValidationError) -> str:
