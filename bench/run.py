@@ -1,8 +1,8 @@
 """The connector side by side with raw paho-mqtt, through a Mosquitto of its own.
 
-    python -m bench              # the full run (about 6 minutes on 2 cores)
+    python -m bench              # the full run, 5 repeats (3 took about 6 minutes on 2 cores)
     python -m bench --quick      # a smoke run (a tenth of the messages, one repeat)
-    python bench/run.py --repeats 5
+    python bench/run.py --repeats 7
 
 Starts Mosquitto on a free port with its own configuration (never the system one), then, with A/B
 runs interleaved (the order alternates at every repeat), measures:
@@ -547,12 +547,12 @@ def chart(results: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a smoke run: a tenth of the messages, one repeat")
-    p.add_argument("--repeats", type=int, help="A/B repeats per workload (default 3; --quick 1)")
+    p.add_argument("--repeats", type=int, help="A/B repeats per workload (default 5; --quick 1)")
     p.add_argument("--out", default=str(ROOT / "docs"), help="where bench-results.json and bench.png go (default docs/)")
     p.add_argument("--skip", action="append", default=[], choices=["throughput", "latency", "rss", "profile"],
                    help="leave a part out (repeatable)")
     args = p.parse_args(argv)
-    repeats = args.repeats or (1 if args.quick else 3)
+    repeats = args.repeats or (1 if args.quick else 5)
     scale = 0.1 if args.quick else 1.0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from connector.sdk.documents import Document, Result, Status
 from connector.sdk.errors import ConfigError, PluginError
 from connector.sdk.listener import Listener
 from connector.sdk.manifest import Manifest
-from connector.sdk.plugins import BLOCK_ENV, ENTRY_POINT_GROUP, Connectors, create_plugin_manager
+from connector.sdk.plugins import BLOCK_ENV, CHECK_ENV, ENTRY_POINT_GROUP, Connectors, create_plugin_manager
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_ATTR = f"{hookspecs.PROJECT}_spec"
@@ -381,6 +381,37 @@ def test_mqtt_is_still_dispatched_to_mqtt(two: Runtime, fake: FakeConnector) -> 
     assert two.manifest("mqtt").id == "mqtt"
     assert two.connectors.hook.connector_open(connector_id="nobody", connection={}) is None
     assert fake.calls == []
+
+
+class BrokenSchemaConnector(FakeConnector):
+    """A connector whose connection schema is not a valid JSON Schema (a misspelled type)."""
+
+    ID = "broken"
+
+    @hookimpl
+    def connector_manifest(self) -> Manifest:
+        good = super().connector_manifest()
+        schema = {"type": "object", "properties": {"path": {"type": "strnig"}}}
+        return Manifest(**{**vars(good), "id": self.ID, "connection_schema": schema})
+
+
+def test_installed_connectors_pass_the_authors_check() -> None:
+    # what a run skips (metaschemas), a connector's test suite runs at registration
+    assert set(Connectors(create_plugin_manager(), check=True).manifests) == {"mqtt"}
+
+
+def test_the_authors_check_at_registration_fails_loudly_on_a_broken_connector(monkeypatch: pytest.MonkeyPatch) -> None:
+    pm = create_plugin_manager(plugins=[BrokenSchemaConnector()])
+    with pytest.raises(PluginError, match=r"^broken/- is not a valid JSON Schema: properties/path/type: "):
+        Connectors(pm, check=True).manifests
+    monkeypatch.setenv(CHECK_ENV, "1")
+    with pytest.raises(PluginError, match="is not a valid JSON Schema"):
+        Connectors(pm).manifests
+    monkeypatch.setenv(CHECK_ENV, "0")
+    runtime = Runtime(Connectors(pm))  # a run does not check at load ...
+    assert set(runtime.connectors.manifests) == {"mqtt", "broken"}
+    with pytest.raises(PluginError, match="is not a valid JSON Schema: properties/path/type: "):
+        runtime.check({"path": "/x"}, connector_id="broken")  # ... but fails as loudly when it meets the fault
 
 
 def test_two_connectors_with_one_id_are_refused(fake: FakeConnector) -> None:

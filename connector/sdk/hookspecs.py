@@ -34,6 +34,9 @@ def connector_manifest() -> Manifest:
     Called once per plugin (not ``firstresult``): the runtime collects every installed
     connector's manifest, keyed by ``manifest.id``. Must not open connections or do I/O other
     than reading the connector's own package data.
+
+    Runs do not check the manifest and schemas against their metaschemas (it costs more than
+    loading them): the connector's tests call ``Manifest.load(package).check()``.
     """
 
 

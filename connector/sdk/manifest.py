@@ -3,21 +3,36 @@
 The schemas are the single source of truth for options, defaults and help text: code asks
 the manifest for them and never repeats them. Validation reports every problem at once, each
 with its JSON path and a sentence, and never shows the value of a secret (``writeOnly``) field.
+
+Two kinds of checks, for two people:
+
+- a *configuration* (what a user gives) is validated against the connector's schemas on every
+  operation, completely, with jsonschema (imported on first use, then one compiled validator
+  per schema, kept with the manifest);
+- the *connector itself* (manifest.json against the SDK's manifest schema, each schema against
+  the JSON Schema 2020-12 metaschema) is the connector author's business: :meth:`Manifest.check`
+  (also ``python -m connector.sdk.manifest PACKAGE`` and ``Connectors(pm, check=True)``), run by
+  the connector's test suite. It is not repeated on every run: it cost more than the rest of
+  loading. A run still fails with a :class:`PluginError` naming the file when manifest.json lacks
+  what the runtime reads, when a file is not JSON, or when a schema breaks validation.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from connector.sdk.errors import ConfigError, PluginError
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 REDACTED = "********"
 
@@ -39,6 +54,37 @@ def _check(validator: Draft202012Validator, instance: Any, what: str) -> None:
         raise PluginError(f"{what} is not valid: " + "; ".join(problems))
 
 
+#: What :meth:`Manifest.load` reads from manifest.json, and the JSON type each must have. The
+#: whole manifest schema is checked by :meth:`Manifest.check`; this is the part a run relies on.
+_FIELDS = {"id": str, "name": str, "version": str, "description": str, "connection_schema": str,
+           "operation_schema": str, "actions": dict, "document_properties": dict}
+_JSON_TYPE = {str: "a string", dict: "an object"}
+
+
+def _shape(raw: Any, what: str) -> None:
+    """The fields a run reads are there, each of its type; else a PluginError naming them."""
+    if not isinstance(raw, dict):
+        raise PluginError(f"{what} is not valid: (top level): it must be a JSON object")
+    problems = [f"(top level): {name!r} is a required property" for name in _FIELDS if name not in raw]
+    problems += [f"{name}: must be {_JSON_TYPE[kind]}" for name, kind in _FIELDS.items()
+                 if name in raw and not isinstance(raw[name], kind)]
+    if problems:
+        raise PluginError(f"{what} is not valid: " + "; ".join(problems))
+
+
+def _schema_error(schema: Any) -> str | None:
+    """What is wrong with ``schema`` as a JSON Schema 2020-12, or None (imports jsonschema)."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
+        return f"{where}: {exc.message}"
+    return None
+
+
 @dataclass(frozen=True)
 class Manifest:
     """A connector's manifest with its two schemas loaded."""
@@ -52,19 +98,23 @@ class Manifest:
     connection_schema: dict[str, Any]
     operation_schema: dict[str, Any]
     raw: dict[str, Any] = field(repr=False)
+    #: The package the manifest was loaded from ("" when built in code): named in errors.
+    package: str = field(default="", repr=False, compare=False)
 
     @classmethod
     def load(cls, package: str) -> Manifest:
-        """Read ``manifest.json`` and the schemas it names from ``package`` (works from a wheel)."""
+        """Read ``manifest.json`` and the schemas it names from ``package`` (works from a wheel).
+
+        Checks what a run relies on (the fields it reads, JSON objects); the full checks of the
+        files against their metaschemas are :meth:`check`'s, for the connector's tests.
+        """
         raw = _read_json(package, "manifest.json")
-        _check(Draft202012Validator(_manifest_schema()), raw, f"{package}/manifest.json")
+        _shape(raw, f"{package}/manifest.json")
         schemas = {}
         for key in ("connection_schema", "operation_schema"):
             schema = _read_json(package, raw[key])
-            try:
-                Draft202012Validator.check_schema(schema)
-            except Exception as exc:  # SchemaError: a broken connector, say which file
-                raise PluginError(f"{package}/{raw[key]} is not a valid JSON Schema: {exc}") from None
+            if not isinstance(schema, (dict, bool)):
+                raise PluginError(f"{package}/{raw[key]} is not a valid JSON Schema: it must be a JSON object")
             schemas[key] = schema
         return cls(
             id=raw["id"],
@@ -76,7 +126,26 @@ class Manifest:
             connection_schema=schemas["connection_schema"],
             operation_schema=schemas["operation_schema"],
             raw=raw,
+            package=package,
         )
+
+    def check(self) -> Manifest:
+        """The connector author's check: manifest.json against the SDK's manifest schema and
+        both schemas against the JSON Schema 2020-12 metaschema, every problem in one
+        :class:`PluginError` naming the file. Returns the manifest itself.
+
+        A connector's test suite calls it (``Manifest.load("my.package").check()``), as does
+        ``python -m connector.sdk.manifest PACKAGE``; runs skip it (see the module's docstring).
+        """
+        from jsonschema import Draft202012Validator
+
+        where = self.package or self.id
+        _check(Draft202012Validator(_manifest_schema()), self.raw, f"{where}/manifest.json")
+        for key in ("connection_schema", "operation_schema"):
+            problem = _schema_error(getattr(self, key))
+            if problem is not None:
+                raise PluginError(f"{where}/{self.raw.get(key, key)} is not a valid JSON Schema: {problem}")
+        return self
 
     def to_json(self) -> dict[str, Any]:
         """The manifest with both schemas inlined (what ``describe --json`` prints)."""
@@ -84,11 +153,22 @@ class Manifest:
 
     def validate_connection(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """Validate a connection configuration; return it with the schema's defaults filled in."""
-        return validate(self.connection_schema, config, "connection")
+        return validate(self.connection_schema, config, "connection", self._validators["connection_schema"],
+                        self._named("connection_schema"))
 
     def validate_operation(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """Validate an operation configuration; return it with the schema's defaults filled in."""
-        return validate(self.operation_schema, config, "operation")
+        return validate(self.operation_schema, config, "operation", self._validators["operation_schema"],
+                        self._named("operation_schema"))
+
+    def _named(self, key: str) -> str:
+        return f"{self.package or self.id}/{self.raw.get(key, key)}"
+
+    @cached_property
+    def _validators(self) -> dict[str, _Compiled]:
+        """One compiled validator per schema, built on first use and kept (not a dataclass field)."""
+        return {"connection_schema": _Compiled(self.connection_schema),
+                "operation_schema": _Compiled(self.operation_schema)}
 
 
 _MANIFEST_SCHEMA: dict[str, Any] | None = None
@@ -101,9 +181,12 @@ def _manifest_schema() -> dict[str, Any]:
     return _MANIFEST_SCHEMA
 
 
-def defaults(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """The top-level properties' defaults."""
-    return {name: prop["default"] for name, prop in schema.get("properties", {}).items() if "default" in prop}
+def defaults(schema: Mapping[str, Any], config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The top-level properties' defaults; with ``config``, a property marked ``"x-actions"`` (the
+    actions it is for) only when the configuration's ``action`` is one of them."""
+    action = (config or {}).get("action")
+    return {name: prop["default"] for name, prop in schema.get("properties", {}).items()
+            if "default" in prop and (config is None or action in prop.get("x-actions", (action,)))}
 
 
 def secret_fields(schema: Mapping[str, Any]) -> set[str]:
@@ -117,14 +200,53 @@ def redact(schema: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, An
     return {k: (REDACTED if k in hidden and v else v) for k, v in config.items()}
 
 
-def validate(schema: Mapping[str, Any], config: Any, what: str) -> dict[str, Any]:
-    """Validate ``config`` against ``schema``; raise one ConfigError listing every problem."""
-    validator = Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+class _Compiled:
+    """A schema's jsonschema validator, built on first use; whether the schema itself was
+    checked against the metaschema (done once, and only when validation went wrong)."""
+
+    def __init__(self, schema: Mapping[str, Any]) -> None:
+        self.schema = schema
+        self._validator: Draft202012Validator | None = None
+        self.checked = False
+
+    @property
+    def validator(self) -> Draft202012Validator:
+        if self._validator is None:
+            from jsonschema import Draft202012Validator
+
+            self._validator = Draft202012Validator(self.schema)
+        return self._validator
+
+    def ensure_sound(self, name: str) -> None:
+        """Raise PluginError when the schema is not a valid JSON Schema (checked once)."""
+        if not self.checked:
+            problem = _schema_error(self.schema)
+            if problem is not None:
+                raise PluginError(f"{name} is not a valid JSON Schema: {problem}")
+            self.checked = True
+
+
+def validate(schema: Mapping[str, Any], config: Any, what: str, compiled: _Compiled | None = None,
+             name: str | None = None) -> dict[str, Any]:
+    """Validate ``config`` against ``schema``; raise one ConfigError listing every problem.
+
+    A schema that is itself broken (found when validation fails or cannot run) is a
+    :class:`PluginError` naming it (``name``, else "the {what} schema"), never a ConfigError.
+    """
+    compiled = compiled if compiled is not None else _Compiled(schema)
+    name = name or f"the {what} schema"
+    try:
+        errors = sorted(compiled.validator.iter_errors(config),
+                        key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    except Exception as exc:  # an unknown type, a bad pattern, a $ref to nowhere: the connector's fault
+        compiled.ensure_sound(name)
+        raise PluginError(f"{name} cannot be used to validate: {type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())}") from None
     if errors:
+        compiled.ensure_sound(name)  # only on this path: spurious problems from a broken schema say so
         problems = list(dict.fromkeys(f"{_path(e)}: {_sentence(e, schema)}" for e in errors))
         raise ConfigError(f"invalid {what}: " + "; ".join(problems), problems)
-    return {**defaults(schema), **_whole_numbers(schema, config)}
+    return {**defaults(schema, config), **_whole_numbers(schema, config)}
 
 
 def _whole_numbers(schema: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
@@ -216,3 +338,27 @@ def _a(expected: Any) -> str:
     if isinstance(expected, list):
         return " or ".join(names.get(t, t) for t in expected)
     return names.get(expected, expected)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m connector.sdk.manifest PACKAGE...``: a connector author's full check."""
+    packages = sys.argv[1:] if argv is None else argv
+    if not packages or any(p.startswith("-") for p in packages):
+        print("usage: python -m connector.sdk.manifest PACKAGE [PACKAGE...]\n"
+              "checks each connector package's manifest.json and schemas against their metaschemas",
+              file=sys.stderr)
+        return 2
+    failed = 0
+    for package in packages:
+        try:
+            manifest = Manifest.load(package).check()
+        except PluginError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+        else:
+            print(f"ok: {package}: connector {manifest.id!r} {manifest.version}, manifest and schemas valid")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

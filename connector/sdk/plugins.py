@@ -20,6 +20,9 @@ from connector.sdk.manifest import Manifest
 ENTRY_POINT_GROUP = "connector_sdk.connectors"
 #: Comma-separated entry-point names that must not be loaded (a block list).
 BLOCK_ENV = "CONNECTOR_SDK_BLOCK"
+#: Set to 1 to check every connector's manifest and schemas against their metaschemas when they
+#: are collected (:meth:`Manifest.check`, which runs skip): for connector authors.
+CHECK_ENV = "CONNECTOR_SDK_CHECK_MANIFESTS"
 
 
 def create_plugin_manager(
@@ -58,10 +61,16 @@ def create_plugin_manager(
 
 
 class Connectors:
-    """The installed connectors, addressed by manifest id."""
+    """The installed connectors, addressed by manifest id.
 
-    def __init__(self, pm: pluggy.PluginManager) -> None:
+    :param check: also check each manifest and its schemas against their metaschemas as they
+        are collected (:meth:`Manifest.check`: a connector author's check, costly, off for runs);
+        by default on when ``$CONNECTOR_SDK_CHECK_MANIFESTS`` is ``1``.
+    """
+
+    def __init__(self, pm: pluggy.PluginManager, *, check: bool | None = None) -> None:
         self.pm = pm
+        self.check = os.environ.get(CHECK_ENV, "").strip() == "1" if check is None else check
         self._manifests: dict[str, Manifest] | None = None
 
     @property
@@ -71,6 +80,8 @@ class Connectors:
             for manifest in self.pm.hook.connector_manifest():
                 if manifest.id in found:
                     raise PluginError(f"two installed connectors share the id {manifest.id!r}")
+                if self.check:
+                    manifest.check()
                 found[manifest.id] = manifest
             self._manifests = found
         return self._manifests
