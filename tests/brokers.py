@@ -49,6 +49,16 @@ def find_program(name: str, search_path: str = _SEARCH_PATH) -> str:
     return path
 
 
+def remaining_length(n: int) -> bytes:
+    """MQTT's variable-length encoding of a packet's Remaining Length (for raw packets in tests)."""
+    out = bytearray()
+    while True:
+        n, digit = divmod(n, 128)
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
 def _connack(host: str, port: int, timeout: float) -> bool:
     """Sends an MQTT 3.1.1 CONNECT and tells whether a CONNACK came back (any return code)."""
     client_id = b"startup-probe"

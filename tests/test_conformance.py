@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from brokers import Endpoint
+from brokers import Endpoint, remaining_length
 from connector.harness.runtime import BackgroundListen, Runtime
 from connector.sdk.documents import Document
 from connector.sdk.errors import ConnectError
@@ -143,11 +143,14 @@ def qos2_publish_refused(runtime: Runtime, broker: Endpoint, topic: str,
 
 @contextmanager
 def listening(runtime: Runtime, broker: Endpoint, *filters: str, qos: int = 1, sink: Recorder | None = None,
-              count: int | None = None, client_id: str | None = None, ready: bool = True) -> Iterator[tuple[BackgroundListen, Recorder]]:
-    """A Listen in the background (persistent when ``client_id`` is given), subscribed on entry."""
+              count: int | None = None, client_id: str | None = None, ready: bool = True,
+              **options: Any) -> Iterator[tuple[BackgroundListen, Recorder]]:
+    """A Listen in the background (persistent when ``client_id`` is given), subscribed on entry;
+    ``options`` go to the operation."""
     recorder = sink or Recorder()
     extra: dict[str, Any] = {"client_id": client_id, "clean_session": False} if client_id else {}
-    operation = {"action": "listen", "topic": list(filters) if len(filters) > 1 else filters[0], "qos": qos}
+    operation = {"action": "listen", "topic": list(filters) if len(filters) > 1 else filters[0], "qos": qos,
+                 **options}
     bg = runtime.listen_in_background(broker.connection(**extra), operation, recorder, count=count)
     try:
         if ready:
@@ -371,7 +374,7 @@ def test_unacked_message_redelivered_after_reconnect(any_broker: Endpoint, runti
                                  "fixture; default 30 s), not at the reconnect")
     topic, client_id = f"{unique}/unacked", f"conf-{uuid.uuid4().hex[:10]}"
     refusing = Recorder(refuse=lambda d: True)
-    with listening(runtime, any_broker, topic, qos=1, client_id=client_id, sink=refusing) as (bg, _):
+    with listening(runtime, any_broker, topic, qos=1, client_id=client_id, sink=refusing, retry_delay=0.05) as (bg, _):
         send(runtime, any_broker, topic, "important", qos=1)
         outcome = bg.join(TIMEOUT)
     assert outcome.reason == "refused"
@@ -396,15 +399,6 @@ def test_overlapping_subscriptions(any_broker: Endpoint, runtime: Runtime, uniqu
     assert {(payload(d), d.properties["qos"]) for d in copies} == {("both", 1)}
 
 
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _text(value: bytes) -> bytes:
     return len(value).to_bytes(2, "big") + value
 
@@ -417,7 +411,7 @@ def test_will_message_on_an_unclean_disconnect(any_broker: Endpoint, runtime: Ru
         body = (_text(b"MQTT") + b"\x04" + bytes([flags]) + (30).to_bytes(2, "big")
                 + _text(f"will-{uuid.uuid4().hex[:8]}".encode()) + _text(will_topic.encode()) + _text(b"gone"))
         with socket.create_connection((any_broker.host, any_broker.port), timeout=TIMEOUT) as sock:
-            sock.sendall(b"\x10" + _remaining_length(len(body)) + body)
+            sock.sendall(b"\x10" + remaining_length(len(body)) + body)
             connack = sock.recv(4)
             assert connack[:1] == b"\x20" and connack[3:4] == b"\x00", connack
         # closed without DISCONNECT: the broker publishes the will

@@ -11,6 +11,7 @@ import pytest
 
 from brokers import MosquittoBroker
 from connector.harness.runtime import ProcessListener, Runtime
+from connector.mqtt.connection import _Client
 from connector.harness.sinks import JsonLinesSink
 from connector.sdk.documents import Document, Status
 from connector.sdk.listener import Listener
@@ -42,15 +43,15 @@ class RecordingSink:
 
 @pytest.fixture
 def acks(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
-    """Every acknowledgement the connector sends, recorded at paho's ack()."""
+    """Every acknowledgement the connector sends, recorded at its client's ack()."""
     events: list[tuple] = []
-    real_ack = paho.Client.ack
+    real_ack = _Client.ack
 
-    def ack(client: paho.Client, mid: int, qos: int) -> object:
+    def ack(client: paho.Client, mid: int, qos: int, session: int | None = None) -> object:
         events.append(("ack", mid))
-        return real_ack(client, mid, qos)
+        return real_ack(client, mid, qos, session)
 
-    monkeypatch.setattr(paho.Client, "ack", ack)
+    monkeypatch.setattr(_Client, "ack", ack)
     return events
 
 
@@ -94,8 +95,10 @@ def test_a_failed_flush_acknowledges_nothing_of_its_batch(runtime: Runtime, mosq
     session, topic = _persistent(mosquitto, f"{unique}-fail"), f"{unique}/fail"
     _backlog(runtime, mosquitto, session, topic, 50)
     sink = RecordingSink(acks, fail_flush=True)
-    outcome = runtime.listen(session, {"action": "listen", "topic": topic, "qos": 1}, sink, timeout=WAIT)
+    operation = {"action": "listen", "topic": topic, "qos": 1, "max_attempts": 3, "retry_delay": 0.05}
+    outcome = runtime.listen(session, operation, sink, timeout=WAIT)
     assert outcome.reason == "refused" and "No space left" in (outcome.error or "")
+    assert acks.count(acks[0]) == 3  # the first document was written in each of three attempts
     assert outcome.accepted == 0
     assert sink.documents  # it was written to, never flushed
     assert [e for e in acks if e[0] == "ack"] == []
@@ -131,7 +134,8 @@ def test_submit_batch_counts_only_flushed_documents() -> None:
     events: list[tuple] = []
     listener = ProcessListener(RecordingSink(events, fail_flush=True))
     assert listener.submit_batch(_docs(3)) == 0
-    assert (listener.accepted, listener.reason) == (0, "refused")
+    assert listener.accepted == 0 and "No space left" in (listener.error or "")
+    assert not listener.stopping.is_set()  # the connector decides: another attempt, a dead letter, or stop
 
     listener = ProcessListener(RecordingSink([]), count=2)
     assert listener.submit_batch(_docs(3)) == 2
@@ -149,7 +153,7 @@ def test_a_write_refusal_inside_a_batch_keeps_the_flushed_prefix() -> None:
     listener = ProcessListener(RefuseSecond(events))
     assert listener.submit_batch(_docs(3)) == 1
     assert events == [("write", 0), ("flush",)]
-    assert listener.reason == "refused"
+    assert listener.error == "ValueError: bad document"
 
 
 def test_the_base_listener_batches_through_submit() -> None:

@@ -115,5 +115,5 @@ def test_non_editable_install_in_a_fresh_venv(wheel: Path, tmp_path: Path) -> No
                           timeout=60, env=env, cwd=outside)
     assert done.returncode == 0, done.stderr
     described = json.loads(done.stdout)
-    assert described["operation_schema"]["x-order"] == ["action", "topic", "qos", "retained"]
+    assert described["operation_schema"]["x-order"][:4] == ["action", "topic", "qos", "retained"]
     assert described["connection_schema"]["properties"]["password"]["writeOnly"] is True

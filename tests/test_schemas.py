@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 import connector
-from connector.sdk.errors import ConfigError
+from connector.sdk.errors import ConfigError, PluginError
 from connector.sdk.manifest import REDACTED, Manifest, redact, secret_fields
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,13 +74,123 @@ def test_actions_only_use_declared_document_properties() -> None:
         assert set(action["reads"]) | set(action["writes"]) <= declared
 
 
+def test_the_mqtt_connector_passes_the_authors_check(manifest: Manifest) -> None:
+    # what runs skip (the metaschemas), the connector's own tests do
+    assert manifest.check() is manifest
+    done = subprocess.run([sys.executable, "-m", "connector.sdk.manifest", "connector.mqtt"], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ok: connector.mqtt: connector 'mqtt'")
+
+
+def test_a_run_loads_the_manifest_without_jsonschema_and_validates_with_one_validator_per_schema() -> None:
+    code = ("import sys\nfrom connector.sdk.manifest import Manifest\nm = Manifest.load('connector.mqtt')\n"
+            "print('jsonschema' in sys.modules)\nm.validate_connection({})\nprint('jsonschema' in sys.modules)\n"
+            "v = m._validators['connection_schema'].validator\nm.validate_connection({'port': 1})\n"
+            "print(v is m._validators['connection_schema'].validator)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True", "True"]
+
+
+# -- a broken connector fails loudly, naming the file --------------------------------------------
+
+GOOD_MANIFEST = {"id": "broken", "name": "Broken", "version": "1", "description": "A connector with faults.",
+                 "connection_schema": "connection.json", "operation_schema": "operation.json",
+                 "actions": {"send": {"title": "Send", "description": "-", "reads": [], "writes": []}},
+                 "document_properties": {}}
+GOOD_SCHEMA = {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
+               "properties": {"n": {"type": "integer", "default": 1}}, "additionalProperties": False}
+
+
+def _package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, manifest: Any = None, connection: Any = None,
+             name: str = "broken_connector_pkg") -> str:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "__init__.py").write_text("")
+    (folder / "manifest.json").write_text(json.dumps(GOOD_MANIFEST if manifest is None else manifest))
+    (folder / "connection.json").write_text(json.dumps(GOOD_SCHEMA if connection is None else connection))
+    (folder / "operation.json").write_text(json.dumps(GOOD_SCHEMA))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    return name
+
+
+def _schema_with(**prop: Any) -> dict:
+    return {**GOOD_SCHEMA, "properties": {"n": prop}}
+
+
+def test_a_good_package_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = Manifest.load(_package(tmp_path, monkeypatch)).check()
+    assert loaded.validate_connection({}) == {"n": 1}
+
+
+@pytest.mark.parametrize(("manifest", "words"), [
+    ({k: v for k, v in GOOD_MANIFEST.items() if k != "id"}, "(top level): 'id' is a required property"),
+    ({**GOOD_MANIFEST, "actions": []}, "actions: must be an object"),
+    ({**GOOD_MANIFEST, "version": 1}, "version: must be a string"),
+    (["not", "an", "object"], "must be a JSON object"),
+])
+def test_a_run_refuses_a_manifest_without_what_it_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        manifest: Any, words: str) -> None:
+    package = _package(tmp_path, monkeypatch, manifest=manifest)
+    with pytest.raises(PluginError, match=r"broken_connector_pkg/manifest\.json is not valid: ") as info:
+        Manifest.load(package)
+    assert words in str(info.value)
+
+
+def test_a_schema_that_is_not_an_object_is_refused_at_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(PluginError, match=r"broken_connector_pkg/connection\.json is not a valid JSON Schema"):
+        Manifest.load(_package(tmp_path, monkeypatch, connection=["type", "object"]))
+
+
+def test_the_authors_check_finds_what_a_run_does_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = _package(tmp_path, monkeypatch, manifest={**GOOD_MANIFEST, "id": "Not An Id", "extra": 1})
+    loaded = Manifest.load(package)  # a run reads what it needs
+    with pytest.raises(PluginError, match=r"broken_connector_pkg/manifest\.json is not valid: .*id.*extra"):
+        loaded.check()
+
+
+@pytest.mark.parametrize(("prop", "config", "words"), [
+    ({"type": "strnig"}, {"n": 1}, "properties/n/type: "),  # jsonschema raises UnknownType while validating
+    ({"type": "integer", "minimum": "five"}, {"n": 3}, "properties/n/minimum: 'five' is not of type 'number'"),
+    ({"type": "integer", "maxLength": -1}, {"n": "x"}, "properties/n/maxLength: "),  # spurious problems otherwise
+])
+def test_a_broken_schema_is_a_plugin_error_naming_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           prop: dict, config: dict, words: str) -> None:
+    package = _package(tmp_path, monkeypatch, connection=_schema_with(**prop))
+    loaded = Manifest.load(package)  # not checked at load: the author's check and validation find it
+    with pytest.raises(PluginError, match=r"broken_connector_pkg/connection\.json is not a valid JSON Schema: ") as info:
+        loaded.check()
+    assert words in str(info.value)
+    # a run that meets the fault fails as loudly, never as the user's ConfigError nor a traceback
+    with pytest.raises(PluginError, match=r"broken_connector_pkg/connection\.json is not a valid JSON Schema: ") as info:
+        loaded.validate_connection(config)
+    assert words in str(info.value) and "\n" not in str(info.value)
+    done = subprocess.run([sys.executable, "-m", "connector.sdk.manifest", package], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: broken_connector_pkg/connection.json is not a valid JSON Schema: ")
+
+
+def test_a_schema_that_cannot_validate_is_a_plugin_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # valid against the metaschema, but its $ref leads nowhere
+    package = _package(tmp_path, monkeypatch, connection=_schema_with(**{"$ref": "#/$defs/missing"}))
+    loaded = Manifest.load(package).check()
+    with pytest.raises(PluginError, match=r"broken_connector_pkg/connection\.json cannot be used to validate: "):
+        loaded.validate_connection({"n": 1})
+
+
 # -- the Options tab ---------------------------------------------------------------------------
 
 def test_options_tab_is_action_topic_qos_retained_in_order() -> None:
-    assert OPERATION["x-order"] == ["action", "topic", "qos", "retained"]
-    assert list(OPERATION["properties"]) == ["action", "topic", "qos", "retained"]
+    # The four fields of the Options tab first; then the Listen's options for a failing process.
+    assert OPERATION["x-order"][:4] == ["action", "topic", "qos", "retained"]
+    assert list(OPERATION["properties"]) == OPERATION["x-order"]
     titles = [OPERATION["properties"][name]["title"] for name in OPERATION["x-order"]]
-    assert titles == ["Action", "Topic", "Quality of Service", "Retained Message"]
+    assert titles == ["Action", "Topic", "Quality of Service", "Retained Message", "Delivery Attempts",
+                      "Retry Delay", "Dead Letter Topic"]
+    assert all(OPERATION["properties"][name]["x-actions"] == ["listen"] for name in OPERATION["x-order"][4:])
     assert OPERATION["required"] == ["action", "topic"]
     assert OPERATION["additionalProperties"] is False
 
@@ -113,7 +225,8 @@ def test_operation_defaults_are_filled_in(manifest: Manifest) -> None:
     assert manifest.validate_operation({"action": "send", "topic": "a/b"}) == {
         "action": "send", "topic": "a/b", "qos": 0, "retained": False}
     assert manifest.validate_operation({"action": "listen", "topic": ["a/+", "b/#"], "qos": 2}) == {
-        "action": "listen", "topic": ["a/+", "b/#"], "qos": 2, "retained": False}
+        "action": "listen", "topic": ["a/+", "b/#"], "qos": 2, "retained": False,
+        "max_attempts": 3, "retry_delay": 1, "dead_letter_topic": None}  # x-actions: Listen's only
 
 
 @pytest.mark.parametrize(("config", "valid"), [

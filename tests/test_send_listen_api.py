@@ -12,6 +12,7 @@ import pytest
 from connector.harness.broker import free_port
 from connector.harness.runtime import Runtime
 from connector.harness.sinks import CollectingSink
+from connector.mqtt.connection import _Client
 from connector.sdk.documents import Document, Status
 from connector.sdk.errors import ConnectError
 
@@ -207,16 +208,16 @@ def test_listen_acknowledges_only_what_the_process_accepted(runtime: Runtime, co
     # What goes back to the broker is watched at paho's ack(): amqtt forgets unacknowledged
     # messages anyway (see the xfail below), so the broker cannot show it.
     acked: list[tuple[int, int]] = []
-    real_ack = paho.Client.ack
+    real_ack = _Client.ack
 
-    def ack(client: paho.Client, mid: int, qos: int) -> object:
+    def ack(client: paho.Client, mid: int, qos: int, session: int | None = None) -> object:
         acked.append((mid, qos))
-        return real_ack(client, mid, qos)
+        return real_ack(client, mid, qos, session)
 
-    monkeypatch.setattr(paho.Client, "ack", ack)
+    monkeypatch.setattr(_Client, "ack", ack)
     topic = f"{unique}/orders"
     sink = RefuseThird()
-    bg = runtime.listen_in_background(connection, listen_op(topic), sink)
+    bg = runtime.listen_in_background(connection, {**listen_op(topic), "max_attempts": 1}, sink)
     bg.wait_ready()
     send(runtime, connection, topic, ["1", "2", "3", "4"])
     outcome = bg.join(WAIT)
@@ -240,7 +241,7 @@ def test_refused_message_is_redelivered_to_a_persistent_session(runtime: Runtime
                                                                 connection: dict, unique: str) -> None:
     topic = f"{unique}/orders"
     sink = RefuseThird()
-    bg = runtime.listen_in_background(persistent, listen_op(topic), sink)
+    bg = runtime.listen_in_background(persistent, {**listen_op(topic), "max_attempts": 1}, sink)
     bg.wait_ready()
     send(runtime, connection, topic, ["1", "2", "3"])
     outcome = bg.join(WAIT)

@@ -91,6 +91,8 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
                    help=f"passphrase of an encrypted client key (better: the environment variable {KEY_PASSWORD_ENV})")
     g.add_argument("--tls-insecure", action="store_true", default=None,
                    help="INSECURE: accept any broker certificate for any host name (warns on every connect)")
+    g.add_argument("--wait-for-broker", type=float, metavar="S",
+                   help="keep trying for S seconds when the broker cannot be reached at start (default 0)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -100,6 +102,16 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _qos(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qos", type=int, choices=(0, 1, 2), help="quality of service: 0 at most once (default), "
                    "1 at least once, 2 exactly once")
+
+
+def _listen_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("when the process fails for a message")
+    g.add_argument("--max-attempts", type=int, metavar="N",
+                   help="hand a message to the process at most N times (default 3)")
+    g.add_argument("--retry-delay", type=float, metavar="S",
+                   help="seconds before the second attempt, doubling after each (default 1)")
+    g.add_argument("--dead-letter-topic", metavar="TOPIC", help="publish a message the process failed for every "
+                   "attempt here, with its error, and go on (default: stop without acknowledging it)")
 
 
 def build_parser() -> Parser:
@@ -125,6 +137,10 @@ def build_parser() -> Parser:
     src.add_argument("--file", action="append", metavar="PATH", help="a file sent as one document, bytes exact (repeatable)")
     src.add_argument("--lines", action="store_true", help="each line of standard input is one document")
     p.add_argument("--results", metavar="FILE", help="write one JSON line per document: index, status, error")
+    p.add_argument("--outbox", metavar="FILE", help="durable record (SQLite) of what the broker confirmed: run the "
+                   "same command again after a crash and only the documents not confirmed are sent")
+    p.add_argument("--persistent", action="store_true",
+                   help="keep the broker session, so that QoS 2 stays exactly once across reconnects (needs --client-id)")
     _connection_args(p)
     _common(p)
 
@@ -136,6 +152,7 @@ def build_parser() -> Parser:
     p.add_argument("--timeout", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--persistent", action="store_true",
                    help="keep the broker session so that messages published while away arrive later (needs --client-id)")
+    _listen_args(p)
     _connection_args(p)
     _common(p)
 
@@ -146,6 +163,7 @@ def build_parser() -> Parser:
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="Send: files, one document each (default: standard input)")
     p.add_argument("--lines", action="store_true", help="Send: each line of standard input is one document")
     p.add_argument("--results", metavar="FILE", help="Send: write one JSON line per document")
+    p.add_argument("--outbox", metavar="FILE", help="Send: durable record of what the endpoint confirmed (see send)")
     p.add_argument("--count", type=int, metavar="N", help="Listen: stop after N documents")
     p.add_argument("--timeout", type=float, metavar="S", help="Listen: stop after S seconds")
     _common(p)
@@ -219,7 +237,7 @@ def connection_from_args(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError("give --password or --password-file, not both")
         config["password"] = _read_text(args.password_file, "password", first_line=True)
     for name in ("host", "port", "client_id", "username", "password", "protocol", "tls", "ca_file", "cert_file",
-                 "key_file", "key_password", "tls_insecure"):
+                 "key_file", "key_password", "tls_insecure", "wait_for_broker"):
         value = getattr(args, name, None)
         if value is not None:
             config[name] = value
@@ -278,14 +296,50 @@ def _open_results(path: str | None) -> Any:
         raise UsageError(f"cannot write the results file {path!r}: {exc.strerror or exc}") from None
 
 
-def _report_send(results: Iterator[Any], results_path: str | None, what: str) -> int:
+class _GracefulStop:
+    """SIGINT/SIGTERM during a Send: read no more input, let the documents already read be
+    confirmed (or fail), report them, and exit 128 + the signal's number. A signal while the
+    input itself is being read (it may never come), or a second signal, stops at once."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self.reading = False
+
+    def install(self) -> None:
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        first = self.signal is None
+        self.signal = signum
+        if self.reading or not first:
+            raise KeyboardInterrupt
+
+    def documents(self, documents: Iterator[Any]) -> Iterator[Any]:
+        while self.signal is None:
+            self.reading = True
+            try:
+                document = next(documents)
+            except StopIteration:
+                return
+            finally:
+                self.reading = False
+            yield document
+
+
+def _report_send(results: Iterator[Any], results_path: str | None, what: str,
+                 stop: _GracefulStop | None = None) -> int:
     from connector.sdk.documents import Status
 
     out = _open_results(results_path)
     counts = {status: 0 for status in Status}
+    earlier = 0
     try:
         for result in results:
             counts[result.status] += 1
+            earlier += result.note is not None and result.ok
             if out is not None:
                 out.write(json.dumps(result.to_json()) + "\n")
             if not result.ok:
@@ -295,9 +349,17 @@ def _report_send(results: Iterator[Any], results_path: str | None, what: str) ->
             out.close()
     total = sum(counts.values())
     failed = total - counts[Status.SUCCESS]
-    summary = f"sent {counts[Status.SUCCESS]} of {total} document{'s' if total != 1 else ''} {what}"
+    summary = f"sent {counts[Status.SUCCESS]:,} of {total:,} document{'s' if total != 1 else ''} {what}"
+    if earlier:
+        summary += f", {earlier:,} of them confirmed by an earlier run (outbox)"
     if failed:
-        summary += f"; {counts[Status.APPLICATION_ERROR]} refused (APPLICATION_ERROR), {counts[Status.FAILURE]} failed (FAILURE)"
+        summary += f"; {counts[Status.APPLICATION_ERROR]:,} refused (APPLICATION_ERROR), {counts[Status.FAILURE]:,} failed (FAILURE)"
+    if stop is not None and stop.signal is not None:
+        import signal
+
+        sys.stderr.write(summary + f"; stopped by {signal.Signals(stop.signal).name}: the rest of the input was "
+                         "not read\n")
+        return 128 + stop.signal
     sys.stderr.write(summary + "\n")
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -321,16 +383,22 @@ def _listen_and_report(runtime: Any, connection: dict[str, Any], operation: dict
             sys.stderr.write(f"listening on {shown}; Ctrl-C to stop\n")
 
     listener = ProcessListener(JsonLinesSink(sys.stdout), count, on_subscribed)
+    # Graceful: no new message is taken; the batch in hand is written, flushed and acknowledged;
+    # the connection is closed with a DISCONNECT. What the broker sent meanwhile stays unacknowledged.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: listener.stop_for("stopped"))
     outcome = runtime.listen(connection, operation, listener.sink, count=count, timeout=timeout, listener=listener,
                              connector_id=connector_id)
+    moved = (f"; {outcome.dead_lettered:,} moved to the dead-letter topic after failing every attempt"
+             if outcome.dead_lettered else "")
     if outcome.reason == "refused":
-        sys.stderr.write(f"error: the process did not accept a document ({outcome.error}); it was not acknowledged\n")
+        sys.stderr.write(f"error: the process failed for a message every attempt ({outcome.error}); it was not "
+                         f"acknowledged{moved}\n")
         return EXIT_FAILED
-    if chatty:
-        sys.stderr.write(f"received {outcome.accepted} document{'s' if outcome.accepted != 1 else ''} "
-                         f"({ {'count': 'count reached', 'timeout': 'timeout', 'stopped': 'stopped'}[outcome.reason] })\n")
+    if chatty or moved:
+        sys.stderr.write(f"received {outcome.accepted:,} document{'s' if outcome.accepted != 1 else ''} "
+                         f"({ {'count': 'count reached', 'timeout': 'timeout', 'stopped': 'stopped'}[outcome.reason] })"
+                         f"{moved}\n")
     return EXIT_OK
 
 
@@ -344,24 +412,36 @@ def cmd_send(args: argparse.Namespace) -> int:
         operation["qos"] = args.qos
     if args.retained:
         operation["retained"] = True
-    documents = _input_documents(args.file, args.lines, (m.encode("utf-8") for m in args.message or ()))
+    connection = connection_from_args(args)
+    _persistent(args, connection)
+    stop = _GracefulStop()
+    documents = stop.documents(_input_documents(args.file, args.lines, (m.encode("utf-8") for m in args.message or ())))
     runtime = Runtime()
-    results = runtime.send(connection_from_args(args), operation, documents)
+    results = runtime.send(connection, operation, documents, outbox=args.outbox)
+    stop.install()
     qos = operation.get("qos", 0)
-    return _report_send(results, args.results, f"to {args.topic!r} (QoS {qos}{', retained' if args.retained else ''})")
+    return _report_send(results, args.results, f"to {args.topic!r} (QoS {qos}{', retained' if args.retained else ''})",
+                        stop)
+
+
+def _persistent(args: argparse.Namespace, connection: dict[str, Any]) -> None:
+    if args.persistent:
+        if not connection.get("client_id"):
+            raise UsageError("--persistent needs a stable --client-id, so that the broker can find the session again")
+        connection["clean_session"] = False
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
     from connector.harness.runtime import Runtime
 
     connection = connection_from_args(args)
-    if args.persistent:
-        if not connection.get("client_id"):
-            raise UsageError("--persistent needs a stable --client-id, so that the broker can find the session again")
-        connection["clean_session"] = False
+    _persistent(args, connection)
     operation: dict[str, Any] = {"action": "listen", "topic": args.topic[0] if len(args.topic) == 1 else args.topic}
     if args.qos is not None:
         operation["qos"] = args.qos
+    for name in ("max_attempts", "retry_delay", "dead_letter_topic"):
+        if getattr(args, name) is not None:
+            operation[name] = getattr(args, name)
     return _listen_and_report(Runtime(), connection, operation, args.count, args.timeout, "mqtt")
 
 
@@ -375,15 +455,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     runtime = Runtime()
     action = operation.get("action") if isinstance(operation, dict) else None
     if action == "listen":
-        if args.inputs or args.lines or args.results:
-            raise UsageError("a Listen takes no INPUT, --lines or --results")
+        if args.inputs or args.lines or args.results or args.outbox:
+            raise UsageError("a Listen takes no INPUT, --lines, --results or --outbox")
         return _listen_and_report(runtime, connection, operation, args.count, args.timeout, connector_id)
     if args.count is not None or args.timeout is not None:
         raise UsageError("--count and --timeout are for a Listen")
-    documents = _input_documents(args.inputs, args.lines, _stdin_whole())
-    results = runtime.send(connection, operation, documents, connector_id=connector_id)
+    stop = _GracefulStop()
+    documents = stop.documents(_input_documents(args.inputs, args.lines, _stdin_whole()))
+    results = runtime.send(connection, operation, documents, connector_id=connector_id, outbox=args.outbox)
+    stop.install()
     topic = operation.get("topic") if isinstance(operation, dict) else None
-    return _report_send(results, args.results, f"to {topic!r}")
+    return _report_send(results, args.results, f"to {topic!r}", stop)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

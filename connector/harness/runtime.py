@@ -48,10 +48,13 @@ class ListenOutcome:
 
     #: Documents the process accepted (each acknowledged to the endpoint).
     accepted: int
-    #: "count", "timeout", "stopped" (asked to, e.g. Ctrl-C) or "refused" (the process failed).
+    #: "count", "timeout", "stopped" (asked to, e.g. Ctrl-C) or "refused" (the process failed
+    #: for a document every attempt and there was no dead-letter topic).
     reason: str
     #: The process's error when reason is "refused".
     error: str | None = None
+    #: Documents the process failed for every attempt, moved to the dead-letter topic.
+    dead_lettered: int = 0
 
 
 class ProcessListener(Listener):
@@ -65,7 +68,7 @@ class ProcessListener(Listener):
         self.accepted = 0
         self.ready = threading.Event()
         self.reason = "stopped"
-        self.error: str | None = None
+        self.dead_letters = 0
         self._on_subscribed = on_subscribed
 
     def submit(self, document: Document) -> bool:
@@ -113,8 +116,16 @@ class ProcessListener(Listener):
 
     def _refuse(self, document: Document, exc: Exception) -> None:
         self.error = f"{type(exc).__name__}: {exc}"
-        self.reason = "refused"
-        log.error("the process refused a document on %r: %s", document.properties.get("topic"), self.error)
+        log.debug("the process refused a document on %r: %s", document.properties.get("topic"), self.error)
+
+    def dead_lettered(self, document: Document, error: str, attempts: int, destination: str) -> None:
+        self.dead_letters += 1
+        log.warning("the process failed %d time%s for the message on %r (%s): moved to %r", attempts,
+                    "s" if attempts > 1 else "", document.properties.get("topic"), error, destination)
+
+    def gave_up(self, document: Document, error: str, attempts: int) -> None:
+        self.error = error
+        self.stop_for("refused")
 
     def subscribed(self, granted: list[tuple[str, int | None]]) -> None:
         self.ready.set()
@@ -176,29 +187,58 @@ class Runtime:
         return line
 
     def send(self, connection: Mapping[str, Any], operation: Mapping[str, Any],
-             documents: Iterable[Document | bytes | str], connector_id: str = DEFAULT_CONNECTOR) -> Iterator[Result]:
+             documents: Iterable[Document | bytes | str], connector_id: str = DEFAULT_CONNECTOR, *,
+             outbox: str | None = None) -> Iterator[Result]:
         """Validate, connect, and return an iterator of one Result per document, in order.
 
         The connection is opened now (ConnectError raises here) and closed when the iterator is
         exhausted or closed. Documents are read lazily.
+
+        ``outbox``: a file (SQLite) recording which documents the endpoint confirmed; run again
+        with the same input after a crash, the Send skips them (their Results say so in
+        ``note``) and sends the rest. See :mod:`connector.harness.outbox`.
         """
         conn_cfg, op = self._configs(connector_id, connection, operation, "send")
         assert op is not None
-        conn = self._open(connector_id, conn_cfg)
+        box = None
+        if outbox is not None:
+            from connector.harness.outbox import Outbox
+
+            box = Outbox(outbox, {"connector": connector_id, "topic": op.get("topic"), "qos": op.get("qos"),
+                                  "retained": op.get("retained")})
         try:
-            results = self.connectors.hook.connector_send(
-                connector_id=connector_id, connection=conn, operation=op, documents=map(_as_document, documents))
+            conn = self._open(connector_id, conn_cfg)
+        except BaseException:
+            if box is not None:
+                box.close()
+            raise
+        hook = self.connectors.hook.connector_send
+
+        def connector_send(docs: Iterable[Document]) -> Iterator[Result]:
+            return hook(connector_id=connector_id, connection=conn, operation=op, documents=docs)
+
+        try:
+            if box is None:
+                results = connector_send(map(_as_document, documents))
+            else:  # a connection may say how many documents it keeps unconfirmed at most
+                results = box.send(map(_as_document, documents), getattr(conn, "window", 1), connector_send)
         except BaseException:
             conn.close()
+            if box is not None:
+                box.close()
             raise
-        return self._closing(conn, results)
+        return self._closing(conn, results, box)
 
     @staticmethod
-    def _closing(conn: Any, results: Iterator[Result]) -> Iterator[Result]:
+    def _closing(conn: Any, results: Iterator[Result], box: Any = None) -> Iterator[Result]:
         try:
             yield from results
         finally:
-            conn.close()
+            try:
+                conn.close()
+            finally:
+                if box is not None:
+                    box.close()
 
     def listen(self, connection: Mapping[str, Any], operation: Mapping[str, Any], sink: Sink, *,
                count: int | None = None, timeout: float | None = None, listener: ProcessListener | None = None,
@@ -221,7 +261,8 @@ class Runtime:
             if timer is not None:
                 timer.cancel()
             conn.close()
-        return ListenOutcome(listener.accepted, listener.reason, listener.error)
+        return ListenOutcome(listener.accepted, listener.reason, listener.error if listener.reason == "refused" else None,
+                             listener.dead_letters)
 
     def listen_in_background(self, connection: Mapping[str, Any], operation: Mapping[str, Any],
                              sink: Sink | None = None, *, count: int | None = None, timeout: float | None = None,

@@ -7,40 +7,16 @@ documents that arrived together, flushes once, and only then are they acknowledg
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 from collections.abc import Callable
 from typing import IO, Any
 
-from connector.sdk.documents import Document
+from connector.sdk.documents import Document, text_or_base64, document_from_json, document_to_json
+
+__all__ = ["CollectingSink", "JsonLinesSink", "Sink", "document_from_json", "document_to_json"]
 
 Sink = Callable[[Document], None]
-
-
-def _text_or_base64(data: bytes) -> tuple[str, str]:
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return base64.b64encode(data).decode("ascii"), "base64"
-
-
-def document_to_json(document: Document) -> dict[str, Any]:
-    """The contract's JSON form: payload as text when it is UTF-8, else base64."""
-    payload, encoding = _text_or_base64(document.payload)
-    properties = dict(document.properties)
-    if isinstance(properties.get("correlation_data"), (bytes, bytearray)):
-        properties["correlation_data"] = _text_or_base64(bytes(properties["correlation_data"]))[0]
-    return {"payload": payload, "encoding": encoding, "properties": properties}
-
-
-def document_from_json(line: dict[str, Any]) -> Document:
-    """The inverse of :func:`document_to_json`."""
-    if line.get("encoding", "utf-8") == "base64":
-        payload = base64.b64decode(line["payload"])
-    else:
-        payload = line["payload"].encode("utf-8")
-    return Document(payload, dict(line.get("properties", {})))
 
 
 #: One encoder for every line: ``json.dumps(..., ensure_ascii=False)`` builds a new one per call.
@@ -65,7 +41,7 @@ class JsonLinesSink:
 
     def write(self, document: Document) -> None:
         # document_to_json without the copy of the properties, which only correlation_data needs
-        text, encoding = _text_or_base64(document.payload)
+        text, encoding = text_or_base64(document.payload)
         properties = document.properties
         if isinstance(properties.get("correlation_data"), (bytes, bytearray)):
             properties = document_to_json(document)["properties"]

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import logging
 import queue
+import random
 import socket
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt import _packet
+from paho.mqtt.enums import CallbackAPIVersion, MessageState, _ConnectionState
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -40,6 +43,9 @@ _HINTS = {
 #: How many received messages may wait for the process before paho's thread waits too.
 INBOX_SIZE = 10_000
 
+#: How long a deliberate close waits for the broker to read everything and close its side.
+CLOSE_DRAIN_SECONDS = 2.0
+
 #: MQTT 5 session expiry for a persistent session (clean_session off): never, as in MQTT 3.1.1.
 SESSION_NEVER_EXPIRES = 0xFFFFFFFF
 
@@ -53,11 +59,96 @@ def reason_text(reason: Any) -> str:
     return str(reason)
 
 
+class _Message(paho.MQTTMessage):
+    """A received message, plus the broker session it came in (its id means nothing in another)."""
+
+    __slots__ = ("session",)
+
+
 class _Client(paho.Client):
-    """paho's client, plus the reason code of an MQTT 5 PUBREC, which paho ignores (a QoS 2 message
-    refused there, e.g. 'Not authorized', would otherwise end as a success after PUBREL/PUBCOMP)."""
+    """paho's client with the delivery rules a runtime needs, where paho's own fall short.
+
+    - Received QoS 1/2 messages are acknowledged only by :meth:`ack`, after the process accepted
+      them. For QoS 2 that acknowledgement is the PUBREC: paho sends PUBREC on arrival, so a
+      process killed before it accepted the message lost it (the broker then only releases the
+      id), and a PUBREL for an id it no longer knows (after a restart) was never completed,
+      holding one of the broker's slots for good. Here a PUBREC means "accepted", so an unknown
+      PUBREL is completed at once.
+    - A message the broker sends again (DUP, after a reconnect) while the process still has the
+      first copy is not handed over twice: one acknowledgement answers both.
+    - Acknowledgements for messages of an earlier broker session are not sent: the broker may
+      have given their ids to new messages.
+    - Reconnect attempts back off exponentially, capped, with jitter.
+    - The reason code of an MQTT 5 PUBREC, which paho ignores, is reported (a QoS 2 message
+      refused there, e.g. 'Not authorized', would otherwise end as a success after PUBCOMP).
+    """
 
     on_pubrec_refused: Any = None  # called with (mid, reason words) in paho's thread
+
+    def __init__(self, *args: Any, reconnect_delays: tuple[float, float] = (0.5, 30.0), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Increases with every broker session that did not continue the previous one.
+        self.session = 0
+        self._first_delay, self._max_delay = reconnect_delays
+        self._attempt = 0
+        #: mid -> True once a QoS 2 message was accepted (PUBREC sent), False while the process has it.
+        self._received: dict[int, bool] = {}
+        self._received_lock = threading.Lock()
+
+    # -- received messages ---------------------------------------------------------------------
+
+    def _handle_publish(self) -> Any:
+        header = self._in_packet["command"]
+        if (header & 0x06) >> 1 == 0:  # QoS 0: nothing to acknowledge, paho's own path
+            return super()._handle_publish()
+        packet = _packet.decode_publish(header, self._in_packet["packet"], self._protocol)
+        message = _Message(mid=packet.mid, topic=packet.topic)
+        message.dup, message.qos, message.retain = packet.dup, packet.qos, packet.retain
+        message.properties, message.payload = packet.properties, packet.payload
+        message.timestamp = time.monotonic()
+        mid = packet.mid
+        with self._received_lock:
+            accepted = self._received.get(mid)
+            if accepted is None:
+                self._received[mid] = False
+                message.session = self.session
+        if accepted is None:
+            self._handle_on_message(message)
+            return paho.MQTT_ERR_SUCCESS
+        if accepted:  # QoS 2 whose PUBREC was lost with the connection: the broker asks again
+            return self._send_pubrec(mid)
+        log.debug("message %d sent again while the process has it: handed over once", mid)
+        return paho.MQTT_ERR_SUCCESS
+
+    def ack(self, mid: int, qos: int, session: int | None = None) -> Any:
+        """Acknowledge a received message the process accepted: PUBACK (QoS 1) or PUBREC (QoS 2).
+        ``session`` is the message's; nothing is sent for a message of an earlier session."""
+        if qos == 0:
+            return paho.MQTT_ERR_SUCCESS
+        with self._received_lock:
+            if session is not None and session != self.session:
+                return paho.MQTT_ERR_SUCCESS
+            if qos == 1:
+                self._received.pop(mid, None)
+            else:
+                self._received[mid] = True
+        return self._send_puback(mid) if qos == 1 else self._send_pubrec(mid)
+
+    def _handle_pubrel(self) -> Any:
+        mid = _packet.decode_pubrel(self._in_packet["command"], self._in_packet["packet"], self._protocol).mid
+        with self._received_lock:  # the broker releases only what was PUBREC'd: accepted
+            self._received.pop(mid, None)
+        return self._send_pubcomp(mid)
+
+    def new_session(self, continued: bool) -> None:
+        """A CONNACK came: ``continued`` when the broker kept the session (session present)."""
+        if continued:
+            return
+        with self._received_lock:
+            self._received.clear()
+            self.session += 1
+
+    # -- published messages --------------------------------------------------------------------
 
     def _handle_pubrec(self) -> Any:
         packet = self._in_packet["packet"]
@@ -65,6 +156,67 @@ class _Client(paho.Client):
             mid = int.from_bytes(packet[0:2], "big")
             self.on_pubrec_refused(mid, ReasonCode(PacketTypes.PUBREC, identifier=packet[2]).getName())
         return super()._handle_pubrec()
+
+    def abandon(self, mid: int) -> bool:
+        """Stop sending a message the broker has not received yet (its document was reported as
+        FAILURE): paho would otherwise send it again after every reconnect. False when the broker
+        already has it (PUBREC came): paho then completes it."""
+        with self._out_message_mutex:
+            message = self._out_messages.get(mid)
+            if message is None:
+                return True
+            if message.state in (MessageState.MQTT_MS_WAIT_FOR_PUBCOMP, MessageState.MQTT_MS_RESEND_PUBREL):
+                return False
+            del self._out_messages[mid]
+            if message.state in (MessageState.MQTT_MS_WAIT_FOR_PUBACK, MessageState.MQTT_MS_WAIT_FOR_PUBREC):
+                self._inflight_messages = max(0, self._inflight_messages - 1)
+                if self.is_connected():
+                    self._update_inflight()
+            return True
+
+    # -- closing -------------------------------------------------------------------------------
+
+    def _sock_close(self) -> None:
+        # paho closes the socket right after writing DISCONNECT. Messages the broker sent meanwhile
+        # are then still unread here, and closing a socket with unread data sends a TCP reset, on
+        # which the broker's side drops what it had not read yet: the last acknowledgements (the
+        # broker sends those messages again), even the DISCONNECT (the broker then publishes the
+        # will). So a deliberate close first says "no more from us" and reads until the broker,
+        # having read everything, closes its side.
+        sock = self._sock
+        if sock is not None and self._state == _ConnectionState.MQTT_CS_DISCONNECTING:
+            deadline = time.monotonic() + CLOSE_DRAIN_SECONDS
+            try:
+                sock.shutdown(socket.SHUT_WR)
+                while (remaining := deadline - time.monotonic()) > 0:
+                    sock.settimeout(remaining)
+                    if not sock.recv(1 << 16):
+                        break
+            except (OSError, ValueError):  # reset, timed out, or TLS state: close as it is
+                pass
+        super()._sock_close()
+
+    # -- reconnecting --------------------------------------------------------------------------
+
+    def _reconnect_wait(self) -> None:
+        # paho doubles its delay without jitter; many clients cut at once would come back at once.
+        with self._reconnect_delay_mutex:
+            if self._reconnect_delay is None:  # paho resets it on every accepted CONNACK
+                self._attempt = 0
+            delay = min(self._max_delay, self._first_delay * 2 ** min(self._attempt, 30))
+            self._attempt += 1
+            self._reconnect_delay = delay
+        target = time.monotonic() + random.uniform(delay / 2, delay)
+        while (self._state not in (_ConnectionState.MQTT_CS_DISCONNECTING, _ConnectionState.MQTT_CS_DISCONNECTED)
+               and not self._thread_terminate):
+            remaining = target - time.monotonic()
+            if remaining <= 0:
+                break
+            time.sleep(min(remaining, 0.1))
+
+
+class _Unreachable(ConnectError):
+    """The broker cannot be reached (yet): worth trying again when waiting for it."""
 
 
 class MqttConnection:
@@ -94,7 +246,10 @@ class MqttConnection:
         self.closing = threading.Event()
         self._connack = threading.Event()
         self._connect_error: str | None = None
+        self._connect_retryable = False
         self._ever_connected = False
+        #: Set while connected (CONNACK accepted), cleared when the connection is lost.
+        self.up = threading.Event()
         self._lock = threading.Lock()
         self._sub_mids: dict[int, list[tuple[str, int]]] = {}
         self.client = self._make_client()
@@ -120,10 +275,11 @@ class MqttConnection:
         cfg = self.config
         client = _Client(
             CallbackAPIVersion.VERSION2,
+            reconnect_delays=(cfg["reconnect_delay"], cfg["reconnect_max_delay"]),
             client_id=self.client_id,
             clean_session=None if self.mqtt5 else cfg["clean_session"],  # MQTT 5: clean_start at connect
             protocol=paho.MQTTv5 if self.mqtt5 else paho.MQTTv311,
-            manual_ack=True,  # a message is acknowledged only after the process accepted it
+            manual_ack=True,  # a message is acknowledged only after the process accepted it (_Client.ack)
         )
         if cfg["username"]:
             client.username_pw_set(cfg["username"], cfg["password"] or None)
@@ -136,7 +292,6 @@ class MqttConnection:
                 client.tls_insecure_set(True)
         client.connect_timeout = cfg["connect_timeout"]
         client.max_inflight_messages_set(cfg["max_inflight"])
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_socket_open = self._on_socket_open
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -151,7 +306,29 @@ class MqttConnection:
         return client
 
     def open(self) -> MqttConnection:
-        """Connect and wait for the broker's CONNACK; raise ConnectError with the reason."""
+        """Connect and wait for the broker's CONNACK; raise ConnectError with the reason.
+
+        With ``wait_for_broker`` > 0, a broker that cannot be reached yet (refused, unreachable,
+        no answer, 'Server unavailable') is tried again with the reconnect backoff until then."""
+        give_up = time.monotonic() + self.config.get("wait_for_broker", 0)
+        attempt = 0
+        while True:
+            try:
+                return self._open_once()
+            except _Unreachable as exc:
+                delay = min(self.config["reconnect_max_delay"], self.config["reconnect_delay"] * 2 ** min(attempt, 30))
+                delay = random.uniform(delay / 2, delay)
+                if time.monotonic() + delay > give_up:
+                    raise ConnectError(str(exc)) from None
+                log.warning("%s; trying again in %.1f s", exc, delay)
+                time.sleep(delay)
+                attempt += 1
+                self.closing.clear()
+                self._connack.clear()
+                self._connect_error = None
+                self._connect_retryable = False
+
+    def _open_once(self) -> MqttConnection:
         where = f"{self.host}:{self.port}"
         timeout = self.config["connect_timeout"]
         log.debug("connecting to %s as %r (MQTT %s%s)", where, self.client_id, self.protocol_name,
@@ -176,11 +353,11 @@ class MqttConnection:
         except socket.gaierror:
             raise ConnectError(f"cannot find the host {self.host!r}: check the host name") from None
         except ConnectionRefusedError:
-            raise ConnectError(f"connection refused by {where}: is the broker running, and is the port right?") from None
+            raise _Unreachable(f"connection refused by {where}: is the broker running, and is the port right?") from None
         except (TimeoutError, socket.timeout):
-            raise ConnectError(f"no answer from {where} within {timeout:g} s: check the host, port and firewall") from None
+            raise _Unreachable(f"no answer from {where} within {timeout:g} s: check the host, port and firewall") from None
         except OSError as exc:
-            raise ConnectError(f"cannot reach {where}: {exc.strerror or exc}") from None
+            raise _Unreachable(f"cannot reach {where}: {exc.strerror or exc}") from None
         self.client.loop_start()
         if not self._connack.wait(timeout):
             self._abort()
@@ -190,10 +367,12 @@ class MqttConnection:
                 hint = "is it an MQTT broker on a plain (not TLS or WebSocket) port?"
             if self.mqtt5:
                 hint += " Does it speak MQTT 5 (try protocol 3.1.1)?"
-            raise ConnectError(f"{where} accepted the {'TLS' if self.tls else 'TCP'} connection but sent no MQTT "
+            raise _Unreachable(f"{where} accepted the {'TLS' if self.tls else 'TCP'} connection but sent no MQTT "
                                f"answer within {timeout:g} s: {hint}")
         if self._connect_error is not None:
             self._abort()
+            if self._connect_retryable:
+                raise _Unreachable(self._connect_error)
             raise ConnectError(self._connect_error)
         return self
 
@@ -268,6 +447,7 @@ class MqttConnection:
                 hint = "the broker does not speak MQTT 5: use protocol 3.1.1"
             message = f"the broker at {self.host}:{self.port} refused the connection: {words}"
             self._connect_error = f"{message}: {hint}" if hint else message
+            self._connect_retryable = words == "Server unavailable"
             log.debug("CONNACK refused: %s", words)
             if self._ever_connected:
                 log.warning("%s", self._connect_error)
@@ -285,12 +465,15 @@ class MqttConnection:
         # window on an open connection); Send keeps at most `window` messages unconfirmed, so paho
         # never has more in flight. More would be a protocol error, and Mosquitto loses QoS 2 then.
         self.receive_maximum = getattr(properties, "ReceiveMaximum", None)
+        client.new_session(continued=flags.session_present)
         self._ever_connected = True
+        self.up.set()
         self._connect_error = None
         self._connack.set()
         self._send_subscribe()
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any) -> None:
+        self.up.clear()
         if self.closing.is_set():
             return
         if not self._ever_connected and not self._connack.is_set():
@@ -304,6 +487,7 @@ class MqttConnection:
                     f"{self.host}:{self.port} closed the connection before accepting it ({reason_text(reason)}): "
                     "is it an MQTT broker on a plain (not TLS or WebSocket) port?"
                 )
+                self._connect_retryable = True  # e.g. a load balancer whose broker is not up yet
             self._connack.set()
             client.disconnect()
             return

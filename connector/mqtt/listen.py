@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import paho.mqtt.client as paho
 
 from connector.mqtt.connection import MqttConnection
 from connector.mqtt.topics import matches, operation_problems
-from connector.sdk.documents import Document
+from connector.sdk.documents import Document, document_to_json
 from connector.sdk.errors import ConfigError
 from connector.sdk.listener import Listener
 
@@ -24,6 +25,8 @@ POLL_SECONDS = 0.2
 BATCH_MAX = 500
 #: How long the Listen waits after a message for more to join its batch.
 LINGER_SECONDS = 0.001
+#: The longest wait before handing a refused document to the process again.
+MAX_RETRY_DELAY = 60.0
 
 
 def topic_filters(operation: Mapping[str, Any]) -> list[str]:
@@ -54,13 +57,17 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
 
     Messages that arrived together (up to :data:`BATCH_MAX`) go to the process as one batch
     (``listener.submit_batch``): it writes them and flushes once, and only the documents it
-    reports as flushed are acknowledged, after that.
+    reports as flushed are acknowledged, after that. A document the process refuses is handed
+    over again (:class:`_Retries`); a message is never acknowledged unless the process accepted
+    it or the dead-letter topic confirmed it.
     """
     filters = topic_filters(operation)
     qos: int = operation["qos"]
     conn.on_subscribed = listener.subscribed
     conn.subscribe([(f, qos) for f in filters])
-    inbox, ack, stopping = conn.inbox, conn.client.ack, listener.stopping
+    inbox, stopping = conn.inbox, listener.stopping
+    ack = _acknowledger(conn)
+    retries = _Retries(conn, operation, listener, ack)
     exact = set(filters) if not any(_is_wildcard(f) for f in filters) else None
     accepted = 0
     while not stopping.is_set():
@@ -84,28 +91,99 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
                 topic = message.topic
             except UnicodeDecodeError:
                 log.warning("dropped a message whose topic is not valid UTF-8")
-                ack(message.mid, message.qos)
+                ack(message)
                 continue
             if not (topic in exact if exact is not None else any(matches(f, topic) for f in filters)):
                 # A broker bug must not hand the process a document it did not subscribe to.
                 log.warning("dropped a message on %r, which matches none of the filters %s", topic, filters)
-                ack(message.mid, message.qos)
+                ack(message)
                 continue
             messages.append(message)
             documents.append(to_document(message))
         if stopping.is_set():
             break  # never submitted, never acknowledged: the broker keeps them for a persistent session
-        if not documents:
-            continue
-        taken = listener.submit_batch(documents)
-        for message in messages[:taken]:  # only what the process reported written and flushed
-            ack(message.mid, message.qos)
-        accepted += taken
-        if taken < len(documents) and not stopping.is_set():
-            log.error("the process did not accept the message on %r (not acknowledged); stopping",
-                      documents[taken].properties["topic"])
-            listener.stop()
+        if documents:
+            accepted += retries.deliver(messages, documents)
     return accepted
+
+
+def _acknowledger(conn: MqttConnection) -> Callable[[paho.MQTTMessage], None]:
+    """``ack(message)``: PUBACK / PUBREC for a message of the current broker session."""
+    client_ack = conn.client.ack
+
+    def ack(message: paho.MQTTMessage) -> None:
+        if message.qos:
+            client_ack(message.mid, message.qos, message.session)
+
+    return ack
+
+
+class _Retries:
+    """Hands a batch to the process; a refused document is handed over again after a delay,
+    up to ``max_attempts`` times, then dead-lettered or given up on (the Listen then ends)."""
+
+    def __init__(self, conn: MqttConnection, operation: Mapping[str, Any], listener: Listener,
+                 ack: Callable[[paho.MQTTMessage], None]) -> None:
+        self.conn, self.listener, self.ack = conn, listener, ack
+        self.max_attempts: int = operation["max_attempts"]
+        self.delay: float = operation["retry_delay"]
+        self.dead_letter_topic: str | None = operation["dead_letter_topic"]
+
+    def deliver(self, messages: list[paho.MQTTMessage], documents: list[Document]) -> int:
+        """Hand the batch over; return how many documents the process accepted."""
+        listener, ack, stopping = self.listener, self.ack, self.listener.stopping
+        accepted = position = 0
+        attempt = 1  # of documents[position]
+        while position < len(documents) and not stopping.is_set():
+            taken = listener.submit_batch(documents[position:] if position else documents)
+            for message in messages[position:position + taken]:  # written and flushed: acknowledge
+                ack(message)
+            accepted += taken
+            position += taken
+            if position == len(documents) or stopping.is_set():
+                break
+            if taken:
+                attempt = 1
+            document = documents[position]
+            error = listener.error or "the process refused the document"
+            if attempt < self.max_attempts:
+                wait = min(MAX_RETRY_DELAY, self.delay * 2 ** (attempt - 1))
+                log.warning("the process failed for the message on %r (attempt %d of %d: %s); trying again in %g s",
+                            document.properties["topic"], attempt, self.max_attempts, error, wait)
+                if stopping.wait(wait):
+                    break  # not acknowledged: the broker keeps it for a persistent session
+                attempt += 1
+                continue
+            if self.dead_letter_topic is None:
+                log.error("the process failed %d time%s for the message on %r (%s); it was not acknowledged: stopping",
+                          attempt, "s" if attempt > 1 else "", document.properties["topic"], error)
+                listener.gave_up(document, error, attempt)
+                listener.stop()
+                break
+            problem = self._dead_letter(document, error, attempt)
+            if problem is not None:
+                log.error("the message on %r could not be moved to the dead-letter topic %r (%s); it was not "
+                          "acknowledged: stopping", document.properties["topic"], self.dead_letter_topic, problem)
+                listener.gave_up(document, f"{error}; dead-letter topic: {problem}", attempt)
+                listener.stop()
+                break
+            ack(messages[position])
+            listener.dead_lettered(document, error, attempt, self.dead_letter_topic)
+            position += 1
+            attempt = 1
+        return accepted
+
+    def _dead_letter(self, document: Document, error: str, attempts: int) -> str | None:
+        """Publish the document with its error to the dead-letter topic and wait for the broker's
+        confirmation; None when confirmed, else why not."""
+        from connector.mqtt.send import send  # the Send path: size checks, confirmation, refusals
+
+        envelope = document_to_json(document)
+        envelope.update(error=error, attempts=attempts)
+        letter = Document(json.dumps(envelope, ensure_ascii=False).encode("utf-8"))
+        operation = {"action": "send", "topic": self.dead_letter_topic, "qos": 1, "retained": False}
+        result = next(iter(send(self.conn, operation, [letter])))
+        return None if result.ok else f"{result.status.value}: {result.error}"
 
 
 def _is_wildcard(topic_filter: str) -> bool:

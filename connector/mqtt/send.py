@@ -94,12 +94,15 @@ def _publish(conn: MqttConnection, index: int, document: Document, default_topic
         if too_big is not None:
             return _Pending(index, None, deadline, Result(index, Status.APPLICATION_ERROR, too_big))
         fits[fits_key] = size
+    if qos == 0 and not conn.up.is_set():  # paho does not keep QoS 0 messages for a reconnect
+        conn.up.wait(deadline - time.monotonic())
     try:
         info = conn.client.publish(topic, payload, qos=qos, retain=retain)
     except ValueError as exc:  # paho's own checks (topic, size)
         return _Pending(index, None, deadline, Result(index, Status.APPLICATION_ERROR, str(exc)))
     if info.rc == paho.MQTT_ERR_NO_CONN and qos == 0:
-        return _Pending(index, None, deadline, Result(index, Status.FAILURE, "not connected to the broker"))
+        error = f"not connected to the broker within {ack_timeout:g} s (reconnecting)"
+        return _Pending(index, None, deadline, Result(index, Status.FAILURE, error))
     if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
         # NO_CONN with QoS 1/2: paho keeps the message and sends it after reconnecting.
         error = f"the message could not be queued: {reason_text(info.rc)}"
@@ -142,12 +145,19 @@ def _settle(conn: MqttConnection, pending: _Pending) -> Result:
     if pending.result is not None:
         return pending.result
     assert pending.info is not None
-    if _published(pending.info, pending.deadline - time.monotonic()):
-        refused = conn.refused.pop(pending.info.mid, None) if conn.refused else None
+    info = pending.info
+    if _published(info, pending.deadline - time.monotonic()):
+        if info.rc == paho.MQTT_ERR_CONN_LOST:  # QoS 0, not written before the connection was lost
+            return Result(pending.index, Status.FAILURE, "the connection was lost before the message was sent")
+        refused = conn.refused.pop(info.mid, None) if conn.refused else None
         if refused is not None:  # MQTT 5: the broker answered with a failing reason code
             return Result(pending.index, Status.APPLICATION_ERROR, f"the broker refused the message: {refused}")
         return Result(pending.index, Status.SUCCESS)
     state = "connected" if conn.connected else "not connected"
     error = f"the broker did not confirm the message within {conn.config['ack_timeout']:g} s ({state})"
+    if not conn.client.abandon(info.mid):
+        error += "; the broker received it, and may still deliver it"
+    elif _published(info, 0):  # confirmed while it was being abandoned
+        return _settle(conn, pending)
     log.debug("document %d: %s", pending.index, error)
     return Result(pending.index, Status.FAILURE, error)

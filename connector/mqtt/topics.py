@@ -65,7 +65,8 @@ def check_topic_name(topic: str) -> None:
     """Raise TopicError unless ``topic`` can be published to."""
     _check_common(topic, "topic")
     if "+" in topic or "#" in topic:
-        raise TopicError(f"the topic {topic!r} contains a wildcard: a Send names one topic, '+' and '#' are for Listen")
+        raise TopicError(f"the topic {topic!r} contains a wildcard: a message is published to one topic, "
+                         "'+' and '#' are for Listen filters")
 
 
 def split_shared(topic_filter: str) -> tuple[str | None, str]:
@@ -130,6 +131,8 @@ def operation_problems(operation: Mapping[str, Any]) -> list[str]:
         many = not isinstance(topics, str)
         filters = list(topics) if many else [topics]
         checks = [(f"topic/{i}" if many else "topic", f, check_topic_filter) for i, f in enumerate(filters)]
+        if operation.get("dead_letter_topic") is not None:  # published to: a topic name
+            checks.append(("dead_letter_topic", operation["dead_letter_topic"], check_topic_name))
     problems = []
     for path, text, check in checks:
         try:

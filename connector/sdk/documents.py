@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import enum
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,8 @@ class Result:
     index: int
     status: Status
     error: str | None = None
+    #: Anything else a person should know about it (e.g. confirmed by an earlier run).
+    note: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -56,4 +59,33 @@ class Result:
         line: dict[str, Any] = {"index": self.index, "status": self.status.value}
         if self.error is not None:
             line["error"] = self.error
+        if self.note is not None:
+            line["note"] = self.note
         return line
+
+
+def text_or_base64(data: bytes) -> tuple[str, str]:
+    """``(text, "utf-8")`` when ``data`` is UTF-8, else ``(base64 text, "base64")``."""
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(data).decode("ascii"), "base64"
+
+
+def document_to_json(document: Document) -> dict[str, Any]:
+    """The JSON form of a document (one line of a Listen's output): the payload as text when it
+    is UTF-8, else base64 (``encoding`` says which), and the properties."""
+    payload, encoding = text_or_base64(document.payload)
+    properties = dict(document.properties)
+    if isinstance(properties.get("correlation_data"), (bytes, bytearray)):
+        properties["correlation_data"] = text_or_base64(bytes(properties["correlation_data"]))[0]
+    return {"payload": payload, "encoding": encoding, "properties": properties}
+
+
+def document_from_json(line: dict[str, Any]) -> Document:
+    """The inverse of :func:`document_to_json`."""
+    if line.get("encoding", "utf-8") == "base64":
+        payload = base64.b64decode(line["payload"])
+    else:
+        payload = line["payload"].encode("utf-8")
+    return Document(payload, dict(line.get("properties", {})))

@@ -11,13 +11,20 @@ class Listener:
     """Base class of what a runtime passes to ``connector_listen``.
 
     A runtime subclasses it and implements :meth:`submit` (and, to write batches at once,
-    :meth:`submit_batch`). A connector only calls :meth:`submit` or :meth:`submit_batch` and
-    :meth:`subscribed`, and watches :attr:`stopping`.
+    :meth:`submit_batch`). A connector calls :meth:`submit` or :meth:`submit_batch`,
+    :meth:`subscribed`, :meth:`dead_lettered` and :meth:`gave_up`, and watches :attr:`stopping`.
+
+    When the process refuses a document, the connector hands it over again (with a delay) up to
+    the operation's number of attempts; then it moves the message to a dead-letter destination
+    (:meth:`dead_lettered`) or gives up (:meth:`gave_up`: the message is not acknowledged and the
+    Listen ends). A refused message is never acknowledged and dropped.
     """
 
     def __init__(self) -> None:
         #: Set when the Listen must end; the connector returns soon after.
         self.stopping = threading.Event()
+        #: Why the process refused the last document it refused (set by the runtime).
+        self.error: str | None = None
 
     def submit(self, document: Document) -> bool:
         """Hand one document to the process.
@@ -47,6 +54,15 @@ class Listener:
                 break
             accepted += 1
         return accepted
+
+    def dead_lettered(self, document: Document, error: str, attempts: int, destination: str) -> None:
+        """The process refused ``document`` ``attempts`` times (last ``error``); the connector moved it
+        to ``destination`` (e.g. a dead-letter topic), which confirmed it, and acknowledged it."""
+
+    def gave_up(self, document: Document, error: str, attempts: int) -> None:
+        """The process refused ``document`` ``attempts`` times and there is nowhere to move it: it
+        was not acknowledged, and the connector stops the Listen after this call."""
+        self.stop()
 
     def subscribed(self, granted: list[tuple[str, int | None]]) -> None:
         """The endpoint confirmed the subscriptions: ``(filter, granted QoS or None if refused)``."""
