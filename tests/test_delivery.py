@@ -273,17 +273,26 @@ def proxied(broker: MosquittoBroker) -> Iterator[FaultProxy]:
         yield proxy
 
 
-def test_qos2_through_network_cuts_has_no_duplicates(broker: MosquittoBroker, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("qos", "listen_extra", "send_extra"), [
+    pytest.param(2, [], [], id="qos2"),
+    # QoS 1 allows repeats after a cut; stamped ids and a duplicate window drop them (MQTT 5).
+    pytest.param(1, ["--protocol", "5", "--dedupe-window", "100000"], ["--protocol", "5", "--stamp-id"],
+                 id="qos1-dedupe"),
+])
+def test_no_duplicates_through_network_cuts(qos: int, listen_extra: list[str], send_extra: list[str],
+                                            broker: MosquittoBroker, tmp_path: Path) -> None:
     """Must show: QoS 2 with persistent sessions on both sides, the connections cut every 0.5 s: every
-    document arrives exactly once, and the Send reports every one SUCCESS."""
+    document arrives exactly once, and the Send reports every one SUCCESS. The same for QoS 1 with a
+    duplicate window."""
     sent = numbered(10_000)
     fast = tmp_path / "fast.json"
     fast.write_text(json.dumps({"reconnect_delay": 0.05, "reconnect_max_delay": 0.2}))
     with proxied(broker) as proxy:
-        listen = Cli(tmp_path, "listen", *listen_args(proxy, "cuts-listen", "cuts/t", qos=2), "--connection", str(fast))
+        listen = Cli(tmp_path, "listen", *listen_args(proxy, "cuts-listen", "cuts/t", qos=qos), "--connection",
+                     str(fast), *listen_extra)
         listen.subscribed()
-        send = Cli(tmp_path, "send", "send", *address(proxy), "--topic", "cuts/t", "--qos", "2", "--lines",
-                   "--persistent", "--client-id", "cuts-send", "--connection", str(fast),
+        send = Cli(tmp_path, "send", "send", *address(proxy), "--topic", "cuts/t", "--qos", str(qos), "--lines",
+                   "--persistent", "--client-id", "cuts-send", "--connection", str(fast), *send_extra,
                    stdin=lines_file(tmp_path, sent))
         proxy.cut_every(0.5)
         assert send.exit_code() == 0, send.stderr()
@@ -295,7 +304,8 @@ def test_qos2_through_network_cuts_has_no_duplicates(broker: MosquittoBroker, tm
     got = payloads(listen.out)
     assert lost_and_duplicated(sent, got) == (0, 0)
     assert cuts >= 4, "the stream was hardly cut"
-    print(f"\nQoS 2 through {cuts} cut connections: lost 0, duplicated 0")
+    dropped = [line for line in listen.stderr().splitlines() if "repeat" in line and "dropped" in line]
+    print(f"\nQoS {qos} through {cuts} cut connections: lost 0, duplicated 0; {dropped[-1:] or 'no repeats'}")
 
 
 def test_a_stalled_connection_is_detected_and_replaced(broker: MosquittoBroker) -> None:

@@ -184,13 +184,13 @@ def test_a_schema_that_cannot_validate_is_a_plugin_error(tmp_path: Path, monkeyp
 # -- the Options tab ---------------------------------------------------------------------------
 
 def test_options_tab_is_action_topic_qos_retained_in_order() -> None:
-    # The four fields of the Options tab first; then the Listen's options for a failing process.
+    # The four fields of the Options tab first; then the options of one action each (x-actions).
     assert OPERATION["x-order"][:4] == ["action", "topic", "qos", "retained"]
     assert list(OPERATION["properties"]) == OPERATION["x-order"]
-    titles = [OPERATION["properties"][name]["title"] for name in OPERATION["x-order"]]
-    assert titles == ["Action", "Topic", "Quality of Service", "Retained Message", "Delivery Attempts",
-                      "Retry Delay", "Dead Letter Topic"]
-    assert all(OPERATION["properties"][name]["x-actions"] == ["listen"] for name in OPERATION["x-order"][4:])
+    titles = [OPERATION["properties"][name]["title"] for name in OPERATION["x-order"][:4]]
+    assert titles == ["Action", "Topic", "Quality of Service", "Retained Message"]
+    actions = {name: OPERATION["properties"][name].get("x-actions") for name in OPERATION["x-order"][4:]}
+    assert actions and all(a in (["listen"], ["send"]) for a in actions.values()), actions
     assert OPERATION["required"] == ["action", "topic"]
     assert OPERATION["additionalProperties"] is False
 
@@ -223,10 +223,13 @@ def test_retained_is_a_boolean_defaulting_to_false() -> None:
 
 def test_operation_defaults_are_filled_in(manifest: Manifest) -> None:
     assert manifest.validate_operation({"action": "send", "topic": "a/b"}) == {
-        "action": "send", "topic": "a/b", "qos": 0, "retained": False}
+        "action": "send", "topic": "a/b", "qos": 0, "retained": False, "user_properties": [], "content_type": None,
+        "payload_format_indicator": None, "message_expiry_interval": None, "response_topic": None,
+        "correlation_data": None, "stamp_id": False}  # x-actions: the Send's options, none set
     assert manifest.validate_operation({"action": "listen", "topic": ["a/+", "b/#"], "qos": 2}) == {
         "action": "listen", "topic": ["a/+", "b/#"], "qos": 2, "retained": False,
-        "max_attempts": 3, "retry_delay": 1, "dead_letter_topic": None}  # x-actions: Listen's only
+        "max_attempts": 3, "retry_delay": 1, "dead_letter_topic": None, "filter_qos": {}, "no_local": False,
+        "retain_as_published": False, "retain_handling": 0, "dedupe_window": 0}  # x-actions: Listen's only
 
 
 @pytest.mark.parametrize(("config", "valid"), [

@@ -151,11 +151,11 @@ class EmbeddedBroker(Broker):
         await super()._client_message_loop(client_session, handler)
 
 
-def broker_config(host: str, port: int) -> dict[str, Any]:
-    return {
-        "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}", "max_connections": 0}},
-        "plugins": {f"{OpenAuthPlugin.__module__}.{OpenAuthPlugin.__qualname__}": {}},
-    }
+def broker_config(host: str, port: int, ws_port: int | None = None) -> dict[str, Any]:
+    listeners: dict[str, Any] = {"default": {"type": "tcp", "bind": f"{host}:{port}", "max_connections": 0}}
+    if ws_port is not None:  # MQTT over WebSocket (ws://HOST:WS_PORT/, any path)
+        listeners["websocket"] = {"type": "ws", "bind": f"{host}:{ws_port}", "max_connections": 0}
+    return {"listeners": listeners, "plugins": {f"{OpenAuthPlugin.__module__}.{OpenAuthPlugin.__qualname__}": {}}}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -180,9 +180,9 @@ def _why(exc: BaseException, host: str, port: int) -> str:
     return f"the embedded broker cannot start on {host}:{port}: {exc}"
 
 
-async def start_broker(host: str, port: int) -> EmbeddedBroker:
+async def start_broker(host: str, port: int, ws_port: int | None = None) -> EmbeddedBroker:
     """Start the broker on the running event loop; raise BrokerError with a reason in words."""
-    broker = EmbeddedBroker(broker_config(host, port))
+    broker = EmbeddedBroker(broker_config(host, port, ws_port))
     try:
         await broker.start()
     except Exception as exc:
@@ -200,9 +200,11 @@ class BrokerThread:
             ... broker.host, broker.port ...
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, *, websocket: bool = False) -> None:
         self.host = host
         self.port = port if port is not None else free_port(host)
+        #: With ``websocket=True``, the port of its MQTT-over-WebSocket listener (ws://host:ws_port/).
+        self.ws_port = free_port(host) if websocket else None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._broker: EmbeddedBroker | None = None
         self._thread: threading.Thread | None = None
@@ -227,7 +229,7 @@ class BrokerThread:
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
-            self._broker = loop.run_until_complete(start_broker(self.host, self.port))
+            self._broker = loop.run_until_complete(start_broker(self.host, self.port, self.ws_port))
         except BaseException as exc:  # reported to start()
             self._error = exc
             self._started.set()
@@ -266,7 +268,7 @@ def serve(host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        print(f"embedded MQTT broker listening on mqtt://{host}:{port} (Ctrl-C to stop)", flush=True)
+        print(f"embedded MQTT broker listening on mqtt://{host}:{port} (MQTT 3.1.1 only; Ctrl-C to stop)", flush=True)
         await stop.wait()
         sys.stderr.write("stopping the broker\n")
         await broker.shutdown()

@@ -77,7 +77,11 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--connection", metavar="FILE", help="connection file (JSON, see 'describe')")
     g.add_argument("--host", help="broker host (default 127.0.0.1)")
     g.add_argument("--port", type=int, help="broker port (default 1883)")
-    g.add_argument("--client-id", help="client ID (default: a random one)")
+    g.add_argument("--failover", action="append", metavar="HOST:PORT",
+                   help="another broker of the cluster, tried in turn when the one in use cannot be reached (repeatable)")
+    g.add_argument("--transport", choices=("tcp", "websockets"), help="MQTT over TCP (default) or over WebSocket")
+    g.add_argument("--ws-path", metavar="PATH", help="the broker's WebSocket path (default /mqtt)")
+    g.add_argument("--client-id", help="client ID (default: a random one); may hold {hostname}, {pid}, {random}")
     g.add_argument("--username", help="user name")
     g.add_argument("--password", help=f"password (better: the environment variable {PASSWORD_ENV})")
     g.add_argument("--password-file", metavar="FILE", help="read the password from the first line of FILE")
@@ -93,6 +97,15 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
                    help="INSECURE: accept any broker certificate for any host name (warns on every connect)")
     g.add_argument("--wait-for-broker", type=float, metavar="S",
                    help="keep trying for S seconds when the broker cannot be reached at start (default 0)")
+    g.add_argument("--session-expiry", type=int, metavar="S", help="MQTT 5: seconds the broker keeps the session "
+                   "after the connection ends (default: for good with --persistent, else not at all)")
+    g.add_argument("--receive-maximum", type=int, metavar="N", help="MQTT 5: the broker sends at most N "
+                   "unacknowledged QoS 1/2 messages at a time")
+    g.add_argument("--will-topic", metavar="TOPIC",
+                   help="last will: published by the broker if the connection ends without a goodbye")
+    g.add_argument("--will-payload", metavar="TEXT", help="the will message's text (default empty)")
+    g.add_argument("--will-qos", type=int, choices=(0, 1, 2), help="the will message's QoS (default 0)")
+    g.add_argument("--will-retained", action="store_true", default=None, help="the will message is retained")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -104,6 +117,13 @@ def _qos(p: argparse.ArgumentParser) -> None:
                    "1 at least once, 2 exactly once")
 
 
+def _key_value(text: str) -> list[str]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return [key, value]
+
+
 def _listen_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("when the process fails for a message")
     g.add_argument("--max-attempts", type=int, metavar="N",
@@ -112,6 +132,17 @@ def _listen_args(p: argparse.ArgumentParser) -> None:
                    help="seconds before the second attempt, doubling after each (default 1)")
     g.add_argument("--dead-letter-topic", metavar="TOPIC", help="publish a message the process failed for every "
                    "attempt here, with its error, and go on (default: stop without acknowledging it)")
+    g = p.add_argument_group("subscription (QoS per filter; the rest MQTT 5)")
+    g.add_argument("--filter-qos", action="append", metavar="FILTER=QOS", type=_key_value,
+                   help="this filter's QoS, overriding --qos for it (repeatable)")
+    g.add_argument("--no-local", action="store_true", default=None,
+                   help="not the messages this connection (client ID) published itself")
+    g.add_argument("--retain-as-published", action="store_true", default=None,
+                   help="'retained' keeps the flag a message was published with")
+    g.add_argument("--retain-handling", type=int, choices=(0, 1, 2),
+                   help="stored retained messages: 0 at every subscribe (default), 1 for a new subscription only, 2 never")
+    g.add_argument("--dedupe-window", type=int, metavar="N",
+                   help="drop a message whose msg-id (send --stamp-id) was among the last N (QoS 1 repeats)")
 
 
 def build_parser() -> Parser:
@@ -141,6 +172,18 @@ def build_parser() -> Parser:
                    "same command again after a crash and only the documents not confirmed are sent")
     p.add_argument("--persistent", action="store_true",
                    help="keep the broker session, so that QoS 2 stays exactly once across reconnects (needs --client-id)")
+    g = p.add_argument_group("MQTT 5 message properties (with --protocol 5)")
+    g.add_argument("--user-property", action="append", metavar="KEY=VALUE", type=_key_value,
+                   help="a user property of every message (repeatable; order and repeated keys kept)")
+    g.add_argument("--content-type", metavar="TEXT", help="what the payload is, e.g. application/json")
+    g.add_argument("--payload-format-indicator", type=int, choices=(0, 1),
+                   help="1: the payloads are UTF-8 text; 0: unspecified bytes")
+    g.add_argument("--message-expiry", type=int, metavar="SECONDS",
+                   help="the broker drops a message no subscriber took within SECONDS")
+    g.add_argument("--response-topic", metavar="TOPIC", help="where a reply should be published (request/reply)")
+    g.add_argument("--correlation-data", metavar="TEXT", help="sent back with the reply, to match it to the request")
+    g.add_argument("--stamp-id", action="store_true", default=None,
+                   help="add a user property msg-id, unique per document, for a Listen's --dedupe-window")
     _connection_args(p)
     _common(p)
 
@@ -237,7 +280,8 @@ def connection_from_args(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError("give --password or --password-file, not both")
         config["password"] = _read_text(args.password_file, "password", first_line=True)
     for name in ("host", "port", "client_id", "username", "password", "protocol", "tls", "ca_file", "cert_file",
-                 "key_file", "key_password", "tls_insecure", "wait_for_broker"):
+                 "key_file", "key_password", "tls_insecure", "wait_for_broker", "failover", "transport", "ws_path",
+                 "session_expiry", "receive_maximum", "will_topic", "will_payload", "will_qos", "will_retained"):
         value = getattr(args, name, None)
         if value is not None:
             config[name] = value
@@ -391,6 +435,8 @@ def _listen_and_report(runtime: Any, connection: dict[str, Any], operation: dict
                              connector_id=connector_id)
     moved = (f"; {outcome.dead_lettered:,} moved to the dead-letter topic after failing every attempt"
              if outcome.dead_lettered else "")
+    if outcome.repeats_dropped:
+        moved += f"; {outcome.repeats_dropped:,} repeat{'s' if outcome.repeats_dropped != 1 else ''} dropped"
     if outcome.reason == "refused":
         sys.stderr.write(f"error: the process failed for a message every attempt ({outcome.error}); it was not "
                          f"acknowledged{moved}\n")
@@ -412,6 +458,12 @@ def cmd_send(args: argparse.Namespace) -> int:
         operation["qos"] = args.qos
     if args.retained:
         operation["retained"] = True
+    for name, value in (("user_properties", args.user_property), ("content_type", args.content_type),
+                        ("payload_format_indicator", args.payload_format_indicator),
+                        ("message_expiry_interval", args.message_expiry), ("response_topic", args.response_topic),
+                        ("correlation_data", args.correlation_data), ("stamp_id", args.stamp_id)):
+        if value is not None:
+            operation[name] = value
     connection = connection_from_args(args)
     _persistent(args, connection)
     stop = _GracefulStop()
@@ -439,9 +491,15 @@ def cmd_listen(args: argparse.Namespace) -> int:
     operation: dict[str, Any] = {"action": "listen", "topic": args.topic[0] if len(args.topic) == 1 else args.topic}
     if args.qos is not None:
         operation["qos"] = args.qos
-    for name in ("max_attempts", "retry_delay", "dead_letter_topic"):
+    for name in ("max_attempts", "retry_delay", "dead_letter_topic", "no_local", "retain_as_published",
+                 "retain_handling", "dedupe_window"):
         if getattr(args, name) is not None:
             operation[name] = getattr(args, name)
+    if args.filter_qos:
+        try:
+            operation["filter_qos"] = {name: int(qos) for name, qos in args.filter_qos}
+        except ValueError:
+            raise UsageError("--filter-qos is FILTER=QOS with a QoS of 0, 1 or 2") from None
     return _listen_and_report(Runtime(), connection, operation, args.count, args.timeout, "mqtt")
 
 

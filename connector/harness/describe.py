@@ -57,7 +57,8 @@ def _fields(schema: dict[str, Any], lines: list[str]) -> None:
                 if option.get("description"):
                     lines.append(_wrap(option["description"], 10))
         if prop.get("examples"):
-            lines.append(_wrap("examples: " + ", ".join(prop["examples"]), 6))
+            shown = [e if isinstance(e, str) else json.dumps(e, ensure_ascii=False) for e in prop["examples"]]
+            lines.append(_wrap("examples: " + ", ".join(shown), 6))
 
 
 def describe_text(manifest: Manifest) -> str:

@@ -55,6 +55,8 @@ class ListenOutcome:
     error: str | None = None
     #: Documents the process failed for every attempt, moved to the dead-letter topic.
     dead_lettered: int = 0
+    #: Repeats of documents handed over before, dropped by the connector (a duplicate window).
+    repeats_dropped: int = 0
 
 
 class ProcessListener(Listener):
@@ -69,6 +71,7 @@ class ProcessListener(Listener):
         self.ready = threading.Event()
         self.reason = "stopped"
         self.dead_letters = 0
+        self.repeats = 0
         self._on_subscribed = on_subscribed
 
     def submit(self, document: Document) -> bool:
@@ -122,6 +125,9 @@ class ProcessListener(Listener):
         self.dead_letters += 1
         log.warning("the process failed %d time%s for the message on %r (%s): moved to %r", attempts,
                     "s" if attempts > 1 else "", document.properties.get("topic"), error, destination)
+
+    def repeat_dropped(self, document: Document) -> None:
+        self.repeats += 1
 
     def gave_up(self, document: Document, error: str, attempts: int) -> None:
         self.error = error
@@ -262,7 +268,7 @@ class Runtime:
                 timer.cancel()
             conn.close()
         return ListenOutcome(listener.accepted, listener.reason, listener.error if listener.reason == "refused" else None,
-                             listener.dead_letters)
+                             listener.dead_letters, listener.repeats)
 
     def listen_in_background(self, connection: Mapping[str, Any], operation: Mapping[str, Any],
                              sink: Sink | None = None, *, count: int | None = None, timeout: float | None = None,

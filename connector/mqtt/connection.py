@@ -8,6 +8,7 @@ exception can never kill it.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import random
 import socket
@@ -24,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MessageState, _ConnectionState
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from connector.mqtt.tls import alert_text, tls_context, tls_failure, uses_tls, warn_if_insecure
 from connector.sdk.errors import ConnectError
@@ -91,6 +93,8 @@ class _Client(paho.Client):
         self.session = 0
         self._first_delay, self._max_delay = reconnect_delays
         self._attempt = 0
+        #: The brokers to try, in turn, whenever the one in use cannot be reached (failover).
+        self.addresses: list[tuple[str, int]] = []
         #: mid -> True once a QoS 2 message was accepted (PUBREC sent), False while the process has it.
         self._received: dict[int, bool] = {}
         self._received_lock = threading.Lock()
@@ -186,6 +190,7 @@ class _Client(paho.Client):
         sock = self._sock
         if sock is not None and self._state == _ConnectionState.MQTT_CS_DISCONNECTING:
             deadline = time.monotonic() + CLOSE_DRAIN_SECONDS
+            sock = getattr(sock, "_socket", sock)  # under paho's WebSocket wrapper: the TCP socket
             try:
                 sock.shutdown(socket.SHUT_WR)
                 while (remaining := deadline - time.monotonic()) > 0:
@@ -213,6 +218,43 @@ class _Client(paho.Client):
             if remaining <= 0:
                 break
             time.sleep(min(remaining, 0.1))
+        if len(self.addresses) > 1:  # the next broker of the cluster
+            where = self.addresses.index((self._host, self._port)) if (self._host, self._port) in self.addresses else -1
+            self._host, self._port = self.addresses[(where + 1) % len(self.addresses)]
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``"host:port"`` (checked by the schema) as ``(host, port)``."""
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+#: What a client ID template may hold, each filled in at connect.
+CLIENT_ID_FIELDS = ("hostname", "pid", "random")
+
+
+def expand_client_id(template: str) -> str:
+    """``orders-{hostname}-{pid}`` -> ``orders-node7-4242``; ``{random}`` is 8 hex digits. Text
+    without braces is returned as it is; an unknown ``{name}`` is refused by the connector's
+    validation before this is called."""
+    if "{" not in template:
+        return template
+    return template.format(hostname=socket.gethostname(), pid=os.getpid(), random=uuid.uuid4().hex[:8])
+
+
+def client_id_problem(template: str) -> str | None:
+    """Why a client ID template cannot be filled in, or None."""
+    import string
+
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        return f"the client ID {template!r} is not a valid template ({exc}): write '{{{{' for a brace"
+    unknown = [name for name in names if name not in CLIENT_ID_FIELDS]
+    if unknown:
+        return (f"the client ID template {template!r} names {{{unknown[0]}}}: it may hold "
+                + ", ".join(f"{{{n}}}" for n in CLIENT_ID_FIELDS))
+    return None
 
 
 class _Unreachable(ConnectError):
@@ -229,7 +271,9 @@ class MqttConnection:
         self.config = dict(config)
         self.host: str = config["host"]
         self.port: int = config["port"]
-        self.client_id: str = config["client_id"] or f"mqtt-connector-{uuid.uuid4().hex[:12]}"
+        #: Host and port, then the failover brokers: tried in turn.
+        self.addresses = [(self.host, self.port), *(parse_address(a) for a in config.get("failover", ()))]
+        self.client_id: str = expand_client_id(config["client_id"]) or f"mqtt-connector-{uuid.uuid4().hex[:12]}"
         self.mqtt5: bool = config.get("protocol") == "5"
         self.tls: bool = uses_tls(config)
         #: MQTT 5: mid -> the broker's reason for refusing a published message (PUBACK/PUBCOMP >= 0x80).
@@ -252,6 +296,7 @@ class MqttConnection:
         self.up = threading.Event()
         self._lock = threading.Lock()
         self._sub_mids: dict[int, list[tuple[str, int]]] = {}
+        self._options: dict[str, Any] = {}
         self.client = self._make_client()
 
     def __repr__(self) -> str:  # never the password or the key passphrase
@@ -280,7 +325,14 @@ class MqttConnection:
             clean_session=None if self.mqtt5 else cfg["clean_session"],  # MQTT 5: clean_start at connect
             protocol=paho.MQTTv5 if self.mqtt5 else paho.MQTTv311,
             manual_ack=True,  # a message is acknowledged only after the process accepted it (_Client.ack)
+            transport=cfg.get("transport", "tcp"),
         )
+        client.addresses = self.addresses
+        if cfg.get("transport") == "websockets":
+            client.ws_set_options(path=cfg["ws_path"])
+        if cfg.get("will_topic"):  # published by the broker if this connection ends without DISCONNECT
+            client.will_set(cfg["will_topic"], cfg["will_payload"].encode("utf-8"), cfg["will_qos"],
+                            cfg["will_retained"])
         if cfg["username"]:
             client.username_pw_set(cfg["username"], cfg["password"] or None)
         if self.tls:
@@ -313,20 +365,28 @@ class MqttConnection:
         give_up = time.monotonic() + self.config.get("wait_for_broker", 0)
         attempt = 0
         while True:
-            try:
-                return self._open_once()
-            except _Unreachable as exc:
-                delay = min(self.config["reconnect_max_delay"], self.config["reconnect_delay"] * 2 ** min(attempt, 30))
-                delay = random.uniform(delay / 2, delay)
-                if time.monotonic() + delay > give_up:
-                    raise ConnectError(str(exc)) from None
-                log.warning("%s; trying again in %.1f s", exc, delay)
-                time.sleep(delay)
-                attempt += 1
-                self.closing.clear()
-                self._connack.clear()
-                self._connect_error = None
-                self._connect_retryable = False
+            failures = []
+            for host, port in self.addresses:  # the failover brokers in turn
+                self.host, self.port = host, port
+                try:
+                    return self._open_once()
+                except _Unreachable as exc:
+                    failures.append(str(exc))
+                    self._reset_attempt()
+            error = failures[0] if len(failures) == 1 else "no broker can be reached: " + "; ".join(failures)
+            delay = min(self.config["reconnect_max_delay"], self.config["reconnect_delay"] * 2 ** min(attempt, 30))
+            delay = random.uniform(delay / 2, delay)
+            if time.monotonic() + delay > give_up:
+                raise ConnectError(error)
+            log.warning("%s; trying again in %.1f s", error, delay)
+            time.sleep(delay)
+            attempt += 1
+
+    def _reset_attempt(self) -> None:
+        self.closing.clear()
+        self._connack.clear()
+        self._connect_error = None
+        self._connect_retryable = False
 
     def _open_once(self) -> MqttConnection:
         where = f"{self.host}:{self.port}"
@@ -338,9 +398,16 @@ class MqttConnection:
         extra: dict[str, Any] = {}
         if self.mqtt5:
             extra["clean_start"] = self.config["clean_session"]
-            if not self.config["clean_session"]:
+            expiry = self.config.get("session_expiry")
+            if expiry is None and not self.config["clean_session"]:
+                expiry = SESSION_NEVER_EXPIRES
+            receive_maximum = self.config.get("receive_maximum")
+            if expiry or receive_maximum:
                 extra["properties"] = Properties(PacketTypes.CONNECT)
-                extra["properties"].SessionExpiryInterval = SESSION_NEVER_EXPIRES
+                if expiry:
+                    extra["properties"].SessionExpiryInterval = expiry
+                if receive_maximum:  # at most this many unacknowledged QoS 1/2 messages towards us
+                    extra["properties"].ReceiveMaximum = receive_maximum
         try:
             self.client.connect(self.host, self.port, keepalive=self.config["keep_alive"], **extra)
         except ssl.SSLError as exc:
@@ -402,10 +469,12 @@ class MqttConnection:
 
     # -- subscriptions -----------------------------------------------------------------------
 
-    def subscribe(self, subscriptions: list[tuple[str, int]]) -> None:
-        """Subscribe now and again after every reconnect (paho forgets nothing, the broker may)."""
+    def subscribe(self, subscriptions: list[tuple[str, int]], options: Mapping[str, Any] | None = None) -> None:
+        """Subscribe now and again after every reconnect (paho forgets nothing, the broker may).
+        ``options`` (MQTT 5): ``no_local``, ``retain_as_published``, ``retain_handling`` for every filter."""
         with self._lock:
             self.subscriptions = list(subscriptions)
+            self._options = dict(options or {})
         if self.connected:
             self._send_subscribe()
 
@@ -414,7 +483,13 @@ class MqttConnection:
             subs = list(self.subscriptions)
         if not subs:
             return
-        rc, mid = self.client.subscribe(subs)
+        if self.mqtt5:  # MQTT 5 subscription options
+            options = self._options
+            rc, mid = self.client.subscribe([(f, SubscribeOptions(
+                qos, noLocal=options.get("no_local", False), retainAsPublished=options.get("retain_as_published", False),
+                retainHandling=options.get("retain_handling", 0))) for f, qos in subs])
+        else:
+            rc, mid = self.client.subscribe(subs)
         if rc == paho.MQTT_ERR_SUCCESS:
             with self._lock:
                 self._sub_mids[mid] = subs
@@ -456,6 +531,7 @@ class MqttConnection:
                 self.closing.set()  # no "connection lost" warning for it
                 client.disconnect()  # do not retry a refused first connection
             return
+        self.host, self.port = client._host, client._port  # with failover, the broker now in use
         if self._ever_connected:
             log.warning("reconnected to %s:%s (session present: %s)", self.host, self.port, flags.session_present)
         announced = getattr(properties, "MaximumPacketSize", None)

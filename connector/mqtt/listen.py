@@ -6,12 +6,14 @@ import json
 import logging
 import queue
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import paho.mqtt.client as paho
 
 from connector.mqtt.connection import MqttConnection
+from connector.mqtt.properties import document_properties, message_uid
 from connector.mqtt.topics import matches, operation_problems
 from connector.sdk.documents import Document, document_to_json
 from connector.sdk.errors import ConfigError
@@ -39,17 +41,18 @@ def topic_filters(operation: Mapping[str, Any]) -> list[str]:
 
 
 def to_document(message: paho.MQTTMessage) -> Document:
-    """A received message as a document with the properties the manifest declares for Listen."""
-    return Document(
-        payload=message.payload,
-        properties={
-            "topic": message.topic,
-            "qos": message.qos,
-            "retained": bool(message.retain),
-            "duplicate": bool(message.dup),
-            "message_id": message.mid,
-        },
-    )
+    """A received message as a document with the properties the manifest declares for Listen
+    (with MQTT 5 also its message properties, those it has)."""
+    properties = {
+        "topic": message.topic,
+        "qos": message.qos,
+        "retained": bool(message.retain),
+        "duplicate": bool(message.dup),
+        "message_id": message.mid,
+    }
+    if message.properties is not None:
+        properties.update(document_properties(message.properties))
+    return Document(payload=message.payload, properties=properties)
 
 
 def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listener) -> int:
@@ -63,8 +66,10 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
     """
     filters = topic_filters(operation)
     qos: int = operation["qos"]
+    own_qos = operation.get("filter_qos") or {}
     conn.on_subscribed = listener.subscribed
-    conn.subscribe([(f, qos) for f in filters])
+    conn.subscribe([(f, own_qos.get(f, qos)) for f in filters], operation)
+    repeats = _Repeats(operation.get("dedupe_window", 0)) if conn.mqtt5 else None
     inbox, stopping = conn.inbox, listener.stopping
     ack = _acknowledger(conn)
     retries = _Retries(conn, operation, listener, ack)
@@ -98,6 +103,11 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
                 log.warning("dropped a message on %r, which matches none of the filters %s", topic, filters)
                 ack(message)
                 continue
+            if repeats is not None and repeats.seen(message):
+                log.debug("dropped a repeat of message %s on %r", message_uid(message.properties), topic)
+                ack(message)  # the first copy was taken already
+                listener.repeat_dropped(to_document(message))
+                continue
             messages.append(message)
             documents.append(to_document(message))
         if stopping.is_set():
@@ -105,6 +115,30 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
         if documents:
             accepted += retries.deliver(messages, documents)
     return accepted
+
+
+class _Repeats:
+    """The ``msg-id`` user properties of the last ``window`` messages (``dedupe_window``)."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self._order: deque[str] = deque()
+        self._ids: set[str] = set()
+
+    def seen(self, message: paho.MQTTMessage) -> bool:
+        """True when the message is a repeat; else remember it."""
+        if not self.window:
+            return False
+        uid = message_uid(message.properties)
+        if uid is None:
+            return False
+        if uid in self._ids:
+            return True
+        self._ids.add(uid)
+        self._order.append(uid)
+        if len(self._order) > self.window:
+            self._ids.discard(self._order.popleft())
+        return False
 
 
 def _acknowledger(conn: MqttConnection) -> Callable[[paho.MQTTMessage], None]:

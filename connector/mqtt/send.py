@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -17,11 +18,15 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from connector.mqtt.connection import MqttConnection, reason_text
+from connector.mqtt.properties import MQTT5_FIELDS, PropertyError, operation_defaults, publish_properties
 from connector.mqtt.topics import TopicError, check_topic_name, operation_problems
 from connector.sdk.documents import Document, Result, Status
 from connector.sdk.errors import ConfigError
 
 log = logging.getLogger("connector.mqtt.send")
+
+#: Whether the warning about MQTT 5 properties over MQTT 3.1.1 was given (once per process).
+_warned: list[bool] = []
 
 #: MQTT's largest Remaining Length (variable header and payload of a packet), so also an upper
 #: bound of a payload.
@@ -65,9 +70,12 @@ def _results(conn: MqttConnection, operation: Mapping[str, Any], documents: Iter
     window: deque[_Pending] = deque()
     append, popleft = window.append, window.popleft
     fits: dict[tuple[str, int | None], int] = {}
+    v5 = operation_defaults(operation) if conn.mqtt5 else None
+    run = uuid.uuid4().hex[:12] if v5 is not None and operation.get("stamp_id") else None
 
     for index, document in enumerate(documents):
-        append(_publish(conn, index, document, default_topic, qos, retain, ack_timeout, fits))
+        append(_publish(conn, index, document, default_topic, qos, retain, ack_timeout, fits, v5,
+                        None if run is None else f"{run}-{index}"))
         while window and (len(window) >= window_size or _done(window[0])):
             yield _settle(conn, popleft())
     while window:
@@ -75,8 +83,19 @@ def _results(conn: MqttConnection, operation: Mapping[str, Any], documents: Iter
 
 
 def _publish(conn: MqttConnection, index: int, document: Document, default_topic: str, qos: int,
-             retain: bool, ack_timeout: float, fits: dict[tuple[str, int | None], int]) -> _Pending:
+             retain: bool, ack_timeout: float, fits: dict[tuple[str, int | None], int],
+             v5: dict[str, Any] | None, stamp: str | None = None) -> _Pending:
     deadline = time.monotonic() + ack_timeout
+    properties = None
+    if v5 is not None:  # MQTT 5: the operation's and the document's message properties
+        try:
+            properties = publish_properties(v5, document.properties, stamp)
+        except PropertyError as exc:
+            return _Pending(index, None, deadline, Result(index, Status.APPLICATION_ERROR, str(exc)))
+    elif document.properties and not _warned and any(name in document.properties for name in MQTT5_FIELDS):
+        _warned.append(True)
+        log.warning("documents carry MQTT 5 properties (e.g. user_properties), which MQTT 3.1.1 cannot send: "
+                    "they are left out; connect with protocol 5 to send them")
     topic = document.properties.get("topic")
     if topic is None:
         topic = default_topic
@@ -89,7 +108,12 @@ def _publish(conn: MqttConnection, index: int, document: Document, default_topic
     # The size check grows with the payload only: once a size fits a topic (and the broker's
     # limit, which a reconnect may change), every smaller one does, without computing it again.
     size, fits_key = len(payload), (topic, conn.max_packet_size)
-    if size > fits.get(fits_key, -1):
+    if properties is not None:  # their size varies per document: checked each time
+        packed = len(properties.pack())
+        too_big = oversize(conn, topic, size, qos, packed - _varint_size(packed))
+        if too_big is not None:
+            return _Pending(index, None, deadline, Result(index, Status.APPLICATION_ERROR, too_big))
+    elif size > fits.get(fits_key, -1):
         too_big = oversize(conn, topic, size, qos)
         if too_big is not None:
             return _Pending(index, None, deadline, Result(index, Status.APPLICATION_ERROR, too_big))
@@ -97,7 +121,7 @@ def _publish(conn: MqttConnection, index: int, document: Document, default_topic
     if qos == 0 and not conn.up.is_set():  # paho does not keep QoS 0 messages for a reconnect
         conn.up.wait(deadline - time.monotonic())
     try:
-        info = conn.client.publish(topic, payload, qos=qos, retain=retain)
+        info = conn.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
     except ValueError as exc:  # paho's own checks (topic, size)
         return _Pending(index, None, deadline, Result(index, Status.APPLICATION_ERROR, str(exc)))
     if info.rc == paho.MQTT_ERR_NO_CONN and qos == 0:

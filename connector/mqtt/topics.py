@@ -126,14 +126,18 @@ def operation_problems(operation: Mapping[str, Any]) -> list[str]:
     """The topic rules applied to an operation (the Options tab): ``"operation PATH: sentence"`` each."""
     topics = operation["topic"]
     if operation["action"] == "send":
+        filters: list[str] = []
         checks = [("topic", topics, check_topic_name)]
+        if operation.get("response_topic") is not None:  # a reply is published there
+            checks.append(("response_topic", operation["response_topic"], check_topic_name))
     else:
         many = not isinstance(topics, str)
         filters = list(topics) if many else [topics]
         checks = [(f"topic/{i}" if many else "topic", f, check_topic_filter) for i, f in enumerate(filters)]
         if operation.get("dead_letter_topic") is not None:  # published to: a topic name
             checks.append(("dead_letter_topic", operation["dead_letter_topic"], check_topic_name))
-    problems = []
+    problems = [f"operation filter_qos/{name}: {name!r} is not one of the Listen's filters"
+                for name in operation.get("filter_qos") or {} if name not in filters]
     for path, text, check in checks:
         try:
             check(text)

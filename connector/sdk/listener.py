@@ -64,6 +64,10 @@ class Listener:
         was not acknowledged, and the connector stops the Listen after this call."""
         self.stop()
 
+    def repeat_dropped(self, document: Document) -> None:
+        """The connector recognised ``document`` as a repeat of one it handed over before (e.g. a
+        QoS 1 re-delivery) and acknowledged it without handing it over again."""
+
     def subscribed(self, granted: list[tuple[str, int | None]]) -> None:
         """The endpoint confirmed the subscriptions: ``(filter, granted QoS or None if refused)``."""
 
