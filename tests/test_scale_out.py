@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 from brokers import MosquittoBroker, stop_process
+
+from connector.harness.broker import BrokerThread
+from connector.mqtt.listen import BATCH_MAX
 from test_delivery import (Cli, address, broker, count_lines, lines_file, listen_args,  # noqa: F401 (a fixture)
                            lost_and_duplicated, numbered, payloads)
 
@@ -41,7 +44,7 @@ def processes() -> Iterator[list[subprocess.Popen]]:
         stop_process(proc)
 
 
-def worker(broker: MosquittoBroker, tmp_path: Path, processes: list[subprocess.Popen], name: str,
+def worker(broker: MosquittoBroker | BrokerThread, tmp_path: Path, processes: list[subprocess.Popen], name: str,
            client_id: str) -> Cli:
     """``listen --topic '$share/workers/jobs/#' --qos 1 --persistent --client-id CLIENT_ID --verbose``."""
     cli = Cli(tmp_path, name, *listen_args(broker, client_id, SHARED))
@@ -53,7 +56,7 @@ class PacedSend:
     """``send --topic jobs/new --qos 1 --lines`` fed through a pipe, ``batch`` lines every ``pause``
     seconds, so that the stream is still flowing when something happens to a Listen."""
 
-    def __init__(self, broker: MosquittoBroker, folder: Path, items: list[str], batch: int = 20,
+    def __init__(self, broker: MosquittoBroker | BrokerThread, folder: Path, items: list[str], batch: int = 20,
                  pause: float = 0.05) -> None:
         self.err = folder / "send.err"
         with open(folder / "send.out", "wb") as out, open(self.err, "wb") as err:
@@ -203,3 +206,38 @@ def test_a_killed_listen_of_a_shared_subscription_loses_nothing(broker: Mosquitt
     print(f"\nworker-1 SIGKILLed after writing {len(written_by_killed):,} (about {fed_at_kill:,} of {TOTAL:,} sent): "
           f"worker-2 (survivor) got {survivor_total:,}; {len(waiting):,} waited in worker-1's session and came "
           f"when it restarted ({len(from_restart):,} delivered); lost {lost}, duplicated {duplicated}")
+
+
+def test_on_the_embedded_broker_the_survivor_finishes_the_stream(tmp_path: Path,
+                                                                  processes: list[subprocess.Popen]) -> None:
+    """Must show, where the broker hands a dead member's share on: two Listens of
+    ``$share/workers/jobs/#`` on the embedded broker, 2,000 QoS 1 documents, worker-1 killed (SIGKILL)
+    in the middle: worker-2 alone finishes the stream, nothing lost, without worker-1 coming back.
+    The embedded broker gives a member's unacknowledged messages to the rest of its group as soon
+    as its connection ends (connector/harness/shared.py)."""
+    with BrokerThread() as broker:
+        sent = numbered(TOTAL)
+        first = worker(broker, tmp_path, processes, "worker-1", "worker-1")
+        survivor = worker(broker, tmp_path, processes, "worker-2", "worker-2")
+        first.subscribed()
+        survivor.subscribed()
+        send = PacedSend(broker, tmp_path, sent)
+        processes.append(send.proc)
+        first.wait_for(lambda: count_lines(first.out) >= 300, "300 lines written by worker-1", 30)
+        first.kill(signal.SIGKILL)
+        assert send.fed < TOTAL, "worker-1 was killed after the stream, not in its middle"
+        assert send.exit_code() == 0, send.stderr()
+        written_by_killed = payloads(first.out)
+        survivor.wait_for(lambda: len(set(written_by_killed) | set(payloads(survivor.out))) >= TOTAL,
+                          "the survivor finished the stream", 30)
+        stop_gracefully(survivor)
+    from_survivor = payloads(survivor.out)
+    lost, duplicated = lost_and_duplicated(sent, written_by_killed + from_survivor)
+    assert lost == 0
+    assert len(from_survivor) > TOTAL / 2  # its own half and what worker-1 left
+    assert len(from_survivor) == len(set(from_survivor))
+    # At least once: only what worker-1 wrote but had not acknowledged when it died comes again: at
+    # most one of its batches (amqtt has no in-flight limit of its own).
+    assert duplicated <= BATCH_MAX, duplicated
+    print(f"\nembedded broker: worker-1 SIGKILLed after writing {len(written_by_killed):,}; worker-2 finished "
+          f"with {len(from_survivor):,}; lost {lost}, duplicated {duplicated}")

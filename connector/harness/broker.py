@@ -22,6 +22,8 @@ Fixes, each shown by a test in tests/test_broker.py:
   session's in-flight list; amqtt's own retry on reconnect then sends it again with DUP set
   [MQTT-4.4.0-1] (or the PUBREL, for a QoS 2 message whose PUBREC came).
 
+Added: shared subscriptions ($share/GROUP/FILTER, connector/harness/shared.py), which amqtt lacks.
+
 Not fixed (see docs/embedded-broker.md): no MQTT 5.
 """
 
@@ -41,6 +43,8 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.protocol.handler import OUTGOING
 from amqtt.plugins.base import BaseAuthPlugin
 from amqtt.session import Session
+
+from connector.harness.shared import SharedSubscriptions
 
 log = logging.getLogger("connector.harness.broker")
 
@@ -96,12 +100,13 @@ class KeepInflightHandler(BrokerProtocolHandler):
                 session.inflight_out.setdefault(app_message.packet_id, app_message)
 
 
-class EmbeddedBroker(Broker):
-    """amqtt's broker with the fixes described in this module's docstring."""
+class EmbeddedBroker(SharedSubscriptions, Broker):
+    """amqtt's broker with the fixes described in this module's docstring, and shared subscriptions."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._connecting: set[str] = set()
+        self._shared_init()
 
     async def _handle_client_session(self, reader: Any, writer: Any, client_session: Session, handler: Any,
                                      *args: Any, **kwargs: Any) -> None:
@@ -109,7 +114,10 @@ class EmbeddedBroker(Broker):
         # (no state of its own), so the instance takes our class before it handles anything.
         if type(handler) is BrokerProtocolHandler:
             handler.__class__ = KeepInflightHandler
-        await super()._handle_client_session(reader, writer, client_session, handler, *args, **kwargs)
+        try:
+            await super()._handle_client_session(reader, writer, client_session, handler, *args, **kwargs)
+        finally:
+            await self._member_left(client_session)
 
     async def _publish_session_retained_messages(self, session: Session) -> None:
         # First step of amqtt's connect path: deliver what was queued while the client was
@@ -145,6 +153,8 @@ class EmbeddedBroker(Broker):
                                  force_qos: int | None = None) -> None:
         published = force_qos if force_qos is not None else _published_qos.get()
         await self._broadcast_queue.put(_Broadcast(published, session=session, topic=topic, data=data))
+        if topic is not None:  # amqtt's broadcast never matches $share/... filters: they are ours
+            await self._deliver_shared(topic, data, published)
 
     async def _client_message_loop(self, client_session: Session, handler: Any) -> None:
         self._connecting.discard(client_session.client_id)
