@@ -419,4 +419,6 @@ def test_broker_command_serves_and_refuses_a_taken_port(tmp_path: Path) -> None:
 def test_demo_runs_offline() -> None:
     proc = run_cli("demo", timeout=120)
     assert_ok(proc)
-    assert proc.stdout.strip()
+    out = proc.stdout.decode()
+    assert out.count("[ok]") == 8 and "FAILED" not in out  # every step's checks
+    assert "demo finished: every check held" in out

@@ -1,13 +1,15 @@
 """``mqtt-connector demo``: an offline tour on the embedded broker.
 
 Starts the embedded broker on a free port and runs real Sends and Listens through the same
-runtime the command line uses, showing retained messages, wildcards and the three QoS levels.
+runtime the command line uses, showing retained messages, wildcards, the three QoS levels, a
+dead-letter topic for a process that fails, and a shared subscription split between two Listens.
 Every step checks what it shows; the demo exits 1 if a promise did not hold.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import IO, Any
 
 from connector.harness.broker import BrokerThread
@@ -72,6 +74,8 @@ def run_demo(out: IO[str]) -> int:
         _retained(tour)
         _wildcards(tour)
         _qos(tour)
+        _dead_letters(tour)
+        _shared(tour)
         _clear_retained(tour)
     tour.say()
     if tour.failures:
@@ -132,6 +136,63 @@ def _qos(tour: _Tour) -> None:
     tour.say(f"   received {len(texts)}, distinct {len(set(texts))}, duplicates {len(texts) - len(set(texts))}")
     tour.expect(f"each of the {n} QoS 2 documents arrives exactly once",
                 sorted(texts) == sorted(f"#{i}" for i in range(n)))
+
+
+def _dead_letters(tour: _Tour) -> None:
+    tour.step("A process that fails: the message is retried, then moved to a dead-letter topic")
+    taken: list[str] = []
+
+    def process(document: Document) -> None:  # an order system that cannot read one order
+        if document.text == "bad order":
+            raise ValueError("cannot parse the order")
+        taken.append(document.text)
+
+    letters = tour.listen("dead-letter/orders", qos=1, count=1)
+    operation = {"action": "listen", "topic": "orders/#", "qos": 1, "max_attempts": 2, "retry_delay": 0.1,
+                 "dead_letter_topic": "dead-letter/orders"}
+    tour.say("   a Listen on orders/#: 2 attempts, then dead-letter/orders")
+    orders = tour.runtime.listen_in_background(tour.connection, operation, process, count=2)
+    orders.wait_ready(10)
+    tour.send("orders/new", ["order 1", "bad order", "order 2"], qos=1)
+    orders.join(30)
+    letters.join(10)
+    tour.say(f"   the process took: {', '.join(taken)}")
+    tour.show("dead-letter/orders received", letters.documents)
+    letter = json.loads(letters.documents[0].payload) if letters.documents else {}
+    tour.expect("the good orders reach the process, the bad one the dead-letter topic with its error",
+                taken == ["order 1", "order 2"] and letter.get("payload") == "bad order"
+                and letter.get("attempts") == 2 and "cannot parse" in letter.get("error", ""))
+
+
+def _shared(tour: _Tour) -> None:
+    tour.step("Scale-out: two Listens share $share/workers/jobs/#; when one stops, the other takes all")
+    operation = {"action": "listen", "topic": "$share/workers/jobs/#", "qos": 1}
+    workers = [tour.runtime.listen_in_background({**tour.connection, "client_id": f"worker-{n}",
+                                                  "clean_session": False}, operation)
+               for n in (1, 2)]
+    for worker in workers:
+        worker.wait_ready(10)
+    tour.send("jobs/new", [f"job {i}" for i in range(10)], qos=1)
+    _settle(workers, 10)
+    first = [len(w.documents) for w in workers]
+    tour.say(f"   10 jobs: worker-1 took {first[0]}, worker-2 took {first[1]}")
+    workers[0].stop()
+    workers[0].join(10)
+    tour.send("jobs/new", [f"job {i}" for i in range(10, 20)], qos=1)
+    _settle(workers[1:], 10 + first[1])
+    workers[1].stop()
+    workers[1].join(10)
+    done = sorted(d.text for w in workers for d in w.documents)
+    tour.say(f"   worker-1 stopped; 10 more jobs: worker-2 took {len(workers[1].documents) - first[1]}")
+    tour.expect("the workers split the jobs, and each of the 20 was done once",
+                min(first) > 0 and done == sorted(f"job {i}" for i in range(20)))
+
+
+def _settle(workers: list[Any], expected: int, seconds: float = 10.0) -> None:
+    """Wait until the workers together hold ``expected`` documents (bounded)."""
+    deadline = time.monotonic() + seconds
+    while sum(len(w.documents) for w in workers) < expected and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def _clear_retained(tour: _Tour) -> None:
