@@ -52,6 +52,18 @@ CLOSE_DRAIN_SECONDS = 2.0
 SESSION_NEVER_EXPIRES = 0xFFFFFFFF
 
 
+def doubling(first: float, maximum: float, attempt: int) -> float:
+    """The wait before retry ``attempt`` (0 for the first): ``first``, doubling, at most ``maximum``."""
+    return min(maximum, first * 2 ** min(attempt, 30))
+
+
+def backoff(first: float, maximum: float, attempt: int) -> float:
+    """:func:`doubling`, drawn between half and all of it (jitter), so that many clients cut at
+    once do not all come back at once."""
+    delay = doubling(first, maximum, attempt)
+    return random.uniform(delay / 2, delay)
+
+
 def reason_text(reason: Any) -> str:
     """A reason code or error number as words."""
     if isinstance(reason, ReasonCode):
@@ -208,10 +220,10 @@ class _Client(paho.Client):
         with self._reconnect_delay_mutex:
             if self._reconnect_delay is None:  # paho resets it on every accepted CONNACK
                 self._attempt = 0
-            delay = min(self._max_delay, self._first_delay * 2 ** min(self._attempt, 30))
+            delay = backoff(self._first_delay, self._max_delay, self._attempt)
             self._attempt += 1
             self._reconnect_delay = delay
-        target = time.monotonic() + random.uniform(delay / 2, delay)
+        target = time.monotonic() + delay
         while (self._state not in (_ConnectionState.MQTT_CS_DISCONNECTING, _ConnectionState.MQTT_CS_DISCONNECTED)
                and not self._thread_terminate):
             remaining = target - time.monotonic()
@@ -374,8 +386,7 @@ class MqttConnection:
                     failures.append(str(exc))
                     self._reset_attempt()
             error = failures[0] if len(failures) == 1 else "no broker can be reached: " + "; ".join(failures)
-            delay = min(self.config["reconnect_max_delay"], self.config["reconnect_delay"] * 2 ** min(attempt, 30))
-            delay = random.uniform(delay / 2, delay)
+            delay = backoff(self.config["reconnect_delay"], self.config["reconnect_max_delay"], attempt)
             if time.monotonic() + delay > give_up:
                 raise ConnectError(error)
             log.warning("%s; trying again in %.1f s", error, delay)

@@ -12,7 +12,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from connector.mqtt.connection import MqttConnection
+from connector.mqtt.connection import MqttConnection, doubling
 from connector.mqtt.properties import document_properties, message_uid
 from connector.mqtt.topics import matches, operation_problems
 from connector.sdk.documents import Document, document_to_json
@@ -69,7 +69,8 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
     own_qos = operation.get("filter_qos") or {}
     conn.on_subscribed = listener.subscribed
     conn.subscribe([(f, own_qos.get(f, qos)) for f in filters], operation)
-    repeats = _Repeats(operation.get("dedupe_window", 0)) if conn.mqtt5 else None
+    window = operation.get("dedupe_window", 0)
+    repeats = _Repeats(window) if conn.mqtt5 and window else None
     inbox, stopping = conn.inbox, listener.stopping
     ack = _acknowledger(conn)
     retries = _Retries(conn, operation, listener, ack)
@@ -127,8 +128,6 @@ class _Repeats:
 
     def seen(self, message: paho.MQTTMessage) -> bool:
         """True when the message is a repeat; else remember it."""
-        if not self.window:
-            return False
         uid = message_uid(message.properties)
         if uid is None:
             return False
@@ -181,7 +180,7 @@ class _Retries:
             document = documents[position]
             error = listener.error or "the process refused the document"
             if attempt < self.max_attempts:
-                wait = min(MAX_RETRY_DELAY, self.delay * 2 ** (attempt - 1))
+                wait = doubling(self.delay, MAX_RETRY_DELAY, attempt - 1)
                 log.warning("the process failed for the message on %r (attempt %d of %d: %s); trying again in %g s",
                             document.properties["topic"], attempt, self.max_attempts, error, wait)
                 if stopping.wait(wait):

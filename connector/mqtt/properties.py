@@ -97,11 +97,11 @@ def publish_properties(defaults: Mapping[str, Any], document: Mapping[str, Any],
                 if not isinstance(value, str):
                     raise PropertyError(f"{name} is text, not {type(value).__name__}")
                 setattr(properties, _PAHO[name], value)
+    except PropertyError:
+        raise
     except TopicError as exc:
         raise PropertyError(f"response_topic: {exc}") from None
     except (TypeError, ValueError) as exc:  # paho's own checks (lengths, types)
-        if isinstance(exc, PropertyError):
-            raise
         raise PropertyError(f"an MQTT 5 property cannot be sent: {exc}") from None
     return properties
 

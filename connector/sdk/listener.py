@@ -62,7 +62,6 @@ class Listener:
     def gave_up(self, document: Document, error: str, attempts: int) -> None:
         """The process refused ``document`` ``attempts`` times and there is nowhere to move it: it
         was not acknowledged, and the connector stops the Listen after this call."""
-        self.stop()
 
     def repeat_dropped(self, document: Document) -> None:
         """The connector recognised ``document`` as a repeat of one it handed over before (e.g. a
