@@ -11,10 +11,13 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CONNECT = 0, 1, 2, 3
+#: The reader of standard output went away (``listen | head -1``): 128 + SIGPIPE, as for any
+#: Unix tool that SIGPIPE ends.
+EXIT_CLOSED = 141
 PASSWORD_ENV = "MQTT_PASSWORD"
 KEY_PASSWORD_ENV = "MQTT_KEY_PASSWORD"
 
@@ -289,17 +292,10 @@ def connection_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return config
 
 
-def _strip_newline(line: bytes) -> bytes:
-    if line.endswith(b"\n"):
-        line = line[:-1]
-        if line.endswith(b"\r"):
-            line = line[:-1]
-    return line
+def _stdin_lines(stopped: Callable[[], bool]) -> Iterator[bytes]:
+    from connector.harness.stopping import StdinReader
 
-
-def _stdin_lines() -> Iterator[bytes]:
-    for line in sys.stdin.buffer:
-        yield _strip_newline(line)
+    return StdinReader(stopped).lines()
 
 
 def _read_files(paths: Sequence[str]) -> Iterator[bytes]:
@@ -308,17 +304,20 @@ def _read_files(paths: Sequence[str]) -> Iterator[bytes]:
             yield f.read()
 
 
-def _stdin_whole() -> Iterator[bytes]:
-    yield sys.stdin.buffer.read()
+def _stdin_whole(stopped: Callable[[], bool]) -> Iterator[bytes]:
+    from connector.harness.stopping import StdinReader
+
+    return StdinReader(stopped).whole()
 
 
-def _input_documents(files: Sequence[str] | None, lines: bool, otherwise: Iterator[bytes]) -> Iterator[bytes]:
+def _input_documents(files: Sequence[str] | None, lines: bool, otherwise: Iterator[bytes],
+                     stopped: Callable[[], bool]) -> Iterator[bytes]:
     """The documents of a Send: each file (all checked before anything is sent), each line of
-    standard input, or ``otherwise``; read lazily as they are sent."""
+    standard input, or ``otherwise``; read lazily as they are sent, until ``stopped()``."""
     if files:
         _check_files(files)
         return _read_files(files)
-    return _stdin_lines() if lines else otherwise
+    return _stdin_lines(stopped) if lines else otherwise
 
 
 def _check_files(paths: Sequence[str]) -> None:
@@ -340,57 +339,39 @@ def _open_results(path: str | None) -> Any:
         raise UsageError(f"cannot write the results file {path!r}: {exc.strerror or exc}") from None
 
 
-class _GracefulStop:
-    """SIGINT/SIGTERM during a Send: read no more input, let the documents already read be
-    confirmed (or fail), report them, and exit 128 + the signal's number. A signal while the
-    input itself is being read (it may never come), or a second signal, stops at once."""
+def _say(text: str) -> None:
+    """A line for people on stderr, in UTF-8, whole (see connector.harness.output)."""
+    from connector.harness.output import write_text
 
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self.reading = False
-
-    def install(self) -> None:
-        import signal
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        first = self.signal is None
-        self.signal = signum
-        if self.reading or not first:
-            raise KeyboardInterrupt
-
-    def documents(self, documents: Iterator[Any]) -> Iterator[Any]:
-        while self.signal is None:
-            self.reading = True
-            try:
-                document = next(documents)
-            except StopIteration:
-                return
-            finally:
-                self.reading = False
-            yield document
+    write_text(sys.stderr, text)
 
 
-def _report_send(results: Iterator[Any], results_path: str | None, what: str,
-                 stop: _GracefulStop | None = None) -> int:
+def _report_send(results: Iterator[Any], results_path: str | None, what: str, stop: Any = None) -> int:
+    """One result line per document (stderr for each failure, ``--results``), then the summary;
+    with ``stop`` (a GracefulStop), also for the documents a second signal left unsettled."""
     from connector.sdk.documents import Status
 
     out = _open_results(results_path)
     counts = {status: 0 for status in Status}
     earlier = 0
+    unwritten = None  # why the results file could not be written: the summary still comes
     try:
-        for result in results:
+        for result in results if stop is None else stop.results(results):
             counts[result.status] += 1
             earlier += result.note is not None and result.ok
-            if out is not None:
-                out.write(json.dumps(result.to_json()) + "\n")
+            if out is not None and unwritten is None:
+                try:
+                    out.write(json.dumps(result.to_json()) + "\n")
+                except OSError as exc:
+                    unwritten = exc.strerror or str(exc)
             if not result.ok:
-                sys.stderr.write(f"error: document {result.index}: {result.status.value}: {result.error}\n")
+                _say(f"error: document {result.index}: {result.status.value}: {result.error}\n")
     finally:
         if out is not None:
-            out.close()
+            try:
+                out.close()
+            except OSError as exc:
+                unwritten = unwritten or exc.strerror or str(exc)
     total = sum(counts.values())
     failed = total - counts[Status.SUCCESS]
     summary = f"sent {counts[Status.SUCCESS]:,} of {total:,} document{'s' if total != 1 else ''} {what}"
@@ -401,17 +382,23 @@ def _report_send(results: Iterator[Any], results_path: str | None, what: str,
     if stop is not None and stop.signal is not None:
         import signal
 
-        sys.stderr.write(summary + f"; stopped by {signal.Signals(stop.signal).name}: the rest of the input was "
-                         "not read\n")
-        return 128 + stop.signal
-    sys.stderr.write(summary + "\n")
-    return EXIT_FAILED if failed else EXIT_OK
+        _say(summary + f"; stopped by {signal.Signals(stop.signal).name}: the rest of the input was not read\n")
+        code = 128 + stop.signal
+    else:
+        _say(summary + "\n")
+        code = EXIT_FAILED if failed else EXIT_OK
+    if unwritten is not None:
+        _say(f"error: cannot write the results file {results_path!r}: {unwritten}; the lines above and the "
+             "summary say what happened\n")
+        return code if code != EXIT_OK else EXIT_FAILED
+    return code
 
 
 def _listen_and_report(runtime: Any, connection: dict[str, Any], operation: dict[str, Any], count: int | None,
                        timeout: float | None, connector_id: str) -> int:
     import signal
 
+    from connector.harness.output import FdOutput, silence
     from connector.harness.runtime import ProcessListener
     from connector.harness.sinks import JsonLinesSink
 
@@ -424,27 +411,41 @@ def _listen_and_report(runtime: Any, connection: dict[str, Any], operation: dict
     def on_subscribed(granted: list[tuple[str, int | None]]) -> None:
         if chatty:
             shown = ", ".join(f"{f!r} (QoS {q})" if q is not None else f"{f!r} (refused)" for f, q in granted)
-            sys.stderr.write(f"listening on {shown}; Ctrl-C to stop\n")
+            _say(f"listening on {shown}; Ctrl-C to stop\n")
 
-    listener = ProcessListener(JsonLinesSink(sys.stdout), count, on_subscribed)
+    # Every byte of a line reaches stdout before its message is acknowledged, in UTF-8 (the sink
+    # writes to the file descriptor itself, not through sys.stdout).
+    sink = JsonLinesSink(sys.stdout)
+    listener = ProcessListener(sink, count, on_subscribed)
     # Graceful: no new message is taken; the batch in hand is written, flushed and acknowledged;
     # the connection is closed with a DISCONNECT. What the broker sent meanwhile stays unacknowledged.
+    # A write blocked on a reader that does not read gives up within a second (not acknowledged).
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: listener.stop_for("stopped"))
     outcome = runtime.listen(connection, operation, listener.sink, count=count, timeout=timeout, listener=listener,
                              connector_id=connector_id)
+    accepted = f"{outcome.accepted:,} document{'s' if outcome.accepted != 1 else ''}"
     moved = (f"; {outcome.dead_lettered:,} moved to the dead-letter topic after failing every attempt"
              if outcome.dead_lettered else "")
     if outcome.repeats_dropped:
         moved += f"; {outcome.repeats_dropped:,} repeat{'s' if outcome.repeats_dropped != 1 else ''} dropped"
+    if outcome.reason == "closed":  # like any Unix tool whose reader went away: quietly
+        if isinstance(sink.output, FdOutput):
+            silence(sink.output.fd)
+        if chatty:
+            _say(f"received {accepted} (the output was closed){moved}\n")
+        return EXIT_CLOSED
+    if outcome.reason == "output":
+        _say(f"error: cannot write the output ({outcome.error}): {accepted} written and acknowledged; the rest "
+             f"were not acknowledged, so a persistent session gets them again{moved}\n")
+        return EXIT_FAILED
     if outcome.reason == "refused":
-        sys.stderr.write(f"error: the process failed for a message every attempt ({outcome.error}); it was not "
-                         f"acknowledged{moved}\n")
+        _say(f"error: the process failed for a message every attempt ({outcome.error}); it was not "
+             f"acknowledged{moved}\n")
         return EXIT_FAILED
     if chatty or moved:
-        sys.stderr.write(f"received {outcome.accepted:,} document{'s' if outcome.accepted != 1 else ''} "
-                         f"({ {'count': 'count reached', 'timeout': 'timeout', 'stopped': 'stopped'}[outcome.reason] })"
-                         f"{moved}\n")
+        _say(f"received {accepted} ({ {'count': 'count reached', 'timeout': 'timeout', 'stopped': 'stopped'}[outcome.reason] })"
+             f"{moved}\n")
     return EXIT_OK
 
 
@@ -452,6 +453,7 @@ def _listen_and_report(runtime: Any, connection: dict[str, Any], operation: dict
 
 def cmd_send(args: argparse.Namespace) -> int:
     from connector.harness.runtime import Runtime
+    from connector.harness.stopping import GracefulStop
 
     operation: dict[str, Any] = {"action": "send", "topic": args.topic}
     if args.qos is not None:
@@ -466,8 +468,9 @@ def cmd_send(args: argparse.Namespace) -> int:
             operation[name] = value
     connection = connection_from_args(args)
     _persistent(args, connection)
-    stop = _GracefulStop()
-    documents = stop.documents(_input_documents(args.file, args.lines, (m.encode("utf-8") for m in args.message or ())))
+    stop = GracefulStop()
+    documents = stop.documents(_input_documents(args.file, args.lines, (m.encode("utf-8") for m in args.message or ()),
+                                                stop.stopped))
     runtime = Runtime()
     results = runtime.send(connection, operation, documents, outbox=args.outbox)
     stop.install()
@@ -505,6 +508,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from connector.harness.runtime import DEFAULT_CONNECTOR, Runtime
+    from connector.harness.stopping import GracefulStop
 
     connection = load_json_file(args.connection, "connection")
     operation = load_json_file(args.operation, "operation")
@@ -518,8 +522,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _listen_and_report(runtime, connection, operation, args.count, args.timeout, connector_id)
     if args.count is not None or args.timeout is not None:
         raise UsageError("--count and --timeout are for a Listen")
-    stop = _GracefulStop()
-    documents = stop.documents(_input_documents(args.inputs, args.lines, _stdin_whole()))
+    stop = GracefulStop()
+    documents = stop.documents(_input_documents(args.inputs, args.lines, _stdin_whole(stop.stopped), stop.stopped))
     results = runtime.send(connection, operation, documents, connector_id=connector_id, outbox=args.outbox)
     stop.install()
     topic = operation.get("topic") if isinstance(operation, dict) else None
@@ -575,8 +579,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except UsageError as exc:
         return _fail(EXIT_BAD_INPUT, str(exc))
-    except BrokenPipeError:
-        return _fail(EXIT_FAILED, "the output was closed before everything was written")
+    except BrokenPipeError:  # the reader of stdout went away (describe | head -1): quietly, as Unix tools do
+        from connector.harness.output import silence
+
+        silence(1)
+        return EXIT_CLOSED
     except Exception as exc:
         return _fail_known(exc, args.verbose)
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from connector.harness.output import OutputError
 from connector.harness.sinks import CollectingSink, Sink
 from connector.sdk.documents import Document, Result
 from connector.sdk.errors import ConfigError, PluginError
@@ -48,10 +49,11 @@ class ListenOutcome:
 
     #: Documents the process accepted (each acknowledged to the endpoint).
     accepted: int
-    #: "count", "timeout", "stopped" (asked to, e.g. Ctrl-C) or "refused" (the process failed
-    #: for a document every attempt and there was no dead-letter topic).
+    #: "count", "timeout", "stopped" (asked to, e.g. Ctrl-C), "refused" (the process failed
+    #: for a document every attempt and there was no dead-letter topic), "closed" (the output's
+    #: reader went away, e.g. ``listen | head -1``) or "output" (the output failed: full disk...).
     reason: str
-    #: The process's error when reason is "refused".
+    #: The process's error when reason is "refused", the output's when "output".
     error: str | None = None
     #: Documents the process failed for every attempt, moved to the dead-letter topic.
     dead_lettered: int = 0
@@ -73,10 +75,15 @@ class ProcessListener(Listener):
         self.dead_letters = 0
         self.repeats = 0
         self._on_subscribed = on_subscribed
+        attach = getattr(sink, "attach", None)
+        if attach is not None:  # a sink that may block on its reader, or lose it (see sinks)
+            attach(self.stopping, lambda: self.stop_for("closed"))
 
     def submit(self, document: Document) -> bool:
         try:
             self.sink(document)
+        except OutputError as exc:
+            return self._output_failed(exc) > 0
         except Exception as exc:
             self._refuse(document, exc)
             return False
@@ -101,15 +108,30 @@ class ProcessListener(Listener):
                     break
                 write(document)
                 written += 1
+        except OutputError as exc:
+            return self._output_failed(exc)
         except Exception as exc:
             self._refuse(document, exc)
         try:
             flush()
+        except OutputError as exc:
+            return self._output_failed(exc)
         except Exception as exc:
             self._refuse(documents[0], exc)
             return 0
         self._took(written)
         return written
+
+    def _output_failed(self, exc: OutputError) -> int:
+        """The output took only ``exc.documents`` of the batch whole: those are accepted, the rest
+        not, and the Listen stops at once (another attempt would not find the output better)."""
+        if exc.kind == "failed":
+            self.error = str(exc)
+            self.stop_for("output")
+        elif exc.kind == "closed":
+            self.stop_for("closed")
+        self._took(exc.documents)
+        return exc.documents
 
     def _took(self, accepted: int) -> None:
         self.accepted += accepted
@@ -264,11 +286,12 @@ class Runtime:
             self.connectors.hook.connector_listen(connector_id=connector_id, connection=conn, operation=op,
                                                   listener=listener)
         finally:
+            listener.stopping.set()  # it ended, also by an error: what watches the sink ends too
             if timer is not None:
                 timer.cancel()
             conn.close()
-        return ListenOutcome(listener.accepted, listener.reason, listener.error if listener.reason == "refused" else None,
-                             listener.dead_letters, listener.repeats)
+        error = listener.error if listener.reason in ("refused", "output") else None
+        return ListenOutcome(listener.accepted, listener.reason, error, listener.dead_letters, listener.repeats)
 
     def listen_in_background(self, connection: Mapping[str, Any], operation: Mapping[str, Any],
                              sink: Sink | None = None, *, count: int | None = None, timeout: float | None = None,

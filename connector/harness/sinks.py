@@ -3,15 +3,20 @@ raising refuses the document (it is then not acknowledged to the broker).
 
 A sink that also has ``write(document)`` (take it, raise to refuse) and ``flush()`` (make every
 written document durable, raise if that failed) is written in batches: the runtime writes the
-documents that arrived together, flushes once, and only then are they acknowledged."""
+documents that arrived together, flushes once, and only then are they acknowledged. An
+:class:`~connector.harness.output.OutputError` from either means the output itself failed
+(closed, full): its ``documents`` went out and are acknowledged, the rest are not, and the Listen
+stops. A sink with ``attach(stopping, closed)`` is told when the Listen stops, and how to say
+that its reader went away."""
 
 from __future__ import annotations
 
 import json
 import threading
 from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
+from connector.harness.output import FdOutput, OutputError, as_output
 from connector.sdk.documents import Document, text_or_base64, document_from_json, document_to_json
 
 __all__ = ["CollectingSink", "JsonLinesSink", "Sink", "document_from_json", "document_to_json"]
@@ -21,23 +26,39 @@ Sink = Callable[[Document], None]
 
 #: One encoder for every line: ``json.dumps(..., ensure_ascii=False)`` builds a new one per call.
 _encode = json.JSONEncoder(ensure_ascii=False).encode
-#: A batch's lines go to the stream once they hold this many characters, before the flush.
+#: A batch's lines go to the output once they hold this many bytes, before the flush.
 _WRITE_THROUGH = 1 << 20
 
 
 class JsonLinesSink:
-    """Writes each document as one JSON line; a document counts as accepted only once flushed.
+    """Writes each document as one JSON line in UTF-8; a document counts as accepted only once
+    every byte of its line went to the output.
 
-    Called per document it writes and flushes; in a batch (``write`` each, then ``flush``) it
-    flushes once for the batch.
+    ``output`` is a file descriptor, a stream with one (``sys.stdout``: written through its
+    descriptor, whatever ``PYTHONUNBUFFERED``, ``PYTHONIOENCODING`` or the locale say), or a stream
+    without one (``io.StringIO``). Called per document it writes it; in a batch (``write`` each,
+    then ``flush``) it writes the batch at once. When the output fails part way, ``flush`` (or
+    ``write``) raises :class:`~connector.harness.output.OutputError` whose ``documents`` counts the
+    documents of the batch that went out whole: only these may be acknowledged.
     """
 
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-        # A batch's lines, written to the stream at once by flush(): one system call per batch
-        # rather than one per 8 KiB, each of which hands the GIL to paho's busy thread.
-        self._lines: list[str] = []
-        self._pending = 0  # characters in _lines
+    _watch: Callable[[], None] | None = None
+
+    def __init__(self, output: Any) -> None:
+        self.output = as_output(output)
+        # A batch's lines, written at once by flush(): one system call per batch rather than one
+        # per document, each of which hands the GIL to paho's busy thread.
+        self._lines: list[bytes] = []
+        self._pending = 0  # bytes in _lines
+        self._done = 0  # documents of this batch already written (a batch over _WRITE_THROUGH)
+
+    def attach(self, stopping: threading.Event, closed: Callable[[], None]) -> None:
+        """Called by the runtime: a write blocked on a reader that does not read gives up once
+        ``stopping`` is set, and ``closed()`` is called as soon as a pipe's reader went away."""
+        output = self.output
+        if isinstance(output, FdOutput):
+            output.stopping = stopping
+            self._watch = lambda: output.watch_reader(closed, stopping)
 
     def write(self, document: Document) -> None:
         # document_to_json without the copy of the properties, which only correlation_data needs
@@ -45,20 +66,39 @@ class JsonLinesSink:
         properties = document.properties
         if isinstance(properties.get("correlation_data"), (bytes, bytearray)):
             properties = document_to_json(document)["properties"]
-        line = _encode({"payload": text, "encoding": encoding, "properties": properties}) + "\n"
+        record = {"payload": text, "encoding": encoding, "properties": properties}
+        try:
+            line = (_encode(record) + "\n").encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate in a property: JSON escapes it, UTF-8 cannot carry it
+            line = (json.dumps(record) + "\n").encode("utf-8")
         self._lines.append(line)
         self._pending += len(line)
-        if self._pending > _WRITE_THROUGH:  # large documents: bounded memory, still flushed only by flush()
+        if self._pending > _WRITE_THROUGH:  # large documents: bounded memory
             self._write_lines()
 
     def _write_lines(self) -> None:
         lines, self._lines, self._pending = self._lines, [], 0
-        if lines:
-            self.stream.write("".join(lines))
+        if not lines:
+            return
+        try:
+            self.output.write(b"".join(lines) if len(lines) > 1 else lines[0])
+        except OutputError as exc:
+            whole, end = 0, 0
+            for line in lines:  # the documents whose every byte went out
+                end += len(line)
+                if end > exc.written:
+                    break
+                whole += 1
+            exc.documents, self._done = self._done + whole, 0
+            raise
+        self._done += len(lines)
+        if self._watch is not None:  # from the first write on, when there is a reader to lose
+            self._watch()
+            self._watch = None
 
     def flush(self) -> None:
         self._write_lines()
-        self.stream.flush()
+        self._done = 0
 
     def __call__(self, document: Document) -> None:
         self.write(document)

@@ -1,0 +1,148 @@
+"""A Send stopped by SIGINT/SIGTERM: read no more input, report every document read, exit 128 + N.
+
+The first signal only sets a flag: the input ends (also a wait for input that may never come, a
+pipe that stays open), the documents already read are confirmed or fail as usual and each gets
+its result. A second signal stops at once: it interrupts the wait for the broker, and each
+document read but not yet settled is reported FAILURE "interrupted". The report is written in
+both cases before the process exits.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from connector.sdk.documents import Result, Status
+
+#: How often a wait for input looks whether a signal came (PEP 475 resumes an interrupted read).
+POLL_MS = 200
+CHUNK = 1 << 16
+
+INTERRUPTED = "interrupted: stopped by a second signal before the broker confirmed it"
+
+
+class Interrupted(KeyboardInterrupt):
+    """A second signal, raised where the Send waits for the broker. A KeyboardInterrupt so that
+    nothing on the way (``except Exception``) takes it for a failure of its own."""
+
+
+class GracefulStop:
+    """The signal handlers of one Send and what it read (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        #: The first signal's number: it decides the exit code.
+        self.signal: int | None = None
+        self.second: int | None = None
+        #: Documents read from the input (each must get one result).
+        self.read = 0
+        self._interruptible = False
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is None:
+            self.signal = signum
+            return
+        self.second = signum
+        if self._interruptible:
+            self._interruptible = False
+            raise Interrupted
+
+    def stopped(self) -> bool:
+        return self.signal is not None
+
+    def documents(self, documents: Iterator[Any]) -> Iterator[Any]:
+        """The input, read until it ends or a signal came; counted."""
+        while self.signal is None:
+            try:
+                document = next(documents)
+            except StopIteration:
+                return
+            self.read += 1
+            yield document
+
+    def results(self, results: Iterator[Result]) -> Iterator[Result]:
+        """Every read document's result: the Send's, then, after a second signal (which
+        interrupts the Send where it waits), FAILURE "interrupted" for each one it did not settle.
+        Results come in input order, one per document, so the missing ones are the last."""
+        reported = 0
+        try:
+            while self.second is None:
+                self._interruptible = True
+                try:
+                    result = next(results)
+                except StopIteration:
+                    return
+                finally:
+                    self._interruptible = False
+                reported += 1
+                yield result
+        except Interrupted:
+            pass
+        close = getattr(results, "close", None)
+        if close is not None:  # the connection is closed (if the interruption did not)
+            close()
+        for index in range(reported, self.read):
+            yield Result(index, Status.FAILURE, INTERRUPTED)
+
+
+class StdinReader:
+    """Standard input in chunks as it comes; a wait for more ends once ``stopped()``."""
+
+    def __init__(self, stopped: Callable[[], bool]) -> None:
+        self.stopped = stopped
+        #: True once the input really ended (not cut short by a signal).
+        self.ended = False
+
+    def chunks(self) -> Iterator[bytes]:
+        try:
+            fd = sys.stdin.fileno()
+        except (AttributeError, OSError, ValueError):  # replaced by a script or a test: no waiting
+            yield from iter(lambda: sys.stdin.buffer.read(CHUNK), b"")
+            self.ended = True
+            return
+        poll = select.poll()
+        poll.register(fd, select.POLLIN)
+        while True:
+            if not poll.poll(POLL_MS):
+                if self.stopped():
+                    return
+                continue
+            chunk = os.read(fd, CHUNK)
+            if not chunk:
+                self.ended = True
+                return
+            yield chunk
+
+    def lines(self) -> Iterator[bytes]:
+        """Each line without its newline ("\\n" or "\\r\\n"); a last line without one counts
+        when the input ended, not when a signal cut it short."""
+        parts: list[bytes] = []  # the line being read, joined once whole
+        for chunk in self.chunks():
+            if b"\n" not in chunk:
+                parts.append(chunk)
+                continue
+            lines = chunk.split(b"\n")
+            if parts:
+                parts.append(lines[0])
+                lines[0] = b"".join(parts)
+                parts = []
+            last = lines.pop()
+            if last:
+                parts.append(last)
+            for line in lines:
+                yield line[:-1] if line.endswith(b"\r") else line
+        if parts and self.ended:
+            yield b"".join(parts)
+
+    def whole(self) -> Iterator[bytes]:
+        """All of it as one document, once it ended (nothing when a signal cut it short)."""
+        data = b"".join(self.chunks())
+        if self.ended:
+            yield data
