@@ -268,3 +268,28 @@ def test_the_output_is_utf8_whatever_the_locale(runtime: Runtime, mosquitto: Mos
                                + topic.encode("utf-8") + b'"')
     assert lines[1].startswith('{"payload": "🎉 ok", "encoding": "utf-8"'.encode("utf-8"))
     assert b"\\u" not in proc.stdout
+
+
+def test_the_send_report_is_utf8_whatever_the_locale(mosquitto: MosquittoBroker, unique: str) -> None:
+    """The rest of the class: the summary a Send writes on stderr names the topic in UTF-8 too."""
+    topic = f"{unique}/café"
+    proc = subprocess.run([sys.executable, "-m", "connector", "send", "--host", mosquitto.host, "--port",
+                           str(mosquitto.port), "--topic", topic, "--qos", "1", "--message", "🎉"],
+                          capture_output=True, timeout=WAIT, env=environment(True, PYTHONIOENCODING="ascii"))
+    assert (proc.returncode, proc.stderr) == (0, f"sent 1 of 1 document to '{topic}' (QoS 1)\n".encode("utf-8"))
+
+
+def test_a_results_file_on_a_full_disk_keeps_the_summary(mosquitto: MosquittoBroker, small_disk: Path,
+                                                         unique: str) -> None:
+    """``--results`` fills the disk part way: every document is still reported in the summary, with
+    one line saying the results file could not be written, and exit 1 (not "unexpected failure")."""
+    results = small_disk / "results.jsonl"
+    lines = "".join(f"d{i}\n" for i in range(3000)).encode()  # ~100 KB of result lines
+    proc = subprocess.run([sys.executable, "-m", "connector", "send", "--host", mosquitto.host, "--port",
+                           str(mosquitto.port), "--topic", f"{unique}/results", "--lines", "--results", str(results)],
+                          input=lines, capture_output=True, timeout=WAIT, env=environment(True))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.decode().splitlines() == [
+        f"sent 3,000 of 3,000 documents to '{unique}/results' (QoS 0)",
+        f"error: cannot write the results file {str(results)!r}: No space left on device; the summary above "
+        "counts every document"]

@@ -388,8 +388,8 @@ def _report_send(results: Iterator[Any], results_path: str | None, what: str, st
         _say(summary + "\n")
         code = EXIT_FAILED if failed else EXIT_OK
     if unwritten is not None:
-        _say(f"error: cannot write the results file {results_path!r}: {unwritten}; the lines above and the "
-             "summary say what happened\n")
+        _say(f"error: cannot write the results file {results_path!r}: {unwritten}; the summary above counts "
+             "every document\n")
         return code if code != EXIT_OK else EXIT_FAILED
     return code
 
