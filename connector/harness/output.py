@@ -140,6 +140,8 @@ class StreamOutput:
         self.text = isinstance(stream, io.TextIOBase)
 
     def write(self, data: bytes) -> None:
+        if self.stream is None:
+            raise OutputError("the output is closed", 0, "closed")
         try:
             self.stream.write(data.decode("utf-8") if self.text else data)
             self.stream.flush()
@@ -152,6 +154,8 @@ def as_output(target: Any, stopping: threading.Event | None = None) -> FdOutput 
     it is flushed first), or a stream without one."""
     if isinstance(target, int):
         return FdOutput(target, stopping)
+    if target is None:  # Python found the descriptor closed at start (``listen >&-``)
+        return StreamOutput(None)
     try:
         fd = target.fileno()
     except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both

@@ -101,6 +101,9 @@ class StdinReader:
         self.ended = False
 
     def chunks(self) -> Iterator[bytes]:
+        if sys.stdin is None:  # closed when the process started (``<&-``): no input
+            self.ended = True
+            return
         try:
             fd = sys.stdin.fileno()
         except (AttributeError, OSError, ValueError):  # replaced by a script or a test: no waiting
