@@ -24,7 +24,7 @@ from typing import Any
 #: How often a write blocked on a slow reader looks whether the Listen was asked to stop.
 POLL_SECONDS = 0.1
 #: Once asked to stop, how long a blocked output may still take the rest of a write.
-STOP_GRACE = 0.5
+STOP_GRACE = 0.25
 
 #: Errors that mean the reader is gone (a closed pipe or socket), not that something broke.
 _CLOSED = (errno.EPIPE, errno.ECONNRESET)
