@@ -277,6 +277,9 @@ def test_the_send_report_is_utf8_whatever_the_locale(mosquitto: MosquittoBroker,
                            str(mosquitto.port), "--topic", topic, "--qos", "1", "--message", "🎉"],
                           capture_output=True, timeout=WAIT, env=environment(True, PYTHONIOENCODING="ascii"))
     assert (proc.returncode, proc.stderr) == (0, f"sent 1 of 1 document to '{topic}' (QoS 1)\n".encode("utf-8"))
+    proc = subprocess.run([sys.executable, "-m", "connector", "send", "--topic", "a", "--file", "café.txt"],
+                          capture_output=True, timeout=WAIT, env=environment(True, PYTHONIOENCODING="ascii"))
+    assert proc.returncode == 2 and "'café.txt'".encode("utf-8") in proc.stderr, proc.stderr  # errors too
 
 
 def test_a_results_file_on_a_full_disk_keeps_the_summary(mosquitto: MosquittoBroker, small_disk: Path,

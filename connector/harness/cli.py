@@ -565,7 +565,20 @@ COMMANDS = {"send": cmd_send, "listen": cmd_listen, "run": cmd_run, "check": cmd
             "describe": cmd_describe, "broker": cmd_broker, "demo": cmd_demo}
 
 
+def _utf8_streams() -> None:
+    """Everything printed is UTF-8, whatever PYTHONIOENCODING or the locale say (the JSON lines of a
+    Listen and the reports bypass these streams; this covers help, errors and log lines)."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(encoding="utf-8", errors="backslashreplace")
+            except (OSError, ValueError):
+                pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _utf8_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
