@@ -164,7 +164,10 @@ def as_output(target: Any, stopping: threading.Event | None = None) -> FdOutput 
         target.flush()
     except (OSError, ValueError):
         pass
-    return FdOutput(fd, stopping)
+    try:
+        return FdOutput(fd, stopping)
+    except OSError:  # the descriptor was closed under the stream
+        return StreamOutput(None)
 
 
 def write_text(target: Any, text: str) -> bool:
