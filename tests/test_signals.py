@@ -37,10 +37,18 @@ def wait_until(condition: Callable[[], bool], what: str, proc: subprocess.Popen,
         time.sleep(0.02)
 
 
-def start_send(connection: list[str], topic: str, results: Path) -> subprocess.Popen:
-    """A QoS 1 Send of the lines of a pipe that the test writes to and keeps open."""
-    return subprocess.Popen([sys.executable, "-m", "connector", "send", *connection, "--topic", topic, "--qos", "1",
-                             "--lines", "--results", str(results)],
+def start_send(connection: list[str], topic: str, results: Path, command: str = "send") -> subprocess.Popen:
+    """A QoS 1 Send of the lines of a pipe that the test writes to and keeps open (``send``, or ``run``
+    with a connection file and an operation file next to ``results``)."""
+    if command == "run":
+        folder = results.parent
+        host, port = connection[1], connection[3]
+        (folder / "c.json").write_text(json.dumps({"host": host, "port": int(port)}))
+        (folder / "o.json").write_text(json.dumps({"action": "send", "topic": topic, "qos": 1}))
+        args = ["run", "--connection", str(folder / "c.json"), "--operation", str(folder / "o.json")]
+    else:
+        args = ["send", *connection, "--topic", topic, "--qos", "1"]
+    return subprocess.Popen([sys.executable, "-m", "connector", *args, "--lines", "--results", str(results)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -59,9 +67,11 @@ def ended(proc: subprocess.Popen) -> tuple[int, str]:
     return code, proc.stderr.read().decode()  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("sig, command", [(signal.SIGTERM, "send"), (signal.SIGINT, "send"), (signal.SIGTERM, "run")],
+                         ids=["SIGTERM", "SIGINT", "run-SIGTERM"])
 def test_a_signal_while_a_send_waits_for_input_reports_every_line_read(broker: BrokerThread, runtime: Runtime,
-                                                                       unique: str, tmp_path: Path, sig: int) -> None:
+                                                                       unique: str, tmp_path: Path, sig: int,
+                                                                       command: str) -> None:
     """Two lines read and delivered, the pipe still open: the signal ends the wait for input; both
     get their result line (SUCCESS), the summary says so, exit 128 + N."""
     topic, results = f"{unique}/wait", tmp_path / "results.jsonl"
@@ -69,7 +79,7 @@ def test_a_signal_while_a_send_waits_for_input_reports_every_line_read(broker: B
     with runtime.listen_in_background(address, {"action": "listen", "topic": topic, "qos": 1}, count=2,
                                       timeout=WAIT) as seen:
         seen.wait_ready()
-        proc = start_send(["--host", broker.host, "--port", str(broker.port)], topic, results)
+        proc = start_send(["--host", broker.host, "--port", str(broker.port)], topic, results, command)
         try:
             feed(proc, "one", "two")
             wait_until(lambda: len(seen.collected) == 2, "both lines delivered", proc)
@@ -79,7 +89,8 @@ def test_a_signal_while_a_send_waits_for_input_reports_every_line_read(broker: B
             stop_process(proc)
     assert code == 128 + sig, err
     assert result_lines(results) == [{"index": 0, "status": "SUCCESS"}, {"index": 1, "status": "SUCCESS"}]
-    assert err == f"sent 2 of 2 documents to '{topic}' (QoS 1); stopped by {signal.Signals(sig).name}: the rest of the " \
+    qos = " (QoS 1)" if command == "send" else ""
+    assert err == f"sent 2 of 2 documents to '{topic}'{qos}; stopped by {signal.Signals(sig).name}: the rest of the " \
                   "input was not read\n"
 
 
