@@ -42,8 +42,6 @@ class JsonLinesSink:
     documents of the batch that went out whole: only these may be acknowledged.
     """
 
-    _watch: Callable[[], None] | None = None
-
     def __init__(self, output: Any) -> None:
         self.output = as_output(output)
         # A batch's lines, written at once by flush(): one system call per batch rather than one
@@ -51,14 +49,14 @@ class JsonLinesSink:
         self._lines: list[bytes] = []
         self._pending = 0  # bytes in _lines
         self._done = 0  # documents of this batch already written (a batch over _WRITE_THROUGH)
+        self._reader_gone: Callable[[], None] | None = None  # see attach()
 
     def attach(self, stopping: threading.Event, closed: Callable[[], None]) -> None:
         """Called by the runtime: a write blocked on a reader that does not read gives up once
         ``stopping`` is set, and ``closed()`` is called as soon as a pipe's reader went away."""
-        output = self.output
-        if isinstance(output, FdOutput):
-            output.stopping = stopping
-            self._watch = lambda: output.watch_reader(closed, stopping)
+        if isinstance(self.output, FdOutput):
+            self.output.stopping = stopping
+            self._reader_gone = closed
 
     def write(self, document: Document) -> None:
         # document_to_json without the copy of the properties, which only correlation_data needs
@@ -92,9 +90,10 @@ class JsonLinesSink:
             exc.documents, self._done = self._done + whole, 0
             raise
         self._done += len(lines)
-        if self._watch is not None:  # from the first write on, when there is a reader to lose
-            self._watch()
-            self._watch = None
+        if self._reader_gone is not None and isinstance(self.output, FdOutput):
+            # watched from the first write on, when there is a reader to lose
+            self.output.watch_reader(self._reader_gone, self.output.stopping or threading.Event())
+            self._reader_gone = None
 
     def flush(self) -> None:
         self._write_lines()
