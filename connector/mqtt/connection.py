@@ -349,6 +349,7 @@ class MqttConnection:
         self.up = threading.Event()
         self._lock = threading.Lock()
         self._sub_mids: dict[int, list[tuple[str, int]]] = {}
+        self._subscribed_on: int | None = None  # the client's connection the SUBSCRIBE went out on
         self._options: dict[str, Any] = {}
         self.client = self._make_client()
 
@@ -527,25 +528,31 @@ class MqttConnection:
         with self._lock:
             self.subscriptions = list(subscriptions)
             self._options = dict(options or {})
+            self._subscribed_on = None  # new subscriptions: sent again, on this connection too
         if self.connected:
             self._send_subscribe()
 
     def _send_subscribe(self) -> None:
+        # All under the lock, up to recording the SUBSCRIBE's id: the SUBACK, handled in paho's
+        # thread, can come before this thread runs again, and must find what it answers (else the
+        # granted QoS is lost: no "granted QoS" warning). Once per connection: subscribe() and
+        # _on_connect both come here when the connection is new.
         with self._lock:
-            subs = list(self.subscriptions)
-        if not subs:
-            return
-        if self.mqtt5:  # MQTT 5 subscription options
-            options = self._options
-            rc, mid = self.client.subscribe([(f, SubscribeOptions(
-                qos, noLocal=options.get("no_local", False), retainAsPublished=options.get("retain_as_published", False),
-                retainHandling=options.get("retain_handling", 0))) for f, qos in subs])
-        else:
-            rc, mid = self.client.subscribe(subs)
-        if rc == paho.MQTT_ERR_SUCCESS:
-            with self._lock:
+            subs, connection = list(self.subscriptions), self.client.connection
+            if not subs or self._subscribed_on == connection:
+                return
+            if self.mqtt5:  # MQTT 5 subscription options
+                options = self._options
+                rc, mid = self.client.subscribe([(f, SubscribeOptions(
+                    qos, noLocal=options.get("no_local", False),
+                    retainAsPublished=options.get("retain_as_published", False),
+                    retainHandling=options.get("retain_handling", 0))) for f, qos in subs])
+            else:
+                rc, mid = self.client.subscribe(subs)
+            if rc == paho.MQTT_ERR_SUCCESS:
                 self._sub_mids[mid] = subs
-        else:
+                self._subscribed_on = connection
+                return
             log.warning("subscribe failed: %s; retrying after the next reconnect", reason_text(rc))
 
     # -- paho callbacks (paho's thread: record, never raise) ---------------------------------
