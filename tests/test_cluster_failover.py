@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -28,7 +29,9 @@ COUNT = 5000
 LINES_PER_TICK = 20
 #: Node 1 dies once the Listen has written this many numbers.
 KILL_AFTER = 1000
-DEADLINE = 50.0
+#: ... while the Listen holds this many it received and has not written (more than a pipe holds).
+HELD = 800
+DEADLINE = 45.0
 
 pytestmark = pytest.mark.slow
 
@@ -82,6 +85,24 @@ class Witness:
         self.client.loop_stop()
 
 
+class Relay(threading.Thread):
+    """The Listen's reader: copies its output into a file, and can stop reading for a while (a slow
+    reader), so that the Listen holds messages it has not written yet."""
+
+    def __init__(self, source: Any, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.source, self.path, self.reading = source, path, threading.Event()
+        self.reading.set()
+        self.lines = 0
+
+    def run(self) -> None:
+        with open(self.path, "wb") as out:
+            while self.reading.wait() and (chunk := self.source.read1(65536)):
+                out.write(chunk)
+                out.flush()
+                self.lines += chunk.count(b"\n")
+
+
 def wait_for(condition, seconds: float, what: str) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + seconds
     while not condition():
@@ -112,10 +133,16 @@ def test_a_persistent_listen_loses_nothing_when_its_node_dies(cluster: NatsClust
     topic = f"failover/{uuid.uuid4().hex[:8]}"
     witness = Witness(others[0].port, topic)  # on the node the Listen goes on to
     out, err = tmp_path / "listen.jsonl", tmp_path / "listen.err"
-    with open(out, "wb") as stdout, open(err, "wb") as stderr:
-        listen = cli("listen", *where, "--topic", topic, "--qos", "1", "--persistent",
-                     "--client-id", f"listener-{uuid.uuid4().hex[:8]}", "--verbose", stdout=stdout, stderr=stderr)
+    with open(err, "wb") as stderr:
+        listen = cli("listen", *where, "--topic", topic, "--qos", "1", "--persistent", "--client-id",
+                     f"listener-{uuid.uuid4().hex[:8]}", "--verbose", stdout=subprocess.PIPE, stderr=stderr)
+    relay = Relay(listen.stdout, out)
+    relay.start()
+    wait_for(out.exists, 5, "the relay started")
     written = Written(out)
+
+    def received() -> int:  # every QoS 1 PUBLISH the brokers sent the Listen, by its debug log
+        return err.read_text(errors="replace").count("Received PUBLISH (d")
     send = None
     try:
         assert witness.subscribed.wait(10), "the witness was not subscribed"
@@ -138,8 +165,17 @@ def test_a_persistent_listen_loses_nothing_when_its_node_dies(cluster: NatsClust
         feeder = threading.Thread(target=feed, args=(send,), daemon=True)
         feeder.start()
         wait_for(lambda: len(written.read().counts) >= KILL_AFTER, 20, f"{KILL_AFTER} numbers written")
+        # The reader stops; once the pipe is full the Listen holds what it received unwritten (and
+        # unacknowledged) when its node dies, and writes it only after the broker on the next node
+        # sent it more: under ids that node hands out afresh, the ones the held messages had.
+        relay.reading.clear()
+        wait_for(lambda: received() >= relay.lines + HELD, 20, f"{HELD} messages held by the Listen")
         first.kill()
-        killed_at = len(written.counts)
+        killed_at = len(written.read().counts)
+        wait_for(lambda: "reconnected to" in err.read_text(errors="replace"), 30, "the Listen reconnected")
+        after = received()
+        wait_for(lambda: received() >= after + 100, 20, "100 messages from the next node")
+        relay.reading.set()
         feeder.join(20)
         send.wait(timeout=max(1, DEADLINE - (time.monotonic() - began)))
         statuses = [json.loads(line)["status"] for line in results.read_text().splitlines()]
@@ -150,8 +186,10 @@ def test_a_persistent_listen_loses_nothing_when_its_node_dies(cluster: NatsClust
         except AssertionError:
             pass  # reported below, with what the plain subscribers got
     finally:
+        relay.reading.set()
         listen.send_signal(signal.SIGTERM)
         listen.wait(10)
+        relay.join(10)
         if send is not None and send.poll() is None:
             send.kill()
             send.wait(10)
@@ -162,15 +200,15 @@ def test_a_persistent_listen_loses_nothing_when_its_node_dies(cluster: NatsClust
     # What came from the brokers, by the Listen's debug log: every QoS 1 PUBLISH, and each copy of
     # one the process still had (handed over once). All the rest was written, or the Listen lost it.
     said = err.read_text(errors="replace")
-    received, copies = said.count("Received PUBLISH (d"), said.count("handed over once")
+    got, copies = said.count("Received PUBLISH (d"), said.count("handed over once")
     wrote = sum(written.counts.values()) + len(written.other)
     print(f"node 1 killed after {killed_at} numbers written; the Listen wrote {len(written.counts)} of {COUNT} "
-          f"({repeated} more than once), never {lost[:20]}; it received {received} messages, {copies} of them "
+          f"({repeated} more than once), never {lost[:20]}; it received {got} messages, {copies} of them "
           f"copies, and wrote {wrote}; the witness on node 2 got {len(witness.got)} (never "
           f"{sorted(set(range(COUNT)) - witness.got)[:20]}); {time.monotonic() - began:.1f} s")
     warnings = [line for line in said.splitlines() if "warning" in line or "error" in line]
     assert lost == [], (
-        f"the Listen never wrote {len(lost)} of the numbers: {lost[:20]}; it received {received} messages from the "
+        f"the Listen never wrote {len(lost)} of the numbers: {lost[:20]}; it received {got} messages from the "
         f"brokers ({copies} copies of one it had) and wrote {wrote}"
-        + (": it wrote everything it received, the cluster never sent it these" if wrote == received - copies else "")
+        + (": it wrote everything it received, the cluster never sent it these" if wrote == got and not copies else "")
         + f"; the witness on node 2 got {len(witness.got)}; the Listen said: {warnings[-8:]}")
