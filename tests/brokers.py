@@ -12,6 +12,7 @@ Without a broker's binary the tests that need it are skipped on a user's machine
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -275,9 +277,6 @@ class NatsCluster:
     def meta_leader(self) -> str | None:
         """The JetStream meta leader's server name as every live node sees it, or None when the
         live nodes do not agree on one yet."""
-        import json
-        import urllib.request
-
         leaders = set()
         for node, monitor in zip(self.nodes, self.monitors):
             if node.proc is None:
