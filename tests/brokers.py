@@ -12,6 +12,7 @@ Without a broker's binary the tests that need it are skipped on a user's machine
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -183,12 +185,13 @@ class NatsBroker:
 
     NATS needs JetStream and a server name for MQTT; its client port is free too, HTTP monitoring off.
     NATS sends an unacknowledged QoS 1 message again after ``ack_wait`` (default 30 s), not at the
-    reconnect: 5 s here, so that the redelivery case does not wait half a minute.
+    reconnect: 5 s here, so that the redelivery case does not wait half a minute. ``more`` is more
+    configuration (a node of a :class:`NatsCluster`), ``mqtt`` more options of the MQTT block.
     """
 
     ACK_WAIT = 5
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, more: list[str] = (), mqtt: str = "") -> None:  # type: ignore[assignment]
         self.binary = find_program("nats-server")
         self.host = "127.0.0.1"
         self.port = free_port(self.host)  # MQTT
@@ -201,20 +204,99 @@ class NatsBroker:
             f"server_name: conformance-{self.port}",
             f"listen: {self.host}:{free_port(self.host)}",
             f'jetstream {{ store_dir: "{folder / "js"}" }}',
-            f'mqtt {{ listen: {self.host}:{self.port}, ack_wait: "{self.ACK_WAIT}s" }}',
+            f'mqtt {{ listen: {self.host}:{self.port}, ack_wait: "{self.ACK_WAIT}s"{mqtt} }}',
+            *more,
         ]) + "\n")
 
-    def start(self) -> NatsBroker:
+    def launch(self) -> None:
+        """Start the process, without waiting for it."""
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([self.binary, "-c", str(self.config)], stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=log)
+
+    def start(self) -> NatsBroker:
+        self.launch()
         _wait_for_connack(self, "nats-server", 30.0)
         return self
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed machine: no goodbye to the cluster or the clients."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait(10)
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
         if proc is not None:
             stop_process(proc)
+
+
+class NatsCluster:
+    """Three :class:`NatsBroker` nodes routed to each other as one cluster, each with its own ports
+    (client, route, MQTT, HTTP monitoring) and store folder; MQTT sessions and messages replicated
+    on all three (``stream_replicas: 3``), so that any node can die. A context manager.
+
+    Ready once the cluster elected a JetStream meta leader and every node's MQTT listener answers
+    a CONNECT (NATS creates its MQTT streams on the first connection, which needs the leader)."""
+
+    SIZE = 3
+    START_SECONDS = 45.0
+
+    def __init__(self, folder: Path) -> None:
+        host = "127.0.0.1"
+        routes = [free_port(host) for _ in range(self.SIZE)]
+        self.monitors = [free_port(host) for _ in range(self.SIZE)]
+        name = f"cluster-{routes[0]}"
+        self.nodes = [
+            NatsBroker(folder / f"node{i + 1}", mqtt=", stream_replicas: 3", more=[
+                f"http: {host}:{self.monitors[i]}",
+                f"cluster {{ name: {name}, listen: {host}:{route}, routes: ["
+                + ", ".join(f"nats-route://{host}:{other}" for other in routes if other != route) + "] }",
+            ])
+            for i, route in enumerate(routes)
+        ]
+
+    def start(self) -> NatsCluster:
+        for node in self.nodes:
+            node.launch()
+        try:
+            deadline = time.monotonic() + self.START_SECONDS
+            while not self.meta_leader():
+                if time.monotonic() > deadline or any(n.proc is None or n.proc.poll() is not None for n in self.nodes):
+                    logs = " | ".join(n.log.read_text(errors="replace")[-1000:] for n in self.nodes)
+                    raise RuntimeError(f"the NATS cluster elected no JetStream meta leader: {logs!r}")
+                time.sleep(0.1)  # polling the monitoring port, bounded by the deadline
+            for node in self.nodes:
+                _wait_for_connack(node, "nats-server (cluster node)", max(1.0, deadline - time.monotonic()))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def meta_leader(self) -> str | None:
+        """The JetStream meta leader's server name as every live node sees it, or None when the
+        live nodes do not agree on one yet."""
+        leaders = set()
+        for node, monitor in zip(self.nodes, self.monitors):
+            if node.proc is None:
+                continue
+            try:
+                with urllib.request.urlopen(f"http://{node.host}:{monitor}/jsz", timeout=1) as answer:
+                    leaders.add((json.load(answer).get("meta_cluster") or {}).get("leader"))
+            except (OSError, ValueError):
+                return None
+        return leaders.pop() if len(leaders) == 1 and None not in leaders and "" not in leaders else None
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> NatsCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 class RabbitBroker:

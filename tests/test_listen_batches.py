@@ -47,9 +47,9 @@ def acks(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     events: list[tuple] = []
     real_ack = _Client.ack
 
-    def ack(client: paho.Client, mid: int, qos: int, session: int | None = None) -> object:
-        events.append(("ack", mid))
-        return real_ack(client, mid, qos, session)
+    def ack(client: paho.Client, message: paho.MQTTMessage) -> object:
+        events.append(("ack", message.mid))
+        return real_ack(client, message)
 
     monkeypatch.setattr(_Client, "ack", ack)
     return events

@@ -210,9 +210,9 @@ def test_listen_acknowledges_only_what_the_process_accepted(runtime: Runtime, co
     acked: list[tuple[int, int]] = []
     real_ack = _Client.ack
 
-    def ack(client: paho.Client, mid: int, qos: int, session: int | None = None) -> object:
-        acked.append((mid, qos))
-        return real_ack(client, mid, qos, session)
+    def ack(client: paho.Client, message: paho.MQTTMessage) -> object:
+        acked.append((message.mid, message.qos))
+        return real_ack(client, message)
 
     monkeypatch.setattr(_Client, "ack", ack)
     topic = f"{unique}/orders"

@@ -73,10 +73,24 @@ def reason_text(reason: Any) -> str:
     return str(reason)
 
 
-class _Message(paho.MQTTMessage):
-    """A received message, plus the broker session it came in (its id means nothing in another)."""
+class _Held:
+    """A received QoS 1/2 message under its id, until its acknowledgement went out."""
 
-    __slots__ = ("session",)
+    __slots__ = ("message", "connection", "accepted")
+
+    def __init__(self, message: paho.MQTTMessage, connection: int) -> None:
+        self.message = message
+        #: The connection on which the broker last sent it: only there does its id name it.
+        self.connection = connection
+        #: The process accepted it (for QoS 2: PUBREC sent, or due when the broker sends it again).
+        self.accepted = False
+
+    def sent_again(self, packet: Any) -> bool:
+        """Whether ``packet`` is this message sent again, not another message under the same id:
+        a re-delivery carries DUP and the same topic, QoS and payload."""
+        message = self.message
+        return (bool(packet.dup) and packet.qos == message.qos and packet.topic == message._topic
+                and packet.payload == message.payload)
 
 
 class _Client(paho.Client):
@@ -88,10 +102,14 @@ class _Client(paho.Client):
       id), and a PUBREL for an id it no longer knows (after a restart) was never completed,
       holding one of the broker's slots for good. Here a PUBREC means "accepted", so an unknown
       PUBREL is completed at once.
-    - A message the broker sends again (DUP, after a reconnect) while the process still has the
-      first copy is not handed over twice: one acknowledgement answers both.
-    - Acknowledgements for messages of an earlier broker session are not sent: the broker may
-      have given their ids to new messages.
+    - A message the broker sends again (DUP, same topic, QoS and payload) while the process still
+      has the first copy is not handed over twice: one acknowledgement answers both. Another
+      message under an id the process still holds (a broker that handed the id out again, as a
+      NATS cluster does after a failover) is a new message: handed over, and the id is its own.
+    - An acknowledgement goes out only while its message id names that very message: in the
+      same broker session, on a connection where the broker sent it (after a reconnect, once the
+      broker sent it again), and not given to another message since. Else it would acknowledge
+      whatever the broker now calls by that id, which the process may never have written.
     - Reconnect attempts back off exponentially, capped, with jitter.
     - The reason code of an MQTT 5 PUBREC, which paho ignores, is reported (a QoS 2 message
       refused there, e.g. 'Not authorized', would otherwise end as a success after PUBCOMP).
@@ -101,14 +119,14 @@ class _Client(paho.Client):
 
     def __init__(self, *args: Any, reconnect_delays: tuple[float, float] = (0.5, 30.0), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        #: Increases with every broker session that did not continue the previous one.
-        self.session = 0
+        #: Increases with every network connection (counted when it starts, before its CONNECT).
+        self.connection = 0
         self._first_delay, self._max_delay = reconnect_delays
         self._attempt = 0
         #: The brokers to try, in turn, whenever the one in use cannot be reached (failover).
         self.addresses: list[tuple[str, int]] = []
-        #: mid -> True once a QoS 2 message was accepted (PUBREC sent), False while the process has it.
-        self._received: dict[int, bool] = {}
+        #: mid -> the received QoS 1/2 message that id names, until acknowledged (QoS 2: released).
+        self._received: dict[int, _Held] = {}
         self._received_lock = threading.Lock()
 
     # -- received messages ---------------------------------------------------------------------
@@ -118,51 +136,74 @@ class _Client(paho.Client):
         if (header & 0x06) >> 1 == 0:  # QoS 0: nothing to acknowledge, paho's own path
             return super()._handle_publish()
         packet = _packet.decode_publish(header, self._in_packet["packet"], self._protocol)
-        message = _Message(mid=packet.mid, topic=packet.topic)
-        message.dup, message.qos, message.retain = packet.dup, packet.qos, packet.retain
-        message.properties, message.payload = packet.properties, packet.payload
-        message.timestamp = time.monotonic()
         mid = packet.mid
+        self._easy_log(paho.MQTT_LOG_DEBUG, "Received PUBLISH (d%d, q%d, r%d, m%d), %r, ...  (%d bytes)", packet.dup,
+                       packet.qos, packet.retain, mid, packet.topic, len(packet.payload))
         with self._received_lock:
-            accepted = self._received.get(mid)
-            if accepted is None:
-                self._received[mid] = False
-                message.session = self.session
-        if accepted is None:
-            self._handle_on_message(message)
+            held = self._received.get(mid)
+            if held is not None and held.sent_again(packet):
+                held.connection = self.connection  # its id names it on this connection too
+                due = held.accepted
+                if due and packet.qos == 1:
+                    del self._received[mid]
+            else:
+                if held is not None:
+                    log.debug("message id %d given to another message while the process has the first: "
+                              "handed over; the first is no longer acknowledged by that id", mid)
+                message = paho.MQTTMessage(mid=mid, topic=packet.topic)
+                message.dup, message.qos, message.retain = packet.dup, packet.qos, packet.retain
+                message.properties, message.payload = packet.properties, packet.payload
+                message.timestamp = time.monotonic()
+                self._received[mid] = held = _Held(message, self.connection)
+                due = None
+        if due is None:
+            self._handle_on_message(held.message)
             return paho.MQTT_ERR_SUCCESS
-        if accepted:  # QoS 2 whose PUBREC was lost with the connection: the broker asks again
-            return self._send_pubrec(mid)
+        if due:  # accepted while its acknowledgement could not go out, or that one was lost
+            return self._send_puback(mid) if packet.qos == 1 else self._send_pubrec(mid)
         log.debug("message %d sent again while the process has it: handed over once", mid)
         return paho.MQTT_ERR_SUCCESS
 
-    def ack(self, mid: int, qos: int, session: int | None = None) -> Any:
-        """Acknowledge a received message the process accepted: PUBACK (QoS 1) or PUBREC (QoS 2).
-        ``session`` is the message's; nothing is sent for a message of an earlier session."""
-        if qos == 0:
+    def ack(self, message: paho.MQTTMessage) -> Any:
+        """Acknowledge a received message the process accepted: PUBACK (QoS 1) or PUBREC (QoS 2),
+        now or, after a reconnect, when the broker sent it again; never when its id names another
+        message by now (an earlier session's message, an id the broker gave out again)."""
+        if message.qos == 0:
             return paho.MQTT_ERR_SUCCESS
+        mid = message.mid
+        # Under the lock up to the queueing: a reconnect counts its connection under it too, then
+        # empties paho's queue, so an acknowledgement never goes out on a later connection.
         with self._received_lock:
-            if session is not None and session != self.session:
+            held = self._received.get(mid)
+            if held is None or held.message is not message:
                 return paho.MQTT_ERR_SUCCESS
-            if qos == 1:
-                self._received.pop(mid, None)
-            else:
-                self._received[mid] = True
-        return self._send_puback(mid) if qos == 1 else self._send_pubrec(mid)
+            held.accepted = True
+            if held.connection != self.connection:
+                return paho.MQTT_ERR_SUCCESS  # sent when the broker sends the message again
+            if message.qos == 1:
+                del self._received[mid]
+                return self._send_puback(mid)
+            return self._send_pubrec(mid)
 
     def _handle_pubrel(self) -> Any:
         mid = _packet.decode_pubrel(self._in_packet["command"], self._in_packet["packet"], self._protocol).mid
         with self._received_lock:  # the broker releases only what was PUBREC'd: accepted
-            self._received.pop(mid, None)
+            held = self._received.get(mid)
+            if held is not None and held.accepted:
+                del self._received[mid]
         return self._send_pubcomp(mid)
 
     def new_session(self, continued: bool) -> None:
         """A CONNACK came: ``continued`` when the broker kept the session (session present)."""
         if continued:
             return
-        with self._received_lock:
+        with self._received_lock:  # the ids of the earlier session name nothing any more
             self._received.clear()
-            self.session += 1
+
+    def reconnect(self) -> Any:
+        with self._received_lock:
+            self.connection += 1
+        return super().reconnect()
 
     # -- published messages --------------------------------------------------------------------
 
@@ -308,6 +349,7 @@ class MqttConnection:
         self.up = threading.Event()
         self._lock = threading.Lock()
         self._sub_mids: dict[int, list[tuple[str, int]]] = {}
+        self._subscribed_on: int | None = None  # the client's connection the SUBSCRIBE went out on
         self._options: dict[str, Any] = {}
         self.client = self._make_client()
 
@@ -486,25 +528,31 @@ class MqttConnection:
         with self._lock:
             self.subscriptions = list(subscriptions)
             self._options = dict(options or {})
+            self._subscribed_on = None  # new subscriptions: sent again, on this connection too
         if self.connected:
             self._send_subscribe()
 
     def _send_subscribe(self) -> None:
+        # All under the lock, up to recording the SUBSCRIBE's id: the SUBACK, handled in paho's
+        # thread, can come before this thread runs again, and must find what it answers (else the
+        # granted QoS is lost: no "granted QoS" warning). Once per connection: subscribe() and
+        # _on_connect both come here when the connection is new.
         with self._lock:
-            subs = list(self.subscriptions)
-        if not subs:
-            return
-        if self.mqtt5:  # MQTT 5 subscription options
-            options = self._options
-            rc, mid = self.client.subscribe([(f, SubscribeOptions(
-                qos, noLocal=options.get("no_local", False), retainAsPublished=options.get("retain_as_published", False),
-                retainHandling=options.get("retain_handling", 0))) for f, qos in subs])
-        else:
-            rc, mid = self.client.subscribe(subs)
-        if rc == paho.MQTT_ERR_SUCCESS:
-            with self._lock:
+            subs, connection = list(self.subscriptions), self.client.connection
+            if not subs or self._subscribed_on == connection:
+                return
+            if self.mqtt5:  # MQTT 5 subscription options
+                options = self._options
+                rc, mid = self.client.subscribe([(f, SubscribeOptions(
+                    qos, noLocal=options.get("no_local", False),
+                    retainAsPublished=options.get("retain_as_published", False),
+                    retainHandling=options.get("retain_handling", 0))) for f, qos in subs])
+            else:
+                rc, mid = self.client.subscribe(subs)
+            if rc == paho.MQTT_ERR_SUCCESS:
                 self._sub_mids[mid] = subs
-        else:
+                self._subscribed_on = connection
+                return
             log.warning("subscribe failed: %s; retrying after the next reconnect", reason_text(rc))
 
     # -- paho callbacks (paho's thread: record, never raise) ---------------------------------

@@ -141,12 +141,12 @@ class _Repeats:
 
 
 def _acknowledger(conn: MqttConnection) -> Callable[[paho.MQTTMessage], None]:
-    """``ack(message)``: PUBACK / PUBREC for a message of the current broker session."""
+    """``ack(message)``: PUBACK / PUBREC for a received message, when its id still names it."""
     client_ack = conn.client.ack
 
     def ack(message: paho.MQTTMessage) -> None:
         if message.qos:
-            client_ack(message.mid, message.qos, message.session)
+            client_ack(message)
 
     return ack
 
