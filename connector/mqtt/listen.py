@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import queue
@@ -209,15 +210,50 @@ class _Retries:
     def _dead_letter(self, document: Document, error: str, attempts: int) -> str | None:
         """Publish the document with its error to the dead-letter topic and wait for the broker's
         confirmation; None when confirmed, else why not."""
-        from connector.mqtt.send import send  # the Send path: size checks, confirmation, refusals
+        from connector.mqtt.send import largest_payload, send  # the Send path: confirmation, refusals
 
-        envelope = document_to_json(document)
-        envelope.update(error=error, attempts=attempts)
-        letter = Document(json.dumps(envelope, ensure_ascii=False).encode("utf-8"))
-        operation = {"action": "send", "topic": self.dead_letter_topic, "qos": 1, "retained": False}
+        assert self.dead_letter_topic is not None
+        room = largest_payload(self.conn, self.dead_letter_topic, DEAD_LETTER_QOS)
+        letter = Document(dead_letter(document, error, attempts, room))
+        operation = {"action": "send", "topic": self.dead_letter_topic, "qos": DEAD_LETTER_QOS, "retained": False}
         result = next(iter(send(self.conn, operation, [letter])))
         return None if result.ok else f"{result.status.value}: {result.error}"
 
 
 def _is_wildcard(topic_filter: str) -> bool:
     return topic_filter.startswith("$") or "+" in topic_filter or "#" in topic_filter
+
+
+#: Dead letters are confirmed by the broker before the original is acknowledged.
+DEAD_LETTER_QOS = 1
+#: The most of the process's error a dead letter carries, in characters.
+DEAD_LETTER_ERROR_MAX = 4_096
+
+
+def dead_letter(document: Document, error: str, attempts: int, room: int) -> bytes:
+    """The dead letter of ``document``: its JSON form plus the error and the attempts, at most
+    ``room`` bytes. When the whole payload does not fit, the dead letter carries as much of its
+    start as fits, ``"truncated": true`` and ``"size"``, the payload's size in bytes: so a dead
+    letter never exceeds what the broker takes, however often it is wrapped again."""
+    if len(error) > DEAD_LETTER_ERROR_MAX:
+        error = error[:DEAD_LETTER_ERROR_MAX] + "..."
+    envelope = document_to_json(document)
+    envelope.update(error=error, attempts=attempts)
+    whole = json.dumps(envelope, ensure_ascii=False).encode("utf-8")
+    if len(whole) <= room:
+        return whole
+    payload = document.payload
+    envelope.update(payload="", truncated=True, size=len(payload))
+    left = room - len(json.dumps(envelope, ensure_ascii=False).encode("utf-8"))
+    text = envelope["encoding"] == "utf-8"
+    keep = max(0, left if text else left // 4 * 3)  # base64: 4 characters for 3 bytes
+    while keep > 0:  # escapes (\", \n, \u0001) make text longer in JSON: shrink until it fits
+        part = payload[:keep]
+        envelope["payload"] = part.decode("utf-8", "ignore") if text else base64.b64encode(part).decode("ascii")
+        size = len(json.dumps(envelope["payload"], ensure_ascii=False).encode("utf-8")) - 2
+        if size <= left:
+            break
+        keep = min(keep - 1, keep * left // size)
+    else:
+        envelope["payload"] = ""
+    return json.dumps(envelope, ensure_ascii=False).encode("utf-8")

@@ -146,6 +146,15 @@ def publish_packet_size(topic: str, payload_size: int, qos: int, mqtt5: bool, pr
     return 1 + _varint_size(remaining) + remaining, remaining
 
 
+def largest_payload(conn: MqttConnection, topic: str, qos: int) -> int:
+    """The largest payload that a PUBLISH to ``topic`` without MQTT 5 properties can carry."""
+    _, fixed = publish_packet_size(topic, 0, qos, conn.mqtt5)
+    room = MAX_PAYLOAD - fixed
+    if conn.max_packet_size is not None:  # the packet: 1 byte of header, at most 4 of length
+        room = min(room, conn.max_packet_size - 5 - fixed)
+    return room
+
+
 def oversize(conn: MqttConnection, topic: str, payload_size: int, qos: int, properties_size: int = 0) -> str | None:
     """Why the document cannot be sent whole, or None. Checked before publishing: Mosquitto drops the
     whole connection on a packet over its maximum, and MQTT cannot frame one over its own limit."""

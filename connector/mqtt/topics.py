@@ -143,4 +143,11 @@ def operation_problems(operation: Mapping[str, Any]) -> list[str]:
             check(text)
         except TopicError as exc:
             problems.append(f"operation {path}: {exc}")
+    dead_letters = operation.get("dead_letter_topic")
+    if filters and dead_letters is not None and not problems:
+        loop = next((f for f in filters if matches(f, dead_letters)), None)
+        if loop is not None:  # each dead letter would come back as a message, fail, and be wrapped again
+            problems.append(f"operation dead_letter_topic: the Listen's filter {loop!r} matches the dead-letter "
+                            f"topic {dead_letters!r}, so its dead letters would come back to it in a loop: "
+                            "choose a dead-letter topic outside its filters")
     return problems
