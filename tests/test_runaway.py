@@ -1,14 +1,20 @@
-"""Configurations that run away: a Listen that dead-letters into its own filters, and dead letters
-that outgrow the broker."""
+"""Configurations that run away: a Listen that dead-letters into its own filters, dead letters that
+outgrow the broker, and two clients that take one client ID from each other."""
 
 from __future__ import annotations
 
 import json
+import select
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from brokers import MosquittoBroker, stop_process
 from conftest import run_cli
+from faultproxy import FaultProxy
 
 from connector.harness.broker import BrokerThread, free_port
 from connector.harness.runtime import Runtime
@@ -100,3 +106,121 @@ def test_dead_letters_of_dead_letters_never_outgrow_the_limit() -> None:
     assert max(sizes) <= 4_000
     binary = dead_letter(Document(bytes(range(256)) * 100, {"topic": "a/b"}), "E", 1, 3_000)
     assert len(binary) <= 3_000 and json.loads(binary)["encoding"] == "base64"
+
+
+# -- two clients with one client ID ---------------------------------------------------------------
+
+TAKEOVER_WITHIN = 8.0
+
+
+def _start_listen(port: int, client_id: str, topic: str, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "connector", "listen", "--port", str(port), "--client-id", client_id,
+                             "--topic", topic, "--qos", "1", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_subscribed(port: int, topic: str, listen: subprocess.Popen) -> None:
+    """Until a message published on ``topic`` reaches ``listen`` (its first output line)."""
+    assert listen.stdout is not None
+    deadline = time.monotonic() + 20
+    runtime = Runtime()
+    while time.monotonic() < deadline:
+        list(runtime.send({"port": port}, {"action": "send", "topic": topic, "qos": 0}, ["ping"]))
+        if select.select([listen.stdout], [], [], 0.2)[0]:
+            listen.stdout.readline()
+            return
+    raise AssertionError("the Listen got nothing")
+
+
+@pytest.fixture(params=["mosquitto-3.1.1", "mosquitto-5", "embedded"])
+def any_port(request: pytest.FixtureRequest, mosquitto: MosquittoBroker) -> Iterator[tuple[int, list[str]]]:
+    if request.param == "embedded":
+        with BrokerThread() as embedded:  # its own: a takeover must not disturb the session's broker
+            yield embedded.port, []
+    else:
+        yield mosquitto.port, ["--protocol", request.param.split("-")[1]]
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["clean", "persistent"])
+def test_a_client_id_taken_over_stops_the_first_listen_with_exit_3(any_port: tuple[int, list[str]],
+                                                                   persistent: bool) -> None:
+    """Two Listens with one client ID took the session from each other 41 times in 13 s. The second
+    to connect takes over; the first stops with exit 3 and one line saying so, within seconds."""
+    port, extra = any_port
+    topic = f"takeover/{time.monotonic_ns()}"
+    extra = [*extra, *(["--persistent"] if persistent else [])]
+    first = _start_listen(port, "twin", topic, *extra)
+    second = None
+    try:
+        _wait_subscribed(port, topic, first)
+        second = _start_listen(port, "twin", topic, *extra)
+        started = time.monotonic()
+        code = first.wait(TAKEOVER_WITHIN + 10)
+        took = time.monotonic() - started
+        err = first.stderr.read().decode()
+        assert code == 3, err
+        assert err.strip().splitlines()[-1] == (
+            "error: another client uses the client ID 'twin': give each Listen its own --client-id"), err
+        assert took < TAKEOVER_WITHIN, f"{took:.1f} s"
+        _wait_subscribed(port, topic, second)  # the second keeps the ID and goes on
+        assert second.poll() is None
+    finally:
+        stop_process(first)
+        if second is not None:
+            stop_process(second)
+
+
+def test_a_send_taken_over_reports_what_it_read_and_exits_3(mosquitto: MosquittoBroker, tmp_path: Path) -> None:
+    """A Send whose client ID another client takes: a result line for every document it read, then
+    exit 3 and the line (the other client, a Listen here, keeps the ID)."""
+    results, errors = tmp_path / "results.jsonl", tmp_path / "send.err"
+    with open(errors, "wb") as err_file:
+        send = subprocess.Popen([sys.executable, "-m", "connector", "send", "--port", str(mosquitto.port),
+                                 "--client-id", "twin-send", "--topic", "takeover/send", "--qos", "1", "--lines",
+                                 "--results", str(results)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=err_file)
+    listen = None
+    watch = Runtime().listen_in_background({"port": mosquitto.port}, {"action": "listen", "topic": "takeover/send"},
+                                           count=3)
+    try:
+        watch.wait_ready()
+        assert send.stdin is not None
+        send.stdin.write(b"one\ntwo\nthree\n")
+        send.stdin.flush()
+        watch.join()  # the Send is connected: the Listen below is the second to connect
+        listen = _start_listen(mosquitto.port, "twin-send", "takeover/send")
+        deadline = time.monotonic() + TAKEOVER_WITHIN
+        while "another client took the client ID" not in errors.read_text():  # it waits for its input
+            assert time.monotonic() < deadline, errors.read_text()
+            time.sleep(0.05)
+        send.stdin.write(b"four\n")
+        send.stdin.close()
+        code = send.wait(10)
+        err = errors.read_text()
+        assert code == 3, err
+        assert err.strip().splitlines()[-1] == (
+            "error: another client uses the client ID 'twin-send': give each Send its own --client-id"), err
+        lines = [json.loads(line) for line in results.read_text().splitlines()]
+        assert [(line["index"], line["status"]) for line in lines] == [
+            (0, "SUCCESS"), (1, "SUCCESS"), (2, "SUCCESS"), (3, "FAILURE")]
+        assert listen.poll() is None
+    finally:
+        stop_process(send)
+        if listen is not None:
+            stop_process(listen)
+
+
+def test_network_cuts_are_not_a_takeover(broker: BrokerThread, tmp_path: Path) -> None:
+    """A connection cut again and again soon after each reconnect (TCP resets) is a network fault, not
+    another client: the Listen goes on."""
+    fast = tmp_path / "fast.json"
+    fast.write_text(json.dumps({"reconnect_delay": 0.05, "reconnect_max_delay": 0.1}))
+    with FaultProxy("127.0.0.1", broker.port) as proxy:
+        listen = _start_listen(proxy.port, "cut-often", "cut/often", "--connection", str(fast))
+        try:
+            _wait_subscribed(proxy.port, "cut/often", listen)
+            for _ in range(8):
+                proxy.cut()
+                _wait_subscribed(proxy.port, "cut/often", listen)  # reconnected, then cut again at once
+            assert listen.poll() is None, listen.stderr.read().decode() if listen.stderr else ""
+        finally:
+            stop_process(listen)

@@ -17,7 +17,7 @@ from connector.mqtt.connection import MqttConnection, doubling
 from connector.mqtt.properties import document_properties, message_uid
 from connector.mqtt.topics import matches, operation_problems
 from connector.sdk.documents import Document, document_to_json
-from connector.sdk.errors import ConfigError
+from connector.sdk.errors import ConfigError, ConnectError
 from connector.sdk.listener import Listener
 
 log = logging.getLogger("connector.mqtt.listen")
@@ -68,6 +68,7 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
     filters = topic_filters(operation)
     qos: int = operation["qos"]
     own_qos = operation.get("filter_qos") or {}
+    conn.role = "Listen"
     conn.on_subscribed = listener.subscribed
     conn.subscribe([(f, own_qos.get(f, qos)) for f in filters], operation)
     window = operation.get("dedupe_window", 0)
@@ -81,6 +82,8 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
         try:
             batch = [inbox.get(timeout=POLL_SECONDS)]
         except queue.Empty:
+            if conn.failure is not None:  # e.g. taken over: the connection ended for good
+                raise ConnectError(conn.failure) from None
             continue
         try:  # what else already waits: one lock each, no waiting
             batch.append(inbox.get_nowait())
