@@ -131,6 +131,13 @@ def _wait_subscribed(port: int, topic: str, listen: subprocess.Popen) -> None:
     raise AssertionError("the Listen got nothing")
 
 
+def _assert_taken_over(code: int, stderr: str, client_id: str, role: str) -> None:
+    """Exit 3, and the last line says who to blame."""
+    assert code == 3, stderr
+    assert stderr.strip().splitlines()[-1] == (
+        f"error: another client uses the client ID {client_id!r}: give each {role} its own --client-id"), stderr
+
+
 @pytest.fixture(params=["mosquitto-3.1.1", "mosquitto-5", "embedded"])
 def any_port(request: pytest.FixtureRequest, mosquitto: MosquittoBroker) -> Iterator[tuple[int, list[str]]]:
     if request.param == "embedded":
@@ -157,9 +164,7 @@ def test_a_client_id_taken_over_stops_the_first_listen_with_exit_3(any_port: tup
         code = first.wait(TAKEOVER_WITHIN + 10)
         took = time.monotonic() - started
         err = first.stderr.read().decode()
-        assert code == 3, err
-        assert err.strip().splitlines()[-1] == (
-            "error: another client uses the client ID 'twin': give each Listen its own --client-id"), err
+        _assert_taken_over(code, err, "twin", "Listen")
         assert took < TAKEOVER_WITHIN, f"{took:.1f} s"
         _wait_subscribed(port, topic, second)  # the second keeps the ID and goes on
         assert second.poll() is None
@@ -196,9 +201,7 @@ def test_a_send_taken_over_reports_what_it_read_and_exits_3(mosquitto: Mosquitto
         send.stdin.close()
         code = send.wait(10)
         err = errors.read_text()
-        assert code == 3, err
-        assert err.strip().splitlines()[-1] == (
-            "error: another client uses the client ID 'twin-send': give each Send its own --client-id"), err
+        _assert_taken_over(code, err, "twin-send", "Send")
         lines = [json.loads(line) for line in results.read_text().splitlines()]
         assert [(line["index"], line["status"]) for line in lines] == [
             (0, "SUCCESS"), (1, "SUCCESS"), (2, "SUCCESS"), (3, "FAILURE")]
