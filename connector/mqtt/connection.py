@@ -691,7 +691,7 @@ class MqttConnection:
         """Whether another connection with this client ID took the session (see TAKEOVER_WINDOW)."""
         if isinstance(reason, ReasonCode) and reason.value == SESSION_TAKEN_OVER:
             return True
-        by_broker = self.client.closed_by_broker
+        by_broker, self.client.closed_by_broker = self.client.closed_by_broker, False  # not for the next close
         log.debug("closed by the broker: %s; after a close by the broker: %s; connected %.2f s ago", by_broker,
                   self._kicked, time.monotonic() - self._connected_at)
         again = self._kicked and time.monotonic() - self._connected_at < TAKEOVER_WINDOW
