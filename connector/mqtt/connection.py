@@ -104,6 +104,8 @@ class _Client(paho.Client):
     - Reconnect attempts back off exponentially, capped, with jitter.
     - The reason code of an MQTT 5 PUBREC, which paho ignores, is reported (a QoS 2 message
       refused there, e.g. 'Not authorized', would otherwise end as a success after PUBCOMP).
+    - When the broker was last heard from, and whether a lost connection was closed by the broker
+      in good order or cut: paho reports both as 'Unspecified error' (see MqttConnection).
     """
 
     on_pubrec_refused: Any = None  # called with (mid, reason words) in paho's thread
