@@ -62,6 +62,16 @@ def test_a_dead_letter_topic_outside_the_filters_is_fine(topic_filter: str, dead
     assert connector_validate(connector_id="mqtt", connection={"client_id": ""}, operation=operation) == []
 
 
+def test_no_local_keeps_own_dead_letters_away_but_not_from_a_shared_subscription() -> None:
+    """MQTT 5's no_local: the broker does not send a connection its own messages (tests/test_mqtt5.py),
+    except through a shared subscription, where no_local is not allowed."""
+    connection = {"client_id": "", "protocol": "5"}
+    operation = {"action": "listen", "topic": "a/#", "qos": 0, "dead_letter_topic": "a/dead", "no_local": True}
+    assert connector_validate(connector_id="mqtt", connection=connection, operation=operation) == []
+    shared = {**operation, "topic": "$share/G/a/#"}
+    assert "dead-letter topic" in connector_validate(connector_id="mqtt", connection=connection, operation=shared)[-1]
+
+
 def test_a_dead_letter_too_big_for_the_broker_carries_the_start_of_the_payload(broker: BrokerThread) -> None:
     """A payload whose dead letter would not fit the broker's packet limit: the dead letter carries as
     much of it as fits, ``truncated`` and the original ``size``, and the original is acknowledged."""
