@@ -135,7 +135,10 @@ def _publish(conn: MqttConnection, index: int, document: Document, default_topic
     except ValueError as exc:  # paho's own checks (topic, size)
         return _Pending(index, None, deadline, Result(index, Status.APPLICATION_ERROR, str(exc)))
     if info.rc == paho.MQTT_ERR_NO_CONN and qos == 0:
-        return _Pending(index, None, deadline, Result(index, Status.FAILURE, _unreachable(conn, "not sent")))
+        gives_up = conn.gives_up_at(ack_timeout)
+        error = (_unreachable(conn, "not sent") if gives_up is not None and gives_up <= time.monotonic()
+                 else "the connection was lost before the message was sent")
+        return _Pending(index, None, deadline, Result(index, Status.FAILURE, error))
     if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
         # NO_CONN with QoS 1/2: paho keeps the message and sends it after reconnecting.
         error = f"the message could not be queued: {reason_text(info.rc)}"
