@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import select
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -237,3 +240,51 @@ def test_network_cuts_are_not_a_takeover(broker: BrokerThread, tmp_path: Path) -
             assert listen.poll() is None, listen.stderr.read().decode() if listen.stderr else ""
         finally:
             stop_process(listen)
+
+
+@contextmanager
+def broker_closing_on_publish() -> Iterator[int]:
+    """An MQTT 3.1.1 "broker" that accepts every connection and closes it, in good order, on the first
+    PUBLISH (as NATS does on a QoS 2 PUBLISH, which it does not support)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                try:
+                    if conn.recv(65536)[:1] == b"\x10":  # CONNECT (PUBLISHes come after the CONNACK)
+                        conn.sendall(b"\x20\x02\x00\x00")
+                        while (data := conn.recv(65536)) and data[0] & 0xF0 != 0x30:
+                            pass
+                    conn.shutdown(socket.SHUT_WR)  # a close in good order (a FIN, not a reset)
+                    while conn.recv(65536):
+                        pass
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+
+
+def test_a_broker_that_closes_on_what_it_refuses_is_not_a_takeover() -> None:
+    """The broker closes the connection each time the same message is sent again: that message, not
+    another client, is the cause. Each document is FAILURE, and no 'another client' error."""
+    connection = {"port": 0, "ack_timeout": 2, "reconnect_delay": 0.05, "reconnect_max_delay": 0.1}
+    with broker_closing_on_publish() as port:
+        results = list(Runtime().send({**connection, "port": port}, {"action": "send", "topic": "t", "qos": 1},
+                                      ["a", "b"]))
+    assert [r.status.value for r in results] == ["FAILURE", "FAILURE"]
+    assert not any("another client" in (r.error or "") for r in results)

@@ -54,7 +54,8 @@ SESSION_NEVER_EXPIRES = 0xFFFFFFFF
 #: A connection the broker closes this soon after accepting it, right after it had closed the one
 #: before it (which the broker accepted again at once), was taken over by another client with the
 #: same client ID: each reconnect of the two takes the session from the other (MQTT 3.1.1 says
-#: nothing to the client that loses it; Mosquitto just closes the socket).
+#: nothing to the client that loses it; Mosquitto just closes the socket). Unless a request of ours
+#: was unanswered at both closes (see MqttConnection._taken_over).
 TAKEOVER_WINDOW = 10.0
 
 #: MQTT 5 DISCONNECT reason: another connection with the same client ID took the session.
@@ -257,6 +258,11 @@ class _Client(paho.Client):
         self.heard_at = time.monotonic()
         return super()._packet_handle()
 
+    def unanswered(self) -> frozenset[int]:
+        """The ids of the QoS 1/2 messages sent and not yet confirmed."""
+        with self._out_message_mutex:
+            return frozenset(self._out_messages)
+
     def _loop_rc_handle(self, rc: Any, *args: Any) -> Any:
         # Only here, before paho closes the socket, can a close by the broker (TCP CLOSE_WAIT: its
         # FIN came) be told from a network fault (reset, CLOSE) or a silent one (keep alive).
@@ -359,6 +365,7 @@ class MqttConnection:
         #: Whether the outage was announced (once a connection, by Send).
         self.announced = False
         self._kicked = False  # the last connection was closed by the broker and accepted again at once
+        self._unanswered_at_kick: frozenset[Any] = frozenset()  # what was unanswered at that close
         self._lock = threading.Lock()
         self._sub_mids: dict[int, list[tuple[str, int]]] = {}
         self._options: dict[str, Any] = {}
@@ -694,10 +701,15 @@ class MqttConnection:
         if isinstance(reason, ReasonCode) and reason.value == SESSION_TAKEN_OVER:
             return True
         by_broker, self.client.closed_by_broker = self.client.closed_by_broker, False  # not for the next close
-        log.debug("closed by the broker: %s; after a close by the broker: %s; connected %.2f s ago", by_broker,
-                  self._kicked, time.monotonic() - self._connected_at)
-        again = self._kicked and time.monotonic() - self._connected_at < TAKEOVER_WINDOW
-        self._kicked = by_broker
+        with self._lock:
+            unanswered = self.client.unanswered() | ({"subscribe"} if self._sub_mids else set())
+        # A request unanswered at both closes is the likely cause: a broker that closes the connection
+        # on what it does not support (NATS on a QoS 2 PUBLISH) closes it again when it is sent again.
+        again = (self._kicked and time.monotonic() - self._connected_at < TAKEOVER_WINDOW
+                 and not unanswered & self._unanswered_at_kick)
+        log.debug("closed by the broker: %s; after a close by the broker: %s; connected %.2f s ago; unanswered: %d",
+                  by_broker, self._kicked, time.monotonic() - self._connected_at, len(unanswered))
+        self._kicked, self._unanswered_at_kick = by_broker, unanswered
         return by_broker and again
 
     def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: list[ReasonCode], properties: Any) -> None:
