@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import select
 import socket
+import socketserver
 import subprocess
 import sys
 import threading
@@ -242,41 +243,36 @@ def test_network_cuts_are_not_a_takeover(broker: BrokerThread, tmp_path: Path) -
             stop_process(listen)
 
 
-@contextmanager
-def broker_closing_on_publish() -> Iterator[int]:
+class _ClosingOnPublish(socketserver.BaseRequestHandler):
     """An MQTT 3.1.1 "broker" that accepts every connection and closes it, in good order, on the first
     PUBLISH (as NATS does on a QoS 2 PUBLISH, which it does not support)."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.2)
-    stop = threading.Event()
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                try:
-                    if conn.recv(65536)[:1] == b"\x10":  # CONNECT (PUBLISHes come after the CONNACK)
-                        conn.sendall(b"\x20\x02\x00\x00")
-                        while (data := conn.recv(65536)) and data[0] & 0xF0 != 0x30:
-                            pass
-                    conn.shutdown(socket.SHUT_WR)  # a close in good order (a FIN, not a reset)
-                    while conn.recv(65536):
-                        pass
-                except OSError:
+    def handle(self) -> None:
+        conn = self.request
+        conn.settimeout(5)
+        try:
+            if conn.recv(65536)[:1] == b"\x10":  # CONNECT (PUBLISHes come after the CONNACK)
+                conn.sendall(b"\x20\x02\x00\x00")
+                while (data := conn.recv(65536)) and data[0] & 0xF0 != 0x30:
                     pass
+            conn.shutdown(socket.SHUT_WR)  # a close in good order (a FIN, not a reset)
+            while conn.recv(65536):
+                pass
+        except OSError:
+            pass
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(5)
-        server.close()
+
+@contextmanager
+def broker_closing_on_publish() -> Iterator[int]:
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _ClosingOnPublish) as server:
+        server.daemon_threads = True
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield server.server_address[1]
+        finally:
+            server.shutdown()
+            thread.join(5)
 
 
 def test_a_broker_that_closes_on_what_it_refuses_is_not_a_takeover() -> None:

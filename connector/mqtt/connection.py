@@ -650,6 +650,8 @@ class MqttConnection:
         # never has more in flight. More would be a protocol error, and Mosquitto loses QoS 2 then.
         self.receive_maximum = getattr(properties, "ReceiveMaximum", None)
         client.new_session(continued=flags.session_present)
+        with self._lock:  # a SUBACK for a SUBSCRIBE of the lost connection never comes
+            self._sub_mids.clear()
         self._ever_connected = True
         self._connected_at = time.monotonic()
         self.silent_since = None
