@@ -449,6 +449,7 @@ def test_a_broker_behind_a_network_that_goes_down_for_good(qos: int, tmp_path: P
     assert took < GONE_WITHIN, f"{took:.1f} s"
     assert all(r.status is Status.FAILURE for r in results[50 + 20:])
     assert "was unreachable for" in (results[-1].error or "")
+    print(f"\nQoS {qos}, the network down for good: {len(results):,} results {took:.1f} s after the fault")
 
 
 def test_a_stalled_broker_that_never_answers_ends_the_send(broker: MosquittoBroker) -> None:
@@ -461,6 +462,7 @@ def test_a_stalled_broker_that_never_answers_ends_the_send(broker: MosquittoBrok
     assert took < GONE_WITHIN, f"{took:.1f} s"
     assert all(r.status is Status.FAILURE for r in results[50 + 20:])
     assert "was unreachable for" in (results[-1].error or "")
+    print(f"\nstalled broker: {len(results):,} results {took:.1f} s after the stall")
 
 
 # -- a process that fails for some documents ---------------------------------------------------------
