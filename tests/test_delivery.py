@@ -23,6 +23,8 @@ from brokers import MosquittoBroker, stop_process
 from faultproxy import FaultProxy
 
 from connector.harness.runtime import Runtime
+from connector.mqtt.connection import MqttConnection
+from connector.mqtt.send import send
 from connector.sdk.documents import Document, Status
 
 pytestmark = pytest.mark.slow
@@ -341,26 +343,126 @@ def test_a_stalled_connection_is_detected_and_replaced(broker: MosquittoBroker) 
 
 def test_a_failed_document_is_not_sent_after_the_reconnect(broker: MosquittoBroker, tmp_path: Path) -> None:
     """A document reported FAILURE (not confirmed in time) is dropped from paho's queue: it must not
-    reach the broker later, when the connection comes back, as a 'failed' document that was delivered."""
+    reach the broker later, when the connection comes back, as a 'failed' document that was delivered.
+    And once the broker is back, documents are sent again."""
     runtime = Runtime()
     with proxied(broker) as proxy:
-        connection = {"port": proxy.port, "ack_timeout": 1.5, "max_inflight": 1, "reconnect_delay": 0.05,
-                      "reconnect_max_delay": 0.1}
+        config = runtime.manifest().validate_connection({"port": proxy.port, "ack_timeout": 1.5, "max_inflight": 1,
+                                                         "reconnect_delay": 0.05, "reconnect_max_delay": 0.1})
         watch = runtime.listen_in_background({"port": broker.port}, {"action": "listen", "topic": "gone/t", "qos": 1})
         watch.wait_ready()
+        conn = MqttConnection(config).open()
 
-        def documents() -> Iterator[str]:
+        def documents() -> Iterator[Document]:
             proxy.down()
-            yield "during the outage"
+            yield Document.of("during the outage")
             proxy.up()
-            yield "after it"
+            assert conn.up.wait(10), "not reconnected"
+            yield Document.of("after it")
 
-        results = list(runtime.send(connection, {"action": "send", "topic": "gone/t", "qos": 1}, documents()))
+        with conn:
+            results = list(send(conn, {"action": "send", "topic": "gone/t", "qos": 1, "retained": False}, documents()))
         assert [r.status for r in results] == [Status.FAILURE, Status.SUCCESS]
         time.sleep(1.0)  # a re-sent first document would arrive by now
         watch.stop()
         watch.join()
     assert [d.payload for d in watch.documents] == [b"after it"]
+
+
+# -- a broker that is gone for good ----------------------------------------------------------------
+
+#: The issue's case: 1,000 documents, ack_timeout 5 s; each window of 20 used to wait its own.
+GONE_DOCUMENTS, GONE_ACK_TIMEOUT, GONE_WITHIN = 1_000, 5.0, 15.0
+
+
+def test_a_send_to_a_broker_killed_for_good_ends_after_ack_timeout(broker: MosquittoBroker, tmp_path: Path) -> None:
+    """Must show: Mosquitto killed (SIGKILL, not restarted) during a QoS 1 Send of 1,000 lines,
+    ack_timeout 5: the Send ends within 15 s with 1,000 results, the confirmed ones SUCCESS, the
+    rest FAILURE, and its summary names the unreachable broker (it took 25 windows x 5 s)."""
+    listen = Cli(tmp_path, "listen", *listen_args(broker, "gone-listen", "gone/t"))
+    listen.subscribed()
+    results = tmp_path / "results.jsonl"
+    connection = tmp_path / "connection.json"
+    connection.write_text(json.dumps({"ack_timeout": GONE_ACK_TIMEOUT}))
+    err = open(tmp_path / "send.err", "wb")
+    send = subprocess.Popen([sys.executable, "-m", "connector", "send", *address(broker), "--topic", "gone/t",
+                             "--qos", "1", "--lines", "--connection", str(connection), "--results", str(results)],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        assert send.stdin is not None
+        send.stdin.write(b"".join(f"{i:06d}\n".encode() for i in range(100)))
+        send.stdin.flush()
+        listen.wait_for(lambda: count_lines(listen.out) >= 100, "100 lines received")
+        broker.proc.kill()  # for good
+        broker.proc.wait(10)
+        listen.stop()
+        killed = time.monotonic()
+        send.stdin.write(b"".join(f"{i:06d}\n".encode() for i in range(100, GONE_DOCUMENTS)))
+        send.stdin.close()
+        code = send.wait(60)
+        took = time.monotonic() - killed
+    finally:
+        stop_process(send)
+        err.close()
+    stderr = (tmp_path / "send.err").read_text()
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    assert code == 1, stderr[-2000:]
+    assert took < GONE_WITHIN, f"the Send took {took:.1f} s after the broker was killed"
+    assert [line["index"] for line in lines] == list(range(GONE_DOCUMENTS))
+    succeeded = [line["index"] for line in lines if line["status"] == "SUCCESS"]
+    assert succeeded and max(succeeded) < 100, "only documents read before the kill can be confirmed"
+    assert all(line["status"] == "FAILURE" for line in lines if line["index"] >= 100)
+    summary = stderr.strip().splitlines()[-1]
+    assert f"the broker at 127.0.0.1:{broker.port} was unreachable for" in summary, summary
+    assert "Traceback" not in stderr
+    print(f"\nbroker killed for good: {GONE_DOCUMENTS:,} results in {took:.1f} s; {summary}")
+
+
+def _send_while(runtime: Runtime, fault: Callable[[], None], port: int, qos: int, total: int = GONE_DOCUMENTS,
+                at: int = 50, **connection: object) -> tuple[list, float]:
+    """A Send of ``total`` documents whose input calls ``fault`` at document ``at``: (results, seconds
+    from the fault to the last result)."""
+    faulted: list[float] = []
+
+    def documents() -> Iterator[str]:
+        for i in range(total):
+            if i == at:
+                fault()
+                faulted.append(time.monotonic())
+            yield f"{i:06d}"
+
+    config = {"port": port, "ack_timeout": GONE_ACK_TIMEOUT, **connection}
+    results = list(runtime.send(config, {"action": "send", "topic": "gone/p", "qos": qos}, documents()))
+    return results, time.monotonic() - faulted[0]
+
+
+@pytest.mark.parametrize("qos", [0, 1, 2])
+def test_a_broker_behind_a_network_that_goes_down_for_good(qos: int, tmp_path: Path) -> None:
+    """The embedded broker behind the proxy, which goes down and never comes back: whatever the QoS
+    (QoS 0 documents waited for a reconnect, each up to ack_timeout), the Send ends about
+    ack_timeout after the outage, with one result per document."""
+    from connector.harness.broker import BrokerThread
+
+    with BrokerThread() as embedded, FaultProxy("127.0.0.1", embedded.port) as proxy:
+        results, took = _send_while(Runtime(), proxy.down, proxy.port, qos)
+    assert len(results) == GONE_DOCUMENTS and [r.index for r in results] == list(range(GONE_DOCUMENTS))
+    assert took < GONE_WITHIN, f"{took:.1f} s"
+    assert all(r.status is Status.FAILURE for r in results[50 + 20:])
+    assert "was unreachable for" in (results[-1].error or "")
+    print(f"\nQoS {qos}, the network down for good: {len(results):,} results {took:.1f} s after the fault")
+
+
+def test_a_stalled_broker_that_never_answers_ends_the_send(broker: MosquittoBroker) -> None:
+    """A broker that accepts TCP but answers nothing more (black-holed): the Send does not wait for
+    the keep alive (60 s) to notice; nothing heard for ack_timeout while documents wait is an outage."""
+    with proxied(broker) as proxy:
+        results, took = _send_while(Runtime(), proxy.stall, proxy.port, 1)
+        proxy.resume()
+    assert len(results) == GONE_DOCUMENTS
+    assert took < GONE_WITHIN, f"{took:.1f} s"
+    assert all(r.status is Status.FAILURE for r in results[50 + 20:])
+    assert "was unreachable for" in (results[-1].error or "")
+    print(f"\nstalled broker: {len(results):,} results {took:.1f} s after the stall")
 
 
 # -- a process that fails for some documents ---------------------------------------------------------

@@ -106,6 +106,7 @@ class EmbeddedBroker(SharedSubscriptions, Broker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._connecting: set[str] = set()
+        self._connections: dict[str, tuple[Any, asyncio.Event]] = {}  # client ID -> its handler, ended
         self._shared_init()
 
     async def _handle_client_session(self, reader: Any, writer: Any, client_session: Session, handler: Any,
@@ -114,10 +115,33 @@ class EmbeddedBroker(SharedSubscriptions, Broker):
         # (no state of its own), so the instance takes our class before it handles anything.
         if type(handler) is BrokerProtocolHandler:
             handler.__class__ = KeepInflightHandler
+        ended = await self._take_over(client_session.client_id, handler)
         try:
             await super()._handle_client_session(reader, writer, client_session, handler, *args, **kwargs)
         finally:
+            ended.set()
+            if self._connections.get(client_session.client_id, (None,))[0] is handler:
+                del self._connections[client_session.client_id]
             await self._member_left(client_session)
+
+    async def _take_over(self, client_id: str, handler: Any) -> asyncio.Event:
+        """Close the connection that holds ``client_id``, if one does [MQTT-3.1.4-2], and wait until
+        amqtt is done with it. amqtt left it open when the new one asked for a clean session (two
+        clients shared the ID), and for a persistent session the old connection's end marked the
+        session disconnected under the new one."""
+        old = self._connections.get(client_id)
+        ended = asyncio.Event()
+        self._connections[client_id] = (handler, ended)
+        if old is not None:
+            log.debug("client %r connected again: closing its older connection", client_id)
+            old_handler, old_ended = old
+            await old_handler.handle_connection_closed()
+            await old_handler.stop()
+            try:
+                await asyncio.wait_for(old_ended.wait(), 5.0)
+            except TimeoutError:
+                log.warning("the older connection of client %r did not end within 5 s", client_id)
+        return ended
 
     async def _publish_session_retained_messages(self, session: Session) -> None:
         # First step of amqtt's connect path: deliver what was queued while the client was

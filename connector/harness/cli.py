@@ -355,9 +355,12 @@ def _report_send(results: Iterator[Any], results_path: str | None, what: str, st
     counts = {status: 0 for status in Status}
     earlier = 0
     unwritten = None  # why the results file could not be written: the summary still comes
+    last_failure = None  # the summary says why, e.g. the broker was unreachable
     try:
         for result in results if stop is None else stop.results(results):
             counts[result.status] += 1
+            if result.status is Status.FAILURE:
+                last_failure = result.error
             earlier += result.note is not None and result.ok
             if out is not None and unwritten is None:
                 try:
@@ -379,6 +382,8 @@ def _report_send(results: Iterator[Any], results_path: str | None, what: str, st
         summary += f", {earlier:,} of them confirmed by an earlier run (outbox)"
     if failed:
         summary += f"; {counts[Status.APPLICATION_ERROR]:,} refused (APPLICATION_ERROR), {counts[Status.FAILURE]:,} failed (FAILURE)"
+        if last_failure:
+            summary += f", the last because {last_failure}"
     if stop is not None and stop.signal is not None:
         import signal
 

@@ -51,6 +51,16 @@ CLOSE_DRAIN_SECONDS = 2.0
 #: MQTT 5 session expiry for a persistent session (clean_session off): never, as in MQTT 3.1.1.
 SESSION_NEVER_EXPIRES = 0xFFFFFFFF
 
+#: A connection the broker closes this soon after accepting it, right after it had closed the one
+#: before it (which the broker accepted again at once), was taken over by another client with the
+#: same client ID: each reconnect of the two takes the session from the other (MQTT 3.1.1 says
+#: nothing to the client that loses it; Mosquitto just closes the socket). Unless a request of ours
+#: was unanswered at both closes (see MqttConnection._taken_over).
+TAKEOVER_WINDOW = 10.0
+
+#: MQTT 5 DISCONNECT reason: another connection with the same client ID took the session.
+SESSION_TAKEN_OVER = 0x8E
+
 
 def doubling(first: float, maximum: float, attempt: int) -> float:
     """The wait before retry ``attempt`` (0 for the first): ``first``, doubling, at most ``maximum``."""
@@ -113,6 +123,8 @@ class _Client(paho.Client):
     - Reconnect attempts back off exponentially, capped, with jitter.
     - The reason code of an MQTT 5 PUBREC, which paho ignores, is reported (a QoS 2 message
       refused there, e.g. 'Not authorized', would otherwise end as a success after PUBCOMP).
+    - When the broker was last heard from, and whether a lost connection was closed by the broker
+      in good order or cut: paho reports both as 'Unspecified error' (see MqttConnection).
     """
 
     on_pubrec_refused: Any = None  # called with (mid, reason words) in paho's thread
@@ -275,6 +287,42 @@ class _Client(paho.Client):
             where = self.addresses.index((self._host, self._port)) if (self._host, self._port) in self.addresses else -1
             self._host, self._port = self.addresses[(where + 1) % len(self.addresses)]
 
+    # -- signs of life -------------------------------------------------------------------------
+
+    #: When the last packet came from the broker (paho's own clock is reset by its PINGREQs).
+    heard_at = 0.0
+    #: Whether the connection that just ended was closed by the broker in good order (a FIN, not
+    #: a reset or a timeout): read by on_disconnect.
+    closed_by_broker = False
+
+    def _packet_handle(self) -> Any:
+        self.heard_at = time.monotonic()
+        return super()._packet_handle()
+
+    def unanswered(self) -> frozenset[int]:
+        """The ids of the QoS 1/2 messages sent and not yet confirmed."""
+        with self._out_message_mutex:
+            return frozenset(self._out_messages)
+
+    def _loop_rc_handle(self, rc: Any, *args: Any) -> Any:
+        # Only here, before paho closes the socket, can a close by the broker (TCP CLOSE_WAIT: its
+        # FIN came) be told from a network fault (reset, CLOSE) or a silent one (keep alive).
+        self.closed_by_broker = bool(rc) and _tcp_state(self._sock) == _TCP_CLOSE_WAIT
+        return super()._loop_rc_handle(rc, *args)
+
+
+#: Linux's TCP state of a socket whose peer closed its side in good order.
+_TCP_CLOSE_WAIT = 8
+
+
+def _tcp_state(sock: Any) -> int | None:
+    """The socket's TCP state (Linux TCP_INFO), or None where it cannot be read."""
+    sock = getattr(sock, "_socket", sock)  # under paho's WebSocket wrapper: the TCP socket
+    try:
+        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+    except (AttributeError, OSError, ValueError):
+        return None
+
 
 def parse_address(address: str) -> tuple[str, int]:
     """``"host:port"`` (checked by the schema) as ``(host, port)``."""
@@ -347,6 +395,18 @@ class MqttConnection:
         self._ever_connected = False
         #: Set while connected (CONNACK accepted), cleared when the connection is lost.
         self.up = threading.Event()
+        #: Since when the broker has not answered: the connection was lost (and not yet accepted
+        #: again) or, connected, it stayed silent while a message waited; None while it answers.
+        self.silent_since: float | None = None
+        #: Why the connection ended for good while in use (another client took the client ID).
+        self.failure: str | None = None
+        #: What uses the connection, for messages: "Send", or "Listen" (set by the Listen).
+        self.role = "Send"
+        self._connected_at = 0.0
+        #: Whether the outage was announced (once a connection, by Send).
+        self.announced = False
+        self._kicked = False  # the last connection was closed by the broker and accepted again at once
+        self._unanswered_at_kick: frozenset[Any] = frozenset()  # what was unanswered at that close
         self._lock = threading.Lock()
         self._sub_mids: dict[int, list[tuple[str, int]]] = {}
         self._subscribed_on: int | None = None  # the client's connection the SUBSCRIBE went out on
@@ -401,6 +461,7 @@ class MqttConnection:
         client.on_socket_open = self._on_socket_open
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         if self.mqtt5:  # only MQTT 5 acks carry a reason; paho builds objects per message for this callback
@@ -520,6 +581,41 @@ class MqttConnection:
     def connected(self) -> bool:
         return self.client.is_connected()
 
+    # -- an absent broker --------------------------------------------------------------------
+
+    def gives_up_at(self, patience: float) -> float | None:
+        """When what waits for the broker stops waiting: ``patience`` seconds into an outage (or a
+        silence), at once after the connection ended for good; None while the broker answers."""
+        if self.failure is not None:
+            return 0.0
+        since = self.silent_since
+        if since is None:
+            return None
+        if self.up.is_set() and self.client.heard_at >= since:  # it answered after all
+            with self._lock:
+                if self.silent_since == since:
+                    self.silent_since = None
+            return None
+        return since + patience
+
+    def silent(self, since: float) -> None:
+        """A message published at ``since`` (monotonic) got no answer, and nothing else came since."""
+        with self._lock:
+            if self.silent_since is None and self.client.heard_at < since:
+                self.silent_since = since
+
+    def unreachable(self) -> str:
+        """The outage in words, for the documents it failed."""
+        if self.failure is not None:
+            return self.failure
+        since = self.silent_since
+        seconds = time.monotonic() - since if since is not None else 0.0
+        if len(self.addresses) > 1:
+            where = "no broker of " + ", ".join(f"{h}:{p}" for h, p in self.addresses) + " was reachable"
+        else:
+            where = f"the broker at {self.host}:{self.port} was unreachable"
+        return f"{where} for {seconds:.0f} s" if seconds >= 10 else f"{where} for {seconds:.1f} s"
+
     # -- subscriptions -----------------------------------------------------------------------
 
     def subscribe(self, subscriptions: list[tuple[str, int]], options: Mapping[str, Any] | None = None) -> None:
@@ -582,6 +678,7 @@ class MqttConnection:
             message = f"the broker at {self.host}:{self.port} refused the connection: {words}"
             self._connect_error = f"{message}: {hint}" if hint else message
             self._connect_retryable = words == "Server unavailable"
+            self._kicked = False
             log.debug("CONNACK refused: %s", words)
             if self._ever_connected:
                 log.warning("%s", self._connect_error)
@@ -601,15 +698,36 @@ class MqttConnection:
         # never has more in flight. More would be a protocol error, and Mosquitto loses QoS 2 then.
         self.receive_maximum = getattr(properties, "ReceiveMaximum", None)
         client.new_session(continued=flags.session_present)
+        with self._lock:  # a SUBACK for a SUBSCRIBE of the lost connection never comes
+            self._sub_mids.clear()
         self._ever_connected = True
+        self._connected_at = time.monotonic()
+        self.silent_since = None
+        self.announced = False
         self.up.set()
         self._connect_error = None
         self._connack.set()
         self._send_subscribe()
 
+    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        self._kicked = False
+
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any) -> None:
+        was_up = self.up.is_set()
         self.up.clear()
         if self.closing.is_set():
+            return
+        with self._lock:
+            if self.silent_since is None:
+                self.silent_since = time.monotonic()
+        if was_up and self._taken_over(reason):
+            self.failure = (f"another client uses the client ID {self.client_id!r}: give each {self.role} its own "
+                            "--client-id")
+            log.debug("taken over (%s)", reason_text(reason))
+            if self.role == "Send":  # a Send may be waiting for its input: say so now
+                log.warning("another client took the client ID %r: the Send stops at its next document or the "
+                            "end of its input", self.client_id)
+            client._reconnect_on_failure = False  # the other client would only take it back
             return
         if not self._ever_connected and not self._connack.is_set():
             if self._tls_error is not None:
@@ -627,6 +745,22 @@ class MqttConnection:
             client.disconnect()
             return
         log.warning("connection to %s:%s lost (%s); reconnecting", self.host, self.port, reason_text(reason))
+
+    def _taken_over(self, reason: Any) -> bool:
+        """Whether another connection with this client ID took the session (see TAKEOVER_WINDOW)."""
+        if isinstance(reason, ReasonCode) and reason.value == SESSION_TAKEN_OVER:
+            return True
+        by_broker, self.client.closed_by_broker = self.client.closed_by_broker, False  # not for the next close
+        with self._lock:
+            unanswered = self.client.unanswered() | ({"subscribe"} if self._sub_mids else set())
+        # A request unanswered at both closes is the likely cause: a broker that closes the connection
+        # on what it does not support (NATS on a QoS 2 PUBLISH) closes it again when it is sent again.
+        again = (self._kicked and time.monotonic() - self._connected_at < TAKEOVER_WINDOW
+                 and not unanswered & self._unanswered_at_kick)
+        log.debug("closed by the broker: %s; after a close by the broker: %s; connected %.2f s ago; unanswered: %d",
+                  by_broker, self._kicked, time.monotonic() - self._connected_at, len(unanswered))
+        self._kicked, self._unanswered_at_kick = by_broker, unanswered
+        return by_broker and again
 
     def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: list[ReasonCode], properties: Any) -> None:
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import queue
@@ -16,7 +17,7 @@ from connector.mqtt.connection import MqttConnection, doubling
 from connector.mqtt.properties import document_properties, message_uid
 from connector.mqtt.topics import matches, operation_problems
 from connector.sdk.documents import Document, document_to_json
-from connector.sdk.errors import ConfigError
+from connector.sdk.errors import ConfigError, ConnectError
 from connector.sdk.listener import Listener
 
 log = logging.getLogger("connector.mqtt.listen")
@@ -67,6 +68,7 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
     filters = topic_filters(operation)
     qos: int = operation["qos"]
     own_qos = operation.get("filter_qos") or {}
+    conn.role = "Listen"
     conn.on_subscribed = listener.subscribed
     conn.subscribe([(f, own_qos.get(f, qos)) for f in filters], operation)
     window = operation.get("dedupe_window", 0)
@@ -80,6 +82,8 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
         try:
             batch = [inbox.get(timeout=POLL_SECONDS)]
         except queue.Empty:
+            if conn.failure is not None:  # e.g. taken over: the connection ended for good
+                raise ConnectError(conn.failure) from None
             continue
         try:  # what else already waits: one lock each, no waiting
             batch.append(inbox.get_nowait())
@@ -209,15 +213,50 @@ class _Retries:
     def _dead_letter(self, document: Document, error: str, attempts: int) -> str | None:
         """Publish the document with its error to the dead-letter topic and wait for the broker's
         confirmation; None when confirmed, else why not."""
-        from connector.mqtt.send import send  # the Send path: size checks, confirmation, refusals
+        from connector.mqtt.send import largest_payload, send  # the Send path: confirmation, refusals
 
-        envelope = document_to_json(document)
-        envelope.update(error=error, attempts=attempts)
-        letter = Document(json.dumps(envelope, ensure_ascii=False).encode("utf-8"))
-        operation = {"action": "send", "topic": self.dead_letter_topic, "qos": 1, "retained": False}
+        assert self.dead_letter_topic is not None
+        room = largest_payload(self.conn, self.dead_letter_topic, DEAD_LETTER_QOS)
+        letter = Document(dead_letter(document, error, attempts, room))
+        operation = {"action": "send", "topic": self.dead_letter_topic, "qos": DEAD_LETTER_QOS, "retained": False}
         result = next(iter(send(self.conn, operation, [letter])))
         return None if result.ok else f"{result.status.value}: {result.error}"
 
 
 def _is_wildcard(topic_filter: str) -> bool:
     return topic_filter.startswith("$") or "+" in topic_filter or "#" in topic_filter
+
+
+#: Dead letters are confirmed by the broker before the original is acknowledged.
+DEAD_LETTER_QOS = 1
+#: The most of the process's error a dead letter carries, in characters.
+DEAD_LETTER_ERROR_MAX = 4_096
+
+
+def dead_letter(document: Document, error: str, attempts: int, room: int) -> bytes:
+    """The dead letter of ``document``: its JSON form plus the error and the attempts, at most
+    ``room`` bytes. When the whole payload does not fit, the dead letter carries as much of its
+    start as fits, ``"truncated": true`` and ``"size"``, the payload's size in bytes: so a dead
+    letter never exceeds what the broker takes, however often it is wrapped again."""
+    if len(error) > DEAD_LETTER_ERROR_MAX:
+        error = error[:DEAD_LETTER_ERROR_MAX] + "..."
+    envelope = document_to_json(document)
+    envelope.update(error=error, attempts=attempts)
+    whole = json.dumps(envelope, ensure_ascii=False).encode("utf-8")
+    if len(whole) <= room:
+        return whole
+    payload = document.payload
+    envelope.update(payload="", truncated=True, size=len(payload))
+    left = room - len(json.dumps(envelope, ensure_ascii=False).encode("utf-8"))
+    text = envelope["encoding"] == "utf-8"
+    keep = max(0, left if text else left // 4 * 3)  # base64: 4 characters for 3 bytes
+    while keep > 0:  # escapes (\", \n, \u0001) make text longer in JSON: shrink until it fits
+        part = payload[:keep]
+        envelope["payload"] = part.decode("utf-8", "ignore") if text else base64.b64encode(part).decode("ascii")
+        size = len(json.dumps(envelope["payload"], ensure_ascii=False).encode("utf-8")) - 2
+        if size <= left:
+            break
+        keep = min(keep - 1, keep * left // size)
+    else:
+        envelope["payload"] = ""
+    return json.dumps(envelope, ensure_ascii=False).encode("utf-8")

@@ -21,7 +21,7 @@ from connector.mqtt.connection import MqttConnection, reason_text
 from connector.mqtt.properties import MQTT5_FIELDS, PropertyError, operation_defaults, publish_properties
 from connector.mqtt.topics import TopicError, check_topic_name, operation_problems
 from connector.sdk.documents import Document, Result, Status
-from connector.sdk.errors import ConfigError
+from connector.sdk.errors import ConfigError, ConnectError
 
 log = logging.getLogger("connector.mqtt.send")
 
@@ -74,12 +74,17 @@ def _results(conn: MqttConnection, operation: Mapping[str, Any], documents: Iter
     run = uuid.uuid4().hex[:12] if v5 is not None and operation.get("stamp_id") else None
 
     for index, document in enumerate(documents):
+        if conn.failure is not None:  # the connection ended for good: this is the last document read
+            append(_Pending(index, None, 0.0, Result(index, Status.FAILURE, conn.failure)))
+            break
         append(_publish(conn, index, document, default_topic, qos, retain, ack_timeout, fits, v5,
                         None if run is None else f"{run}-{index}"))
         while window and (len(window) >= window_size or _done(window[0])):
             yield _settle(conn, popleft())
     while window:
         yield _settle(conn, window.popleft())
+    if conn.failure is not None:  # after a result for every document read
+        raise ConnectError(conn.failure)
 
 
 def _publish(conn: MqttConnection, index: int, document: Document, default_topic: str, qos: int,
@@ -118,14 +123,21 @@ def _publish(conn: MqttConnection, index: int, document: Document, default_topic
         if too_big is not None:
             return _Pending(index, None, deadline, Result(index, Status.APPLICATION_ERROR, too_big))
         fits[fits_key] = size
+    if conn.silent_since is not None:  # an outage: past ack_timeout nothing more waits for it
+        gives_up = conn.gives_up_at(ack_timeout)
+        if gives_up is not None and gives_up <= time.monotonic():
+            return _Pending(index, None, deadline, Result(index, Status.FAILURE, _unreachable(conn, "not sent")))
     if qos == 0 and not conn.up.is_set():  # paho does not keep QoS 0 messages for a reconnect
-        conn.up.wait(deadline - time.monotonic())
+        gives_up = conn.gives_up_at(ack_timeout)
+        conn.up.wait(min(deadline, gives_up if gives_up is not None else deadline) - time.monotonic())
     try:
         info = conn.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
     except ValueError as exc:  # paho's own checks (topic, size)
         return _Pending(index, None, deadline, Result(index, Status.APPLICATION_ERROR, str(exc)))
     if info.rc == paho.MQTT_ERR_NO_CONN and qos == 0:
-        error = f"not connected to the broker within {ack_timeout:g} s (reconnecting)"
+        gives_up = conn.gives_up_at(ack_timeout)
+        error = (_unreachable(conn, "not sent") if gives_up is not None and gives_up <= time.monotonic()
+                 else "the connection was lost before the message was sent")
         return _Pending(index, None, deadline, Result(index, Status.FAILURE, error))
     if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
         # NO_CONN with QoS 1/2: paho keeps the message and sends it after reconnecting.
@@ -144,6 +156,15 @@ def publish_packet_size(topic: str, payload_size: int, qos: int, mqtt5: bool, pr
     if mqtt5:
         remaining += _varint_size(properties_size) + properties_size
     return 1 + _varint_size(remaining) + remaining, remaining
+
+
+def largest_payload(conn: MqttConnection, topic: str, qos: int) -> int:
+    """The largest payload that a PUBLISH to ``topic`` without MQTT 5 properties can carry."""
+    _, fixed = publish_packet_size(topic, 0, qos, conn.mqtt5)
+    room = MAX_PAYLOAD - fixed
+    if conn.max_packet_size is not None:  # the packet: 1 byte of header, at most 4 of length
+        room = min(room, conn.max_packet_size - 5 - fixed)
+    return room
 
 
 def oversize(conn: MqttConnection, topic: str, payload_size: int, qos: int, properties_size: int = 0) -> str | None:
@@ -165,20 +186,42 @@ def _done(pending: _Pending) -> bool:
     return pending.result is not None or (pending.info is not None and pending.info._published)
 
 
+def _unreachable(conn: MqttConnection, what: str) -> str:
+    """The error of a document failed by an outage, which is announced once."""
+    error = conn.unreachable()
+    if not conn.announced:
+        conn.announced = True
+        log.warning("%s: the documents waiting for it and the rest of the input are reported FAILURE without "
+                    "waiting (ack_timeout %g s)", error, conn.config["ack_timeout"])
+    return f"{error}; {what}"
+
+
 def _settle(conn: MqttConnection, pending: _Pending) -> Result:
     if pending.result is not None:
         return pending.result
     assert pending.info is not None
     info = pending.info
-    if _published(info, pending.deadline - time.monotonic()):
+    until = pending.deadline
+    if conn.silent_since is not None or conn.failure is not None:  # an outage may end the wait sooner
+        gives_up = conn.gives_up_at(conn.config["ack_timeout"])
+        if gives_up is not None:
+            until = min(until, gives_up)
+    if _published(info, until - time.monotonic()):
         if info.rc == paho.MQTT_ERR_CONN_LOST:  # QoS 0, not written before the connection was lost
             return Result(pending.index, Status.FAILURE, "the connection was lost before the message was sent")
         refused = conn.refused.pop(info.mid, None) if conn.refused else None
         if refused is not None:  # MQTT 5: the broker answered with a failing reason code
             return Result(pending.index, Status.APPLICATION_ERROR, f"the broker refused the message: {refused}")
         return Result(pending.index, Status.SUCCESS)
-    state = "connected" if conn.connected else "not connected"
-    error = f"the broker did not confirm the message within {conn.config['ack_timeout']:g} s ({state})"
+    ack_timeout = conn.config["ack_timeout"]
+    if conn.connected:  # and silent all the time the message waited: as good as unreachable
+        conn.silent(pending.deadline - ack_timeout)
+    gives_up = conn.gives_up_at(ack_timeout)
+    if gives_up is not None and gives_up <= time.monotonic():
+        error = _unreachable(conn, "not confirmed")
+    else:
+        state = "connected" if conn.connected else "not connected"
+        error = f"the broker did not confirm the message within {ack_timeout:g} s ({state})"
     if not conn.client.abandon(info.mid):
         error += "; the broker received it, and may still deliver it"
     elif _published(info, 0):  # confirmed while it was being abandoned

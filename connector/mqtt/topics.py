@@ -143,4 +143,14 @@ def operation_problems(operation: Mapping[str, Any]) -> list[str]:
             check(text)
         except TopicError as exc:
             problems.append(f"operation {path}: {exc}")
+    dead_letters = operation.get("dead_letter_topic")
+    if filters and dead_letters is not None and not problems:
+        # Each dead letter would come back as a message, fail, and be wrapped again. MQTT 5's no_local
+        # keeps a connection's own messages away, except from shared subscriptions.
+        own = [f for f in filters if not operation.get("no_local") or split_shared(f)[0] is not None]
+        loop = next((f for f in own if matches(f, dead_letters)), None)
+        if loop is not None:
+            problems.append(f"operation dead_letter_topic: the Listen's filter {loop!r} matches the dead-letter "
+                            f"topic {dead_letters!r}, so its dead letters would come back to it in a loop: "
+                            "choose a dead-letter topic outside its filters (or, with MQTT 5, set no_local)")
     return problems

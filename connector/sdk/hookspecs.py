@@ -108,6 +108,8 @@ def connector_send(
         connector) refused this document; FAILURE when it could not be sent or its fate is
         unknown (lost connection, timeout). A failure is never reported as success.
     :raises ConfigError: the operation cannot run at all (nothing was sent).
+    :raises ConnectError: from the iterator, after a Result for every document read, when the
+        connection ended for good (e.g. another client took its client ID).
     """
 
 
@@ -133,5 +135,6 @@ def connector_listen(
     returns within about a second.
 
     :returns: how many documents the process accepted.
-    :raises ConnectError: the endpoint cannot be reached at the start.
+    :raises ConnectError: the endpoint cannot be reached at the start, or the connection ended for
+        good (e.g. another client took its client ID).
     """
