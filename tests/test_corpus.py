@@ -158,7 +158,7 @@ CORPUS: dict[str, Row] = {
     "connection file not JSON": row("send --topic @U/x --message m --connection @D/c.json", 2,
                                     "the connection file", "is not valid JSON", "line 1 column",
                                     files={"c.json": '{"port": }'}, process=True),
-    "connection file empty": row("check --connection @D/c.json", 2, "is not valid JSON", files={"c.json": ""}),
+    "connection file empty": row("check --connection @D/c.json", 2, "is empty", files={"c.json": ""}),
     "connection file not an object": row("send --topic @U/x --message m --connection @D/c.json", 2,
                                          "must hold a JSON object", files={"c.json": "[1883]"}),
     "connection file not an object (run)": row("run --connection @D/c.json --operation @D/send.json", 2,
@@ -189,7 +189,7 @@ CORPUS: dict[str, Row] = {
                                             "cannot write the results file"),
     # -- command line --------------------------------------------------------------------------
     "listen --count 0": row("listen --topic @U/# --count 0 @BROKER", 2, "--count must be at least 1"),
-    "listen --timeout -1": row("listen --topic @U/# --timeout -1 @BROKER", 2, "--timeout must be more than 0"),
+    "listen --timeout -1": row("listen --topic @U/# --timeout -1 @BROKER", 2, "--timeout: must be more than 0"),
     "listen --timeout x": row("listen --topic @U/# --timeout x @BROKER", 2, "argument --timeout: invalid float value"),
     "listen --persistent without --client-id": row("listen --topic @U/# --persistent --timeout 2 @BROKER", 2,
                                                    "--persistent needs a stable --client-id"),

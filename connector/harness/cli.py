@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -95,7 +97,7 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
                    help=f"passphrase of an encrypted client key (better: the environment variable {KEY_PASSWORD_ENV})")
     g.add_argument("--tls-insecure", action="store_true", default=None,
                    help="INSECURE: accept any broker certificate for any host name (warns on every connect)")
-    g.add_argument("--wait-for-broker", type=float, metavar="S",
+    g.add_argument("--wait-for-broker", type=_finite, metavar="S",
                    help="keep trying for S seconds when the broker cannot be reached at start (default 0)")
     g.add_argument("--session-expiry", type=int, metavar="S", help="MQTT 5: seconds the broker keeps the session "
                    "after the connection ends (default: for good with --persistent, else not at all)")
@@ -117,6 +119,29 @@ def _qos(p: argparse.ArgumentParser) -> None:
                    "1 at least once, 2 exactly once")
 
 
+#: The longest --timeout: a year (the schema's bound for every number of seconds).
+MAX_SECONDS = 31_536_000
+
+
+def _finite(text: str) -> float:
+    """A float flag: NaN and infinities are refused here (every comparison with NaN is false)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, not {text!r}")
+    return value
+
+
+def _timeout(text: str) -> float:
+    value = _finite(text)
+    if not 0 < value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_SECONDS:,} seconds (a year), "
+                                         f"not {text!r}; leave it out for no limit")
+    return value
+
+
 def _key_value(text: str) -> list[str]:
     key, sep, value = text.partition("=")
     if not sep:
@@ -128,7 +153,7 @@ def _listen_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("when the process fails for a message")
     g.add_argument("--max-attempts", type=int, metavar="N",
                    help="hand a message to the process at most N times (default 3)")
-    g.add_argument("--retry-delay", type=float, metavar="S",
+    g.add_argument("--retry-delay", type=_finite, metavar="S",
                    help="seconds before the second attempt, doubling after each (default 1)")
     g.add_argument("--dead-letter-topic", metavar="TOPIC", help="publish a message the process failed for every "
                    "attempt here, with its error, and go on (default: stop without acknowledging it)")
@@ -192,7 +217,7 @@ def build_parser() -> Parser:
                    help="topic filter, '+' and '#' allowed (repeatable)")
     _qos(p)
     p.add_argument("--count", type=int, metavar="N", help="stop after N documents")
-    p.add_argument("--timeout", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--timeout", type=_timeout, metavar="S", help="stop after S seconds")
     p.add_argument("--persistent", action="store_true",
                    help="keep the broker session so that messages published while away arrive later (needs --client-id)")
     _listen_args(p)
@@ -208,7 +233,7 @@ def build_parser() -> Parser:
     p.add_argument("--results", metavar="FILE", help="Send: write one JSON line per document")
     p.add_argument("--outbox", metavar="FILE", help="Send: durable record of what the endpoint confirmed (see send)")
     p.add_argument("--count", type=int, metavar="N", help="Listen: stop after N documents")
-    p.add_argument("--timeout", type=float, metavar="S", help="Listen: stop after S seconds")
+    p.add_argument("--timeout", type=_timeout, metavar="S", help="Listen: stop after S seconds")
     _common(p)
 
     p = sub.add_parser("describe", help="show the connector, its connection fields and the Options tab")
@@ -227,24 +252,61 @@ def build_parser() -> Parser:
 
 # -- helpers ---------------------------------------------------------------------------------
 
+#: Arguments that are file names: bytes the file system accepts, whatever their encoding.
+_PATH_ARGS = frozenset({"connection", "operation", "file", "inputs", "results", "outbox", "password_file",
+                        "ca_file", "cert_file", "key_file"})
+
+
+def _check_text_args(args: argparse.Namespace) -> None:
+    """Every text argument is UTF-8 (Python hands undecodable bytes over as lone surrogates), all
+    checked before anything is sent: a bad second --message must not let the first one go."""
+    for name, value in vars(args).items():
+        if name in _PATH_ARGS:
+            continue
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, (list, tuple)):
+                stack += item
+            elif isinstance(item, str):
+                bad = re.search("[\ud800-\udfff]", item)
+                if bad is not None:
+                    char = bad.group()
+                    byte = f"the byte 0x{ord(char) & 0xFF:02X}" if char >= "\udc80" else "a lone surrogate"
+                    flag = "--" + name.replace("_", "-")
+                    raise UsageError(f"{flag} is not valid UTF-8 text ({byte} at character {bad.start() + 1}): "
+                                     "give it in UTF-8")
+
+
+#: A configuration or password file larger than this is not one (and is not read into memory).
+MAX_CONFIG_BYTES = 16 << 20
+
+
 def _read_text(path: str, what: str, first_line: bool = False) -> str:
     """A UTF-8 file's text (or its first line, without the newline); UsageError in words."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.readline().rstrip("\r\n") if first_line else f.read()
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise UsageError(f"cannot read the {what} file {path!r}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"the {what} file {path!r} is not UTF-8 text") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise UsageError(f"the {what} file {path!r} is larger than {MAX_CONFIG_BYTES >> 20} MiB: is it the right file?")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"the {what} file {path!r} is not UTF-8 text (byte {exc.start + 1:,})") from None
+    return text.split("\n", 1)[0].rstrip("\r") if first_line else text
 
 
 def load_json_file(path: str, what: str) -> Any:
+    """A configuration file, strictly (see :mod:`connector.sdk.jsontext`); UsageError in words."""
+    from connector.sdk.jsontext import JsonError, loads
+
     text = _read_text(path, what)
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"the {what} file {path!r} is not valid JSON: {exc.msg} at line {exc.lineno} "
-                         f"column {exc.colno}") from None
+        return loads(text)
+    except JsonError as exc:
+        raise UsageError(f"the {what} file {path!r} {exc}") from None
 
 
 def _remember_secrets(connection: Any, connector_id: str | None = None) -> None:
@@ -569,6 +631,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     _setup_logging(args.verbose)
     try:
+        _check_text_args(args)
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
