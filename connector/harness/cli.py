@@ -333,6 +333,7 @@ def connection_from_args(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(f"the connection file {args.connection!r} must hold a JSON object")
         config.update(loaded)
     _remember_secrets(config)  # masked at once, even if the file turns out to be invalid
+    file_secret = _holds_secret(config)
     if os.environ.get(PASSWORD_ENV):
         config["password"] = os.environ[PASSWORD_ENV]
     if os.environ.get(KEY_PASSWORD_ENV):
@@ -348,7 +349,36 @@ def connection_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if value is not None:
             config[name] = value
     _remember_secrets(config)
+    _warn_exposed_secrets(args, config, file_secret)
     return config
+
+
+def _holds_secret(config: Any) -> bool:
+    return isinstance(config, dict) and any(isinstance(config.get(name), str) and config[name]
+                                            for name in ("password", "key_password"))
+
+
+def _warn_exposed_secrets(args: argparse.Namespace, config: Any, file_secret: bool) -> None:
+    """One warning line per secret others can see, as ssh and mysql clients give (never the
+    secret): a password on the command line is in the process list of every user; a file that
+    holds one (or a private key) should be readable by its owner only."""
+    warn = logging.getLogger("connector.harness").warning
+    for flag, env, other in (("--password", PASSWORD_ENV, " or --password-file"), ("--key-password", KEY_PASSWORD_ENV, "")):
+        if getattr(args, flag[2:].replace("-", "_"), None):
+            warn(f"{flag} on the command line can be seen by other users (process list, shell history): use "
+                 f"the environment variable {env}{other} instead")
+    key_file = config.get("key_file") if isinstance(config, dict) else None
+    for path, what in ((getattr(args, "password_file", None), "password file {!r}"),
+                       (args.connection if file_secret else None, "connection file {!r} holds a secret and"),
+                       (key_file, "private key file {!r}")):
+        try:
+            readable = bool(path) and os.stat(path).st_mode & 0o044
+        except (OSError, TypeError, ValueError):
+            continue  # reading it reports the problem
+        if readable:
+            import shlex
+
+            warn(f"the {what.format(path)} can be read by other users: chmod 600 {shlex.quote(path)}")
 
 
 def _strip_newline(line: bytes) -> bytes:
@@ -359,38 +389,116 @@ def _strip_newline(line: bytes) -> bytes:
     return line
 
 
-def _stdin_lines() -> Iterator[bytes]:
-    for line in sys.stdin.buffer:
+def _stdin_lines(limit: int | None = None) -> Iterator[bytes]:
+    """Each line of standard input; a line longer than ``limit`` is cut one byte past it (the
+    connector refuses it as too large) and the rest of it skipped, so memory stays bounded."""
+    stream = sys.stdin.buffer
+    if limit is None:
+        for line in stream:
+            yield _strip_newline(line)
+        return
+    while line := stream.readline(limit + 2):  # room for the limit, one more byte and a newline
+        if len(line) > limit + 1 and not line.endswith(b"\n"):
+            while (rest := stream.readline(1 << 20)) and not rest.endswith(b"\n"):
+                pass
+            line = line[:limit + 1]
         yield _strip_newline(line)
 
 
-def _read_files(paths: Sequence[str]) -> Iterator[bytes]:
+def _read_files(paths: Sequence[str], limit: int | None = None) -> Iterator[bytes]:
     for path in paths:
-        with open(path, "rb") as f:
-            yield f.read()
+        with open(path, "rb") as f:  # a stream (pipe, device) is read one byte past the limit at most
+            yield f.read() if limit is None else f.read(limit + 1)
 
 
-def _stdin_whole() -> Iterator[bytes]:
-    yield sys.stdin.buffer.read()
+def _stdin_whole(limit: int | None = None) -> Iterator[bytes]:
+    yield sys.stdin.buffer.read() if limit is None else sys.stdin.buffer.read(limit + 1)
 
 
-def _input_documents(files: Sequence[str] | None, lines: bool, otherwise: Iterator[bytes]) -> Iterator[bytes]:
+def _input_documents(files: Sequence[str] | None, lines: bool, otherwise: Iterator[bytes],
+                     limit: int | None = None) -> Iterator[bytes]:
     """The documents of a Send: each file (all checked before anything is sent), each line of
-    standard input, or ``otherwise``; read lazily as they are sent."""
+    standard input, or ``otherwise``; read lazily as they are sent, never much past ``limit``
+    bytes (the largest the connector could send)."""
     if files:
-        _check_files(files)
-        return _read_files(files)
-    return _stdin_lines() if lines else otherwise
+        _check_files(files, limit)
+        return _read_files(files, limit)
+    return _stdin_lines(limit) if lines else otherwise
 
 
-def _check_files(paths: Sequence[str]) -> None:
-    """Every input file must be readable before anything is sent."""
+def _check_files(paths: Sequence[str], limit: int | None = None) -> None:
+    """Every input file must be readable, and a regular file no larger than ``limit``, before
+    anything is sent. A named pipe, a device or a process substitution (``--file <(cmd)``) is
+    read when its turn comes (waiting for its writer, as cat does), no further than ``limit``."""
+    import stat
+
     for path in paths:
-        if not os.path.isfile(path):
-            raise UsageError(f"the input file {path!r} does not exist" if not os.path.exists(path)
-                             else f"the input {path!r} is not a file")
+        try:
+            info = os.stat(path)
+        except OSError as exc:
+            missing = isinstance(exc, FileNotFoundError)
+            raise UsageError(f"the input file {path!r} does not exist" if missing else
+                             f"the input file {path!r} cannot be read: {exc.strerror or exc}") from None
+        if stat.S_ISDIR(info.st_mode):
+            raise UsageError(f"the input {path!r} is not a file: it is a directory")
+        if stat.S_ISSOCK(info.st_mode):
+            raise UsageError(f"the input {path!r} is not a file: it is a socket")
         if not os.access(path, os.R_OK):
             raise UsageError(f"the input file {path!r} cannot be read: permission denied")
+        if limit is not None and stat.S_ISREG(info.st_mode) and info.st_size > limit:
+            raise UsageError(f"the input file {path!r} is {info.st_size:,} bytes: larger than the {limit:,} bytes "
+                             "a document can carry here")
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)  # links and other names of one file too
+    except OSError:  # one does not exist (yet)
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Before anything is opened: an output (--results, --outbox) is neither an input nor the
+    other output (opening it for writing would destroy it before it is read), and --results can
+    be written (so that a Send never sends and then fails to report)."""
+    outputs = {flag: path for flag, path in (("--results", args.results), ("--outbox", args.outbox)) if path}
+    inputs = [(flag, path) for flag, paths in (("--file", getattr(args, "file", None)),
+                                                ("INPUT", getattr(args, "inputs", None)))
+              for path in paths or ()]
+    inputs += [("--" + name.replace("_", "-"), getattr(args, name, None))
+               for name in ("connection", "operation", "password_file", "ca_file", "cert_file", "key_file")]
+    seen: list[tuple[str, str]] = []
+    for flag, path in outputs.items():
+        for other, given in [*inputs, *seen]:
+            if given and _same_file(path, given):
+                raise UsageError(f"{flag} {path!r} is the same file as {other} {given!r}: give the output "
+                                 "another name")
+        seen.append((flag, path))
+    if args.results:
+        _check_writable(args.results)
+
+
+def _check_writable(path: str) -> None:
+    """--results can be written: an existing file (or device) takes a write of nothing, which
+    fails as a real one would (/dev/full, a read-only mount); a new one's folder is writable."""
+    problem = None
+    if os.path.lexists(path):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)  # no truncation; no wait for a reader
+            try:
+                os.write(fd, b"")
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+    else:
+        folder = os.path.dirname(path) or "."
+        if not os.path.isdir(folder):
+            problem = f"the folder {folder!r} does not exist"
+        elif not os.access(folder, os.W_OK | os.X_OK):
+            problem = f"the folder {folder!r} cannot be written"
+    if problem is not None:
+        raise UsageError(f"cannot write the results file {path!r}: {problem}")
 
 
 def _open_results(path: str | None) -> Any:
@@ -526,11 +634,14 @@ def cmd_send(args: argparse.Namespace) -> int:
                         ("correlation_data", args.correlation_data), ("stamp_id", args.stamp_id)):
         if value is not None:
             operation[name] = value
+    _check_outputs(args)
     connection = connection_from_args(args)
     _persistent(args, connection)
-    stop = _GracefulStop()
-    documents = stop.documents(_input_documents(args.file, args.lines, (m.encode("utf-8") for m in args.message or ())))
     runtime = Runtime()
+    limit = runtime.max_document_size(connection, operation)
+    stop = _GracefulStop()
+    documents = stop.documents(_input_documents(args.file, args.lines, (m.encode("utf-8") for m in args.message or ()),
+                                                limit))
     results = runtime.send(connection, operation, documents, outbox=args.outbox)
     stop.install()
     qos = operation.get("qos", 0)
@@ -572,6 +683,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     operation = load_json_file(args.operation, "operation")
     connector_id = args.connector or DEFAULT_CONNECTOR
     _remember_secrets(connection, connector_id)
+    _warn_exposed_secrets(args, connection, _holds_secret(connection))
     runtime = Runtime()
     action = operation.get("action") if isinstance(operation, dict) else None
     if action == "listen":
@@ -580,8 +692,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _listen_and_report(runtime, connection, operation, args.count, args.timeout, connector_id)
     if args.count is not None or args.timeout is not None:
         raise UsageError("--count and --timeout are for a Listen")
+    _check_outputs(args)
+    limit = runtime.max_document_size(connection, operation, connector_id)
     stop = _GracefulStop()
-    documents = stop.documents(_input_documents(args.inputs, args.lines, _stdin_whole()))
+    documents = stop.documents(_input_documents(args.inputs, args.lines, _stdin_whole(limit), limit))
     results = runtime.send(connection, operation, documents, connector_id=connector_id, outbox=args.outbox)
     stop.install()
     topic = operation.get("topic") if isinstance(operation, dict) else None

@@ -192,6 +192,14 @@ class Runtime:
             raise PluginError(f"the connector {connector_id!r} does not test connections")
         return line
 
+    def max_document_size(self, connection: Mapping[str, Any], operation: Mapping[str, Any],
+                          connector_id: str = DEFAULT_CONNECTOR) -> int | None:
+        """Validate both configurations (ConfigError) and return the largest payload a Send with
+        them could carry, or None for no limit; nothing is opened."""
+        conn_cfg, op = self._configs(connector_id, connection, operation, "send")
+        return self.connectors.hook.connector_max_document_size(connector_id=connector_id, connection=conn_cfg,
+                                                                operation=op)
+
     def send(self, connection: Mapping[str, Any], operation: Mapping[str, Any],
              documents: Iterable[Document | bytes | str], connector_id: str = DEFAULT_CONNECTOR, *,
              outbox: str | None = None) -> Iterator[Result]:

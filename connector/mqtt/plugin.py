@@ -43,6 +43,16 @@ def connector_validate(connector_id: str, connection: Mapping[str, Any],
 
 
 @hookimpl
+def connector_max_document_size(connector_id: str, connection: Mapping[str, Any],
+                                operation: Mapping[str, Any]) -> int | None:
+    if connector_id != CONNECTOR_ID:
+        return None
+    from connector.mqtt.send import largest_payload
+
+    return largest_payload(connection, operation)
+
+
+@hookimpl
 def connector_open(connector_id: str, connection: Mapping[str, Any]) -> Any | None:
     if connector_id != CONNECTOR_ID:
         return None

@@ -146,6 +146,17 @@ def publish_packet_size(topic: str, payload_size: int, qos: int, mqtt5: bool, pr
     return 1 + _varint_size(remaining) + remaining, remaining
 
 
+def largest_payload(connection: Mapping[str, Any], operation: Mapping[str, Any]) -> int:
+    """At least the largest payload a document of this Send can carry to the operation's topic:
+    MQTT's limit and the configured max_packet_size less the packet's own bytes (a broker's
+    MQTT 5 limit is only known once connected: :func:`oversize` checks each document then)."""
+    _, overhead = publish_packet_size(operation["topic"], 0, operation["qos"], connection.get("protocol") == "5")
+    largest = MAX_PAYLOAD - overhead
+    if connection.get("max_packet_size") is not None:  # at least 2 bytes of fixed header
+        largest = min(largest, connection["max_packet_size"] - 2 - overhead)
+    return max(0, largest)
+
+
 def oversize(conn: MqttConnection, topic: str, payload_size: int, qos: int, properties_size: int = 0) -> str | None:
     """Why the document cannot be sent whole, or None. Checked before publishing: Mosquitto drops the
     whole connection on a packet over its maximum, and MQTT cannot frame one over its own limit."""
