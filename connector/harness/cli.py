@@ -494,7 +494,7 @@ def _check_writable(path: str) -> None:
     else:
         folder = os.path.dirname(path) or "."
         if not os.path.isdir(folder):
-            problem = f"the folder {folder!r} does not exist"
+            problem = f"{folder!r} is not a folder" if os.path.exists(folder) else f"the folder {folder!r} does not exist"
         elif not os.access(folder, os.W_OK | os.X_OK):
             problem = f"the folder {folder!r} cannot be written"
     if problem is not None:
