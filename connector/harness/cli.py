@@ -142,6 +142,16 @@ def _timeout(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text[:40]!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1 to 65535, not {text[:40]}")
+    return value
+
+
 def _key_value(text: str) -> list[str]:
     key, sep, value = text.partition("=")
     if not sep:
@@ -180,7 +190,7 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("broker", help="run the embedded MQTT broker in the foreground")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=1883, help="port to listen on (default 1883)")
+    p.add_argument("--port", type=_port, default=1883, help="port to listen on (default 1883)")
     _common(p)
 
     p = sub.add_parser("send", help="the Send action: publish documents to a topic")

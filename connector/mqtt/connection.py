@@ -261,6 +261,14 @@ def host_problem(host: str) -> str | None:
     return None
 
 
+def path_problem(path: str) -> str | None:
+    """Why ``path`` cannot be a WebSocket path (it goes into the HTTP request line), or None."""
+    bad = next((char for char in path if char.isspace() or not char.isprintable()), None)
+    if bad is not None:
+        return f"the WebSocket path contains U+{ord(bad):04X}: a URL path has no spaces or control characters"
+    return None
+
+
 #: What a client ID template may hold, each filled in at connect.
 CLIENT_ID_FIELDS = ("hostname", "pid", "random")
 
@@ -311,6 +319,8 @@ def connection_problems(config: Mapping[str, Any]) -> list[str]:
     checks: list[tuple[str, Any, Any]] = [("host", config["host"], host_problem),
                                           ("client_id", config["client_id"], client_id_problem)]
     checks += [(f"failover/{i}", address, address_problem) for i, address in enumerate(config.get("failover", ()))]
+    if config.get("transport") == "websockets":
+        checks.append(("ws_path", config["ws_path"], path_problem))
     for name, value, problem in checks:
         found = problem(value)
         if found is not None:
