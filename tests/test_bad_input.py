@@ -180,6 +180,12 @@ def test_numbers_no_schema_bound_catches_are_refused_by_the_api(field: str, valu
     assert words in str(caught.value)
 
 
+@pytest.mark.parametrize("timeout", [math.nan, math.inf, 0, -1, 1e300])
+def test_a_listen_timeout_that_never_fires_is_refused_by_the_api(timeout: float) -> None:
+    with pytest.raises(ConfigError, match="the timeout must be more than 0 seconds and finite"):
+        Runtime().listen_in_background({"port": free_port()}, {"action": "listen", "topic": "a"}, timeout=timeout)
+
+
 def test_a_retry_delay_of_nan_is_refused_by_the_api() -> None:
     with pytest.raises(ConfigError, match="operation retry_delay: must be a finite number, not NaN"):
         Runtime().listen_in_background({"port": free_port()}, {"action": "listen", "topic": "a", "retry_delay": math.nan})

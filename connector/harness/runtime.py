@@ -261,6 +261,7 @@ class Runtime:
         ``listener.stop()``; each document goes to ``sink`` and is acknowledged after it returned."""
         conn_cfg, op = self._configs(connector_id, connection, operation, "listen")
         assert op is not None
+        _check_timeout(timeout)
         listener = listener or ProcessListener(sink, count)
         timer = None
         conn = self._open(connector_id, conn_cfg)
@@ -283,7 +284,14 @@ class Runtime:
                              connector_id: str = DEFAULT_CONNECTOR) -> BackgroundListen:
         """Start a Listen in a thread; configuration errors raise here, at once."""
         self._configs(connector_id, connection, operation, "listen")
+        _check_timeout(timeout)
         return BackgroundListen(self, connection, operation, sink, count, timeout, connector_id)
+
+
+def _check_timeout(timeout: float | None) -> None:
+    """A Listen's timeout is a finite number of seconds a timer can wait (NaN would never fire)."""
+    if timeout is not None and not 0 < timeout <= threading.TIMEOUT_MAX:
+        raise ConfigError(f"the timeout must be more than 0 seconds and finite, not {timeout!r}")
 
 
 @dataclass
