@@ -426,6 +426,7 @@ CORPUS: dict[str, Row] = {
                                 {"files": {"box": "just text, not a database " * 100}}),
         "--outbox of garbage bytes": (f"{SEND} --qos 1 --outbox @D/box", 2, ("as an outbox",),
                                       {"files": {"box": bytes(range(256)) * 64}}),
+        "--outbox on /dev/full": (f"{SEND} --qos 1 --outbox /dev/full", 2, ("is not a regular file",), {}),
         "--outbox in a missing folder": (f"{SEND} --qos 1 --outbox @D/no/box", 2, ("cannot use", "as an outbox"), {}),
     }.items()},
     # -- cannot connect: exit 3 ----------------------------------------------------------------

@@ -53,6 +53,8 @@ class Outbox:
         self.target = json.dumps(dict(target), sort_keys=True)
         if os.path.isdir(path):
             raise ConfigError(f"the outbox {path!r} is a directory: give a file name")
+        if os.path.exists(path) and not os.path.isfile(path):  # a device, a pipe: SQLite needs a file
+            raise ConfigError(f"the outbox {path!r} is not a regular file: give a file name")
         self._lock = _hold(path)
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
