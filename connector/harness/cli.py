@@ -479,10 +479,13 @@ def _check_outputs(args: argparse.Namespace) -> None:
                for name in ("connection", "operation", "password_file", "ca_file", "cert_file", "key_file")]
     seen: list[tuple[str, str]] = []
     for flag, path in outputs.items():
+        # SQLite and the outbox's lock write files next to it too
+        written = [path, *(path + end for end in (".lock", "-wal", "-shm") if flag == "--outbox")]
         for other, given in [*inputs, *seen]:
-            if given and _same_file(path, given):
-                raise UsageError(f"{flag} {path!r} is the same file as {other} {given!r}: give the output "
-                                 "another name")
+            hit = next((name for name in written if given and _same_file(name, given)), None)
+            if hit is not None:
+                raise UsageError(f"{flag} {path!r} {'is' if hit == path else f'writes {hit!r}, which is'} the same "
+                                 f"file as {other} {given!r}: give the output another name")
         seen.append((flag, path))
     if args.results:
         _check_writable(args.results)

@@ -327,7 +327,8 @@ def _sentence(error: ValidationError, root: Mapping[str, Any]) -> str:
         hints = []
         for name in extra:
             close = difflib.get_close_matches(name, known, n=1)
-            hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+            shown = name if len(name) <= 80 else name[:80] + "..."  # a key may be megabytes long
+            hints.append(f"'{shown}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
         return f"unknown field {', '.join(hints)}; known fields: {', '.join(known)}"
     if kind == "oneOf" and all("const" in option for option in expected):
         choices = ", ".join(_choice(o) for o in expected)
