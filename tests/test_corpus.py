@@ -50,6 +50,10 @@ class Row:
     stdin: bytes = b""
     process: bool = False  # run as a real subprocess
     skip_as_root: str = ""  # reason, when root's powers make the row meaningless
+    seconds: float = SECONDS  # the row's time limit (input refused before connecting: 1 s)
+    sparse: dict[str, int] = field(default_factory=dict)  # files of this size, holes only
+    links: dict[str, str] = field(default_factory=dict)  # symbolic links, name -> target
+    memory: int = 0  # with process: its address space limit in bytes (a blow-up fails the row)
 
 
 def row(argv: str | list[str], code: int, *words: str, **kw: object) -> Row:
@@ -57,7 +61,12 @@ def row(argv: str | list[str], code: int, *words: str, **kw: object) -> Row:
 
 
 SEND = "send --topic @U/x --message m @BROKER"
+SEND_F = "send --topic @U/x --qos 1 @BROKER"  # and --file
+CHECK_C = "check --connection @D/c.json"
+SEND_C = "send --topic @U/x --message m --connection @D/c.json"
 LONG_TOPIC = "é" * 40_000
+TOO_LONG = "é" * 40_000  # 80,000 bytes in UTF-8 in 40,000 characters: within every character count
+GIB = 1 << 30
 
 CORPUS: dict[str, Row] = {
     # -- topic names (Send) ------------------------------------------------------------------
@@ -158,7 +167,7 @@ CORPUS: dict[str, Row] = {
     "connection file not JSON": row("send --topic @U/x --message m --connection @D/c.json", 2,
                                     "the connection file", "is not valid JSON", "line 1 column",
                                     files={"c.json": '{"port": }'}, process=True),
-    "connection file empty": row("check --connection @D/c.json", 2, "is not valid JSON", files={"c.json": ""}),
+    "connection file empty": row("check --connection @D/c.json", 2, "is empty", files={"c.json": ""}),
     "connection file not an object": row("send --topic @U/x --message m --connection @D/c.json", 2,
                                          "must hold a JSON object", files={"c.json": "[1883]"}),
     "connection file not an object (run)": row("run --connection @D/c.json --operation @D/send.json", 2,
@@ -189,7 +198,7 @@ CORPUS: dict[str, Row] = {
                                             "cannot write the results file"),
     # -- command line --------------------------------------------------------------------------
     "listen --count 0": row("listen --topic @U/# --count 0 @BROKER", 2, "--count must be at least 1"),
-    "listen --timeout -1": row("listen --topic @U/# --timeout -1 @BROKER", 2, "--timeout must be more than 0"),
+    "listen --timeout -1": row("listen --topic @U/# --timeout -1 @BROKER", 2, "--timeout: must be more than 0"),
     "listen --timeout x": row("listen --topic @U/# --timeout x @BROKER", 2, "argument --timeout: invalid float value"),
     "listen --persistent without --client-id": row("listen --topic @U/# --persistent --timeout 2 @BROKER", 2,
                                                    "--persistent needs a stable --client-id"),
@@ -201,6 +210,230 @@ CORPUS: dict[str, Row] = {
     "unknown command": row("publish --topic a", 2, "invalid choice: 'publish'"),
     "unknown flag": row(f"{SEND} --colour blue", 2, "unrecognized arguments: --colour blue"),
     "unknown connector": row("describe --connector nope", 2, "nope"),
+    **{name: row(argv, code, *words, **{"seconds": 1.0, **kw}) for name, (argv, code, words, kw) in {
+        # -- JSON files: strict (one loader for every file) -----------------------------------------
+        "connection file nested 100,000 deep": (CHECK_C, 2, ("nests lists and objects more than 64 levels",),
+                                                {"files": {"c.json": "[" * 100_000 + "]" * 100_000}, "process": True,
+                                                 "memory": GIB}),
+        "connection file nested 100,000 deep in a field": (CHECK_C, 2, ("more than 64 levels",),
+                                                           {"files": {"c.json": '{"failover": ' + "[" * 100_000
+                                                                      + "]" * 100_000 + "}"}}),
+        "connection file nested 65 deep": (CHECK_C, 2, ("more than 64 levels",),
+                                           {"files": {"c.json": '{"failover": ' + "[" * 64 + "]" * 64 + "}"}}),
+        "connect_timeout NaN": (CHECK_C, 2, ("holds NaN, which is not a number in JSON",),
+                                {"files": {"c.json": '{"connect_timeout": NaN}'}}),
+        "ack_timeout NaN (run)": (f"run --connection @D/c.json --operation @D/send.json", 2, ("holds NaN",),
+                                  {"files": {"c.json": '{"port": @PORT, "ack_timeout": NaN}'}}),
+        "ack_timeout Infinity": (SEND_C, 2, ("holds Infinity",), {"files": {"c.json": '{"ack_timeout": Infinity}'}}),
+        "keep_alive -Infinity": (SEND_C, 2, ("holds -Infinity",), {"files": {"c.json": '{"keep_alive": -Infinity}'}}),
+        "connect_timeout 1e400 (overflows to infinity)": (CHECK_C, 2, ("holds the number 1e400, too large",),
+                                                          {"files": {"c.json": '{"connect_timeout": 1e400}'}}),
+        "connect_timeout 1e300 (finite, beyond the schema)": (CHECK_C, 2, ("connect_timeout: must be at most",),
+                                                              {"files": {"c.json": '{"connect_timeout": 1e300}'}}),
+        "qos NaN (operation file)": ("run --connection @D/conn.json --operation @D/op.json", 2, ("operation file", "NaN"),
+                                     {"files": {"op.json": '{"action": "send", "topic": "@U/x", "qos": NaN}'}}),
+        "port of 5,000 digits": (SEND_C, 2, ("a whole number of 5,000 digits",),
+                                 {"files": {"c.json": '{"port": ' + "9" * 5_000 + "}"}, "process": True}),
+        "keep_alive of 5,000 digits": (CHECK_C, 2, ("5,000 digits",),
+                                       {"files": {"c.json": '{"keep_alive": -' + "1" * 5_000 + "}"}}),
+        "port of 21 digits": (CHECK_C, 2, ("21 digits: at most 20",), {"files": {"c.json": '{"port": ' + "1" * 21 + "}"}}),
+        "duplicate key (connection file)": (CHECK_C, 2, ('gives the key "port" twice',),
+                                            {"files": {"c.json": '{"port": 1883, "host": "x", "port": @PORT}'}}),
+        "duplicate key, nested (operation file)": (
+            "run --connection @D/conn.json --operation @D/op.json", 2, ('the operation file', 'gives the key "a/#" twice'),
+            {"files": {"op.json": '{"action": "listen", "topic": ["a/#"], "filter_qos": {"a/#": 1, "a/#": 2}}'}}),
+        "connection file with a BOM": (CHECK_C, 2, ("byte order mark",), {"files": {"c.json": "\ufeff{}"}}),
+        "connection file of spaces": (CHECK_C, 2, ("is empty",), {"files": {"c.json": " \n\t "}}),
+        "connection file not UTF-8 (latin-1)": (CHECK_C, 2, ("is not UTF-8 text",),
+                                                {"files": {"c.json": b'{"username": "Jos\xe9"}'}}),
+        "connection file a JSON number": (CHECK_C, 2, ("must hold a JSON object",), {"files": {"c.json": "1883"}}),
+        "connection file null (run)": ("run --connection @D/c.json --operation @D/send.json", 2, ("must be an object",),
+                                       {"files": {"c.json": "null"}}),
+        "connection file a symlink loop": (CHECK_C, 2, ("cannot read the connection file", "symbolic links"),
+                                           {"links": {"c.json": "c2.json", "c2.json": "c.json"}}),
+        "password file not UTF-8": (["check", "--password-file", "@D/pw", "--username", "u", "@BROKER"], 2,
+                                    ("the password file", "is not UTF-8 text"), {"files": {"pw": b"\xff\xfe"}}),
+        # -- command-line numbers: finite, in range ---------------------------------------------------
+        "listen --timeout nan": ("listen --topic @U/# --timeout nan @BROKER", 2, ("--timeout: must be a finite number",),
+                                 {}),
+        "listen --timeout inf": ("listen --topic @U/# --timeout inf @BROKER", 2, ("--timeout: must be a finite number",),
+                                 {"process": True}),
+        "listen --timeout -inf": ("listen --topic @U/# --timeout=-inf @BROKER", 2, ("finite number",), {}),
+        "listen --timeout 1e309": ("listen --topic @U/# --timeout 1e309 @BROKER", 2, ("finite number",), {}),
+        "listen --timeout 1e300": ("listen --topic @U/# --timeout 1e300 @BROKER", 2, ("at most 31,536,000 seconds",), {}),
+        "listen --timeout 0": ("listen --topic @U/# --timeout 0 @BROKER", 2, ("--timeout: must be more than 0",), {}),
+        "run listen --timeout nan": ("run --connection @D/conn.json --operation @D/listen.json --timeout nan", 2,
+                                     ("--timeout: must be a finite number",), {}),
+        "--wait-for-broker nan": ("check --wait-for-broker nan @REFUSED", 2, ("--wait-for-broker: must be a finite",),
+                                  {"process": True}),
+        "--wait-for-broker -1": (f"check --wait-for-broker -1 @REFUSED", 2, ("wait_for_broker: must be at least 0",), {}),
+        "--wait-for-broker 1e300": ("check --wait-for-broker 1e300 @REFUSED", 2, ("wait_for_broker: must be at most",), {}),
+        "--retry-delay nan": ("listen --topic @U/# --retry-delay nan @BROKER", 2, ("--retry-delay: must be a finite",), {}),
+        "--retry-delay inf": ("listen --topic @U/# --retry-delay inf @BROKER", 2, ("--retry-delay: must be a finite",), {}),
+        "--retry-delay 61": ("listen --topic @U/# --retry-delay 61 @BROKER", 2, ("retry_delay: must be at most 60",), {}),
+        "--port -1": (f"{SEND} --port -1", 2, ("port: must be at least 1",), {}),
+        "--port 65536": ("send --topic @U/x --message m --port 65536", 2, ("at most 65535, not 65536",), {}),
+        "--port of 30 digits": ("send --topic @U/x --message m --port " + "9" * 30, 2, ("at most 20 digits",), {}),
+        "--session-expiry -1": (f"{SEND} --protocol 5 --session-expiry -1", 2, ("session_expiry: must be at least 0",), {}),
+        "--receive-maximum 0": (f"listen --topic @U/# --protocol 5 --receive-maximum 0 @BROKER", 2,
+                                ("receive_maximum: must be at least 1",), {}),
+        "--receive-maximum 65536": ("listen --topic @U/# --protocol 5 --receive-maximum 65536 @BROKER", 2,
+                                    ("receive_maximum: must be at most 65535",), {}),
+        "--max-attempts 0": ("listen --topic @U/# --max-attempts 0 @BROKER", 2, ("max_attempts: must be at least 1",), {}),
+        "--dedupe-window -1": ("listen --topic @U/# --protocol 5 --dedupe-window -1 @BROKER", 2,
+                               ("dedupe_window: must be at least 0",), {}),
+        "--message-expiry -1": (f"{SEND} --protocol 5 --message-expiry -1", 2,
+                                ("message_expiry_interval: must be at least 0",), {}),
+        "--message-expiry 2**32": (f"{SEND} --protocol 5 --message-expiry 4294967296", 2,
+                                   ("message_expiry_interval: must be at most 4294967295",), {}),
+        # -- strings MQTT carries with a 16-bit length --------------------------------------------------
+        "--username over 65,535 bytes": (["check", "--username", TOO_LONG, "@BROKER"], 2,
+                                         ("connection username: the user name is 80,000 bytes long in UTF-8",), {}),
+        "password over 65,535 bytes (file)": (["check", "--username", "u", "--password-file", "@D/pw", "@BROKER"], 2,
+                                              ("connection password: the password is 80,000 bytes",),
+                                              {"files": {"pw": TOO_LONG}}),
+        "password over 65,535 bytes (connection file)": (CHECK_C, 2, ("the password is 80,000 bytes",),
+                                                         {"files": {"c.json": json.dumps({"password": TOO_LONG})}}),
+        "--client-id over 65,535 bytes": (["check", "--client-id", TOO_LONG, "@BROKER"], 2,
+                                          ("connection client_id: the client ID is 80,000 bytes",), {}),
+        "client ID over 65,535 bytes with {random}": (["check", "--client-id", "é" * 32_765 + "{random}", "@BROKER"], 2,
+                                                       ("the client ID is 65,538 bytes",), {}),
+        "--will-topic over 65,535 bytes": (["check", "--will-topic", TOO_LONG, "@BROKER"], 2,
+                                           ("connection will_topic:", "80,000 bytes"), {}),
+        "--will-payload over 65,535 bytes": (["check", "--will-topic", "@U/will", "--will-payload", TOO_LONG, "@BROKER"],
+                                             2, ("connection will_payload: the will payload is 80,000 bytes",), {}),
+        "--user-property key over 65,535 bytes": (["send", "--topic", "@U/x", "--message", "m", "--protocol", "5",
+                                                   "--user-property", TOO_LONG + "=v", "@BROKER"], 2,
+                                                  ("operation user_properties: the user property's key is 80,000",), {}),
+        "--user-property value over 65,535 bytes": (["send", "--topic", "@U/x", "--message", "m", "--protocol", "5",
+                                                     "--user-property", "k=" + TOO_LONG, "@BROKER"], 2,
+                                                    ("user property 'k''s value is 80,000 bytes",), {}),
+        "--user-property key with a control character": (["send", "--topic", "@U/x", "--message", "m", "--protocol",
+                                                          "5", "--user-property", "k\x07=v", "@BROKER"], 2,
+                                                         ("U+0007", "control character"), {}),
+        "--content-type over 65,535 bytes": (["send", "--topic", "@U/x", "--message", "m", "--protocol", "5",
+                                              "--content-type", TOO_LONG, "@BROKER"], 2,
+                                             ("operation content_type: the content type is 80,000 bytes",), {}),
+        "--correlation-data over 65,535 bytes": (["send", "--topic", "@U/x", "--message", "m", "--protocol", "5",
+                                                  "--correlation-data", TOO_LONG, "@BROKER"], 2,
+                                                 ("operation correlation_data:", "80,000 bytes"), {}),
+        "--response-topic over 65,535 bytes": (["send", "--topic", "@U/x", "--message", "m", "--protocol", "5",
+                                                "--response-topic", TOO_LONG, "@BROKER"], 2,
+                                               ("operation response_topic:", "80,000 bytes"), {}),
+        "--dead-letter-topic over 65,535 bytes": (["listen", "--topic", "@U/#", "--dead-letter-topic", TOO_LONG,
+                                                   "@BROKER"], 2, ("operation dead_letter_topic:", "80,000 bytes"), {}),
+        "username over 65,535 bytes (run)": ("run --connection @D/c.json --operation @D/send.json", 2,
+                                             ("connection username:", "80,000 bytes"),
+                                             {"files": {"c.json": json.dumps({"port": "@PORT", "username": TOO_LONG})
+                                                        .replace('"@PORT"', "@PORT")}}),
+        # -- the client ID template --------------------------------------------------------------------
+        "client ID {pid:>999999999}": (["check", "--client-id", "x-{pid:>999999999}", "@BROKER"], 2,
+                                       ("names {pid:>999999999}: it may hold only {hostname}, {pid}, {random}",),
+                                       {"process": True, "memory": GIB}),
+        "client ID {pid!r}": (["check", "--client-id", "x-{pid!r}", "@BROKER"], 2, ("names {pid!r}",), {}),
+        "client ID {pid.real}": (["check", "--client-id", "x-{pid.real}", "@BROKER"], 2, ("names {pid.real}",), {}),
+        "client ID {random[0]}": (["check", "--client-id", "x-{random[0]}", "@BROKER"], 2, ("names {random[0]}",), {}),
+        "client ID {}": (["check", "--client-id", "x-{}", "@BROKER"], 2, ("names {}",), {}),
+        "client ID {0}": (["check", "--client-id", "x-{0}", "@BROKER"], 2, ("names {0}",), {}),
+        "client ID with a lone }": (["check", "--client-id", "x}", "@BROKER"], 2, ("write '{{' for a brace",), {}),
+        "client ID with a control character": (["check", "--client-id", "x\x01y", "@BROKER"], 2,
+                                               ("connection client_id: the client ID contains U+0001",), {}),
+        "client ID with NUL (connection file)": (CHECK_C, 2, ("client ID contains a NUL character",),
+                                                 {"files": {"c.json": '{"client_id": "a\\u0000b"}'}}),
+        "client ID with a non-character": (["check", "--client-id", "x\ufffe", "@BROKER"], 2, ("U+FFFE",), {}),
+        "username with a control character": (["check", "--username", "u\x1b", "@BROKER"], 2,
+                                              ("connection username: the user name contains U+001B",), {}),
+        "username a lone surrogate (connection file)": (CHECK_C, 2, ("username:", "lone surrogate"),
+                                                        {"files": {"c.json": '{"username": "\\ud800"}'}}),
+        # -- text arguments that are not UTF-8 ---------------------------------------------------------
+        "--username not UTF-8": (["check", "--username", "u\udcff", "@BROKER"], 2,
+                                 ("--username is not valid UTF-8 text (the byte 0xFF at character 2)",), {"process": True}),
+        "second --message not UTF-8": (["send", "--topic", "@U/x", "--qos", "1", "--message", "first", "--message",
+                                        "bad\udcff", "@BROKER"], 2, ("--message is not valid UTF-8 text",),
+                                       {"process": True}),
+        "--topic not UTF-8": (["send", "--topic", "@U/\udce9", "--message", "m", "@BROKER"], 2,
+                              ("--topic is not valid UTF-8 text (the byte 0xE9",), {}),
+        "--password not UTF-8": (["check", "--username", "u", "--password", "p\udcff", "@BROKER"], 2,
+                                 ("--password is not valid UTF-8",), {}),
+        "--client-id not UTF-8": (["check", "--client-id", "c\udc80", "@BROKER"], 2, ("--client-id is not valid",), {}),
+        "--user-property not UTF-8": (["send", "--topic", "@U/x", "--message", "m", "--protocol", "5",
+                                       "--user-property", "k=\udcff", "@BROKER"], 2, ("--user-property is not valid",), {}),
+        "--will-payload not UTF-8": (["check", "--will-topic", "@U/w", "--will-payload", "\udcff", "@BROKER"], 2,
+                                     ("--will-payload is not valid",), {}),
+        "--filter-qos not UTF-8": (["listen", "--topic", "@U/#", "--filter-qos", "\udcff=1", "@BROKER"], 2,
+                                   ("--filter-qos is not valid",), {}),
+        # -- hosts and ports -----------------------------------------------------------------------------
+        "--failover port 0": ("check --failover 127.0.0.1:0 @BROKER", 2,
+                              ("connection failover/0: '127.0.0.1:0': the port must be 1 to 65535",), {"process": True}),
+        "--failover port 99999": ("check --failover 127.0.0.1:99999 @BROKER", 2, ("the port must be 1 to 65535",), {}),
+        "second --failover port 65536": ("check --failover 127.0.0.1:1884 --failover h:65536 @BROKER", 2,
+                                         ("connection failover/1:",), {}),
+        "failover port 0 (connection file)": (CHECK_C, 2, ("failover/0:", "1 to 65535"),
+                                              {"files": {"c.json": '{"failover": ["127.0.0.1:0"]}'}}),
+        "port 99999 (connection file)": (CHECK_C, 2, ("connection port: must be at most 65535, not 99999",),
+                                         {"files": {"c.json": '{"port": 99999}'}}),
+        "port -1 (connection file)": (CHECK_C, 2, ("connection port: must be at least 1",),
+                                      {"files": {"c.json": '{"port": -1}'}}),
+        "--host with a control character": (["check", "--host", "broker\x01", "--port", "1883"], 2,
+                                            ("connection host:", "U+0001"), {}),
+        "--host with a space": (["check", "--host", "my broker"], 2, ("connection host:", "U+0020"), {}),
+        "--host with a 64-character label": (["check", "--host", "a" * 64 + ".example"], 2,
+                                             ("is not a valid host name",), {}),
+        "failover host with a control character": (CHECK_C, 2, ("failover/0:", "U+0001"),
+                                         {"files": {"c.json": '{"failover": ["a\\u0001b:1883"]}'}}),
+        "--ws-path with a line break": (["check", "--transport", "websockets", "--ws-path", "/mqtt\r\nX-A: 1",
+                                         "@BROKER"], 2, ("connection ws_path:", "U+000D"), {}),
+        "broker --port 99999": ("broker --port 99999", 2, ("argument --port: a port is 1 to 65535, not 99999",), {}),
+        "broker --port -1": ("broker --port=-1", 2, ("a port is 1 to 65535",), {}),
+        # -- input files ----------------------------------------------------------------------------------
+        "--file of 2 GB (sparse): refused by its size, unread": (f"{SEND_F} --file @D/huge.bin", 2,
+                                                                 ("is 2,147,483,648 bytes", "larger than"),
+                                                                 {"sparse": {"huge.bin": 2 << 30}, "process": True,
+                                                                  "memory": GIB}),
+        "--file over max_packet_size": ("send --topic @U/x --file @D/big.bin --connection @D/small.json", 2,
+                                        ("is 2,000 bytes: larger than", "a document can carry"),
+                                        {"files": {"big.bin": b"x" * 2000, "small.json": '{"port": @PORT, "max_packet_size": 1000}'}}),
+        "run INPUT of 2 GB (sparse)": ("run --connection @D/conn.json --operation @D/send.json @D/here.txt @D/huge.bin", 2,
+                                       ("is 2,147,483,648 bytes",), {"sparse": {"huge.bin": 2 << 30}}),
+        "--file a symlink loop": (f"{SEND_F} --file @D/loop", 2, ("cannot be read", "symbolic links"),
+                                  {"links": {"loop": "loop2", "loop2": "loop"}}),
+        "--file a dangling symlink": (f"{SEND_F} --file @D/dangling", 2, ("does not exist",),
+                                      {"links": {"dangling": "nowhere"}}),
+        "--file a directory (second)": (f"{SEND_F} --file @D/here.txt --file @D", 2, ("it is a directory",), {}),
+        # -- outputs ----------------------------------------------------------------------------------------
+        "--results is the --file": (f"{SEND_F} --file @D/here.txt --results @D/here.txt", 2,
+                                    ("--results", "is the same file as --file", "give the output another name"), {}),
+        "--results a link to the --file": (f"{SEND_F} --file @D/here.txt --results @D/link", 2,
+                                           ("is the same file as --file",), {"links": {"link": "here.txt"}}),
+        "--results is the --connection": ("send --topic @U/x --message m --connection @D/conn.json "
+                                          "--results @D/conn.json", 2, ("is the same file as --connection",), {}),
+        "--results is the run INPUT": ("run --connection @D/conn.json --operation @D/send.json @D/here.txt "
+                                       "--results @D/here.txt", 2, ("is the same file as INPUT",), {}),
+        "--results is the --operation": ("run --connection @D/conn.json --operation @D/send.json "
+                                         "--results @D/send.json", 2, ("is the same file as --operation",), {}),
+        "--outbox is the --file": (f"{SEND_F} --file @D/here.txt --outbox @D/./here.txt", 2,
+                                   ("--outbox", "is the same file as --file",), {}),
+        "--outbox writes its lock over the --file": (f"{SEND_F} --file @D/box.lock --outbox @D/box", 2,
+                                                     ("--outbox", "writes", "box.lock", "the same file as --file"),
+                                                     {"files": {"box.lock": "an input"}}),
+        "unknown field of a megabyte": (CHECK_C, 2, ("unknown field 'hhhhhhhh", "...'"),
+                                        {"files": {"c.json": json.dumps({"h" * 1_000_000: 1})}}),
+        "--outbox is the --results": (f"{SEND} --results @D/out --outbox @D/out", 2,
+                                      ("--outbox", "is the same file as --results",), {}),
+        "--results on /dev/full": (f"{SEND} --qos 1 --results /dev/full", 2,
+                                   ("cannot write the results file '/dev/full': No space left on device",),
+                                   {"process": True}),
+        "--results a directory": (f"{SEND} --results @D", 2, ("cannot write the results file", "Is a directory"), {}),
+        "--results in a read-only place": (f"{SEND} --results /proc/version", 2, ("cannot write the results file",), {}),
+        "--results in a folder that is a file": (f"{SEND} --results @D/here.txt/r.jsonl", 2,
+                                                 ("cannot write the results file",), {}),
+        "--outbox not SQLite": (f"{SEND} --qos 1 --outbox @D/box", 2, ("cannot use", "as an outbox", "not a database"),
+                                {"files": {"box": "just text, not a database " * 100}}),
+        "--outbox of garbage bytes": (f"{SEND} --qos 1 --outbox @D/box", 2, ("as an outbox",),
+                                      {"files": {"box": bytes(range(256)) * 64}}),
+        "--outbox on /dev/full": (f"{SEND} --qos 1 --outbox /dev/full", 2, ("is not a regular file",), {}),
+        "--outbox in a missing folder": (f"{SEND} --qos 1 --outbox @D/no/box", 2, ("cannot use", "as an outbox"), {}),
+    }.items()},
     # -- cannot connect: exit 3 ----------------------------------------------------------------
     "send to a refused port": row("send --topic @U/x --message m @REFUSED", 3, "connection refused", process=True),
     "listen to a refused port": row("listen --topic @U/# --timeout 5 @REFUSED", 3, "connection refused"),
@@ -262,14 +495,24 @@ def _in_process(argv: list[str], stdin: bytes, capsys: pytest.CaptureFixture[str
     return Ran(code, out, err)
 
 
-def _as_subprocess(argv: list[str], stdin: bytes) -> Ran:
-    proc = run_cli(*argv, input=stdin, timeout=30)
+def _as_subprocess(argv: list[str], stdin: bytes, memory: int = 0) -> Ran:
+    if memory:  # a blow-up becomes a MemoryError (exit 1), not a slow machine
+        import resource
+        import subprocess
+
+        def limit() -> None:
+            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+        proc = subprocess.run([sys.executable, "-m", "connector", *argv], input=stdin, capture_output=True,
+                              timeout=30, preexec_fn=limit)
+    else:
+        proc = run_cli(*argv, input=stdin, timeout=30)
     return Ran(proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"))
 
 
 def _prepare(case: Row, folder: Path, unique: str, broker: BrokerThread, silent: int) -> list[str]:
     refused = free_port()
-    tokens = {"@D": str(folder), "@U": unique}
+    tokens = {"@D": str(folder), "@U": unique, "@PORT": str(broker.port)}
 
     def fill(text: str) -> str:
         for token, value in tokens.items():
@@ -288,6 +531,12 @@ def _prepare(case: Row, folder: Path, unique: str, broker: BrokerThread, silent:
     for name, content in {**standard, **case.files}.items():
         path = folder / name
         path.write_bytes(content if isinstance(content, bytes) else fill(content).encode("utf-8", "surrogatepass"))
+        path.chmod(0o600)  # files holding secrets are warned about otherwise
+    for name, size in case.sparse.items():
+        with open(folder / name, "wb") as f:
+            f.truncate(size)
+    for name, target in case.links.items():
+        (folder / name).symlink_to(target)
     if "secret.txt" in case.files:
         (folder / "secret.txt").chmod(0)
     expand = {"@BROKER": ["--host", broker.host, "--port", str(broker.port)],
@@ -319,7 +568,8 @@ def test_corpus(name: str, broker: BrokerThread, unique: str, tmp_path: Path, si
         watcher.wait_ready()
     started = time.monotonic()
     try:
-        ran = _as_subprocess(argv, case.stdin) if case.process else _in_process(argv, case.stdin, capsys, monkeypatch)
+        ran = (_as_subprocess(argv, case.stdin, case.memory) if case.process
+               else _in_process(argv, case.stdin, capsys, monkeypatch))
         elapsed = time.monotonic() - started
         if watcher is not None:  # everything sent before the marker arrives before it
             results = list(runtime.send({"host": broker.host, "port": broker.port, "connect_timeout": 5},
@@ -340,7 +590,7 @@ def test_corpus(name: str, broker: BrokerThread, unique: str, tmp_path: Path, si
     for words in case.words:
         assert words in lines[0], f"{words!r} missing; {shown}"
     assert ran.out == "", shown
-    assert elapsed < SECONDS, f"{name} took {elapsed:.1f} s"
+    assert elapsed < case.seconds, f"{name} took {elapsed:.1f} s"
     if watcher is not None:
         assert [d.payload for d in watcher.documents] == [b"marker"], f"{name}: something was sent"
 

@@ -45,8 +45,8 @@ HOOKS = sorted(_specs())
 
 
 def test_the_spec_module_has_the_hooks() -> None:
-    assert HOOKS == ["connector_check", "connector_listen", "connector_manifest", "connector_open", "connector_send",
-                     "connector_validate"]
+    assert HOOKS == ["connector_check", "connector_listen", "connector_manifest", "connector_max_document_size",
+                     "connector_open", "connector_send", "connector_validate"]
 
 
 # -- every hook: specified, prefixed, documented, implemented --------------------------------------

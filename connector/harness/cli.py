@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -98,7 +100,7 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
                    help=f"passphrase of an encrypted client key (better: the environment variable {KEY_PASSWORD_ENV})")
     g.add_argument("--tls-insecure", action="store_true", default=None,
                    help="INSECURE: accept any broker certificate for any host name (warns on every connect)")
-    g.add_argument("--wait-for-broker", type=float, metavar="S",
+    g.add_argument("--wait-for-broker", type=_finite, metavar="S",
                    help="keep trying for S seconds when the broker cannot be reached at start (default 0)")
     g.add_argument("--session-expiry", type=int, metavar="S", help="MQTT 5: seconds the broker keeps the session "
                    "after the connection ends (default: for good with --persistent, else not at all)")
@@ -120,6 +122,39 @@ def _qos(p: argparse.ArgumentParser) -> None:
                    "1 at least once, 2 exactly once")
 
 
+#: The longest --timeout: a year (the schema's bound for every number of seconds).
+MAX_SECONDS = 31_536_000
+
+
+def _finite(text: str) -> float:
+    """A float flag: NaN and infinities are refused here (every comparison with NaN is false)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, not {text!r}")
+    return value
+
+
+def _timeout(text: str) -> float:
+    value = _finite(text)
+    if not 0 < value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_SECONDS:,} seconds (a year), "
+                                         f"not {text!r}; leave it out for no limit")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text[:40]!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1 to 65535, not {text[:40]}")
+    return value
+
+
 def _key_value(text: str) -> list[str]:
     key, sep, value = text.partition("=")
     if not sep:
@@ -131,7 +166,7 @@ def _listen_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("when the process fails for a message")
     g.add_argument("--max-attempts", type=int, metavar="N",
                    help="hand a message to the process at most N times (default 3)")
-    g.add_argument("--retry-delay", type=float, metavar="S",
+    g.add_argument("--retry-delay", type=_finite, metavar="S",
                    help="seconds before the second attempt, doubling after each (default 1)")
     g.add_argument("--dead-letter-topic", metavar="TOPIC", help="publish a message the process failed for every "
                    "attempt here, with its error, and go on (default: stop without acknowledging it)")
@@ -158,7 +193,7 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("broker", help="run the embedded MQTT broker in the foreground")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=1883, help="port to listen on (default 1883)")
+    p.add_argument("--port", type=_port, default=1883, help="port to listen on (default 1883)")
     _common(p)
 
     p = sub.add_parser("send", help="the Send action: publish documents to a topic")
@@ -195,7 +230,7 @@ def build_parser() -> Parser:
                    help="topic filter, '+' and '#' allowed (repeatable)")
     _qos(p)
     p.add_argument("--count", type=int, metavar="N", help="stop after N documents")
-    p.add_argument("--timeout", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--timeout", type=_timeout, metavar="S", help="stop after S seconds")
     p.add_argument("--persistent", action="store_true",
                    help="keep the broker session so that messages published while away arrive later (needs --client-id)")
     _listen_args(p)
@@ -211,7 +246,7 @@ def build_parser() -> Parser:
     p.add_argument("--results", metavar="FILE", help="Send: write one JSON line per document")
     p.add_argument("--outbox", metavar="FILE", help="Send: durable record of what the endpoint confirmed (see send)")
     p.add_argument("--count", type=int, metavar="N", help="Listen: stop after N documents")
-    p.add_argument("--timeout", type=float, metavar="S", help="Listen: stop after S seconds")
+    p.add_argument("--timeout", type=_timeout, metavar="S", help="Listen: stop after S seconds")
     _common(p)
 
     p = sub.add_parser("describe", help="show the connector, its connection fields and the Options tab")
@@ -230,24 +265,61 @@ def build_parser() -> Parser:
 
 # -- helpers ---------------------------------------------------------------------------------
 
+#: Arguments that are file names: bytes the file system accepts, whatever their encoding.
+_PATH_ARGS = frozenset({"connection", "operation", "file", "inputs", "results", "outbox", "password_file",
+                        "ca_file", "cert_file", "key_file"})
+
+
+def _check_text_args(args: argparse.Namespace) -> None:
+    """Every text argument is UTF-8 (Python hands undecodable bytes over as lone surrogates), all
+    checked before anything is sent: a bad second --message must not let the first one go."""
+    for name, value in vars(args).items():
+        if name in _PATH_ARGS:
+            continue
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, (list, tuple)):
+                stack += item
+            elif isinstance(item, str):
+                bad = re.search("[\ud800-\udfff]", item)
+                if bad is not None:
+                    char = bad.group()
+                    byte = f"the byte 0x{ord(char) & 0xFF:02X}" if char >= "\udc80" else "a lone surrogate"
+                    flag = "--" + name.replace("_", "-")
+                    raise UsageError(f"{flag} is not valid UTF-8 text ({byte} at character {bad.start() + 1}): "
+                                     "give it in UTF-8")
+
+
+#: A configuration or password file larger than this is not one (and is not read into memory).
+MAX_CONFIG_BYTES = 16 << 20
+
+
 def _read_text(path: str, what: str, first_line: bool = False) -> str:
     """A UTF-8 file's text (or its first line, without the newline); UsageError in words."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.readline().rstrip("\r\n") if first_line else f.read()
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise UsageError(f"cannot read the {what} file {path!r}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"the {what} file {path!r} is not UTF-8 text") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise UsageError(f"the {what} file {path!r} is larger than {MAX_CONFIG_BYTES >> 20} MiB: is it the right file?")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"the {what} file {path!r} is not UTF-8 text (byte {exc.start + 1:,})") from None
+    return text.split("\n", 1)[0].rstrip("\r") if first_line else text
 
 
 def load_json_file(path: str, what: str) -> Any:
+    """A configuration file, strictly (see :mod:`connector.sdk.jsontext`); UsageError in words."""
+    from connector.sdk.jsontext import JsonError, loads
+
     text = _read_text(path, what)
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"the {what} file {path!r} is not valid JSON: {exc.msg} at line {exc.lineno} "
-                         f"column {exc.colno}") from None
+        return loads(text)
+    except JsonError as exc:
+        raise UsageError(f"the {what} file {path!r} {exc}") from None
 
 
 def _remember_secrets(connection: Any, connector_id: str | None = None) -> None:
@@ -274,6 +346,7 @@ def connection_from_args(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(f"the connection file {args.connection!r} must hold a JSON object")
         config.update(loaded)
     _remember_secrets(config)  # masked at once, even if the file turns out to be invalid
+    file_secret = _holds_secret(config)
     if os.environ.get(PASSWORD_ENV):
         config["password"] = os.environ[PASSWORD_ENV]
     if os.environ.get(KEY_PASSWORD_ENV):
@@ -289,45 +362,143 @@ def connection_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if value is not None:
             config[name] = value
     _remember_secrets(config)
+    _warn_exposed_secrets(args, config, file_secret)
     return config
 
 
-def _stdin_lines(stopped: Callable[[], bool]) -> Iterator[bytes]:
+def _holds_secret(config: Any) -> bool:
+    return isinstance(config, dict) and any(isinstance(config.get(name), str) and config[name]
+                                            for name in ("password", "key_password"))
+
+
+def _warn_exposed_secrets(args: argparse.Namespace, config: Any, file_secret: bool) -> None:
+    """One warning line per secret others can see, as ssh and mysql clients give (never the
+    secret): a password on the command line is in the process list of every user; a file that
+    holds one (or a private key) should be readable by its owner only."""
+    warn = logging.getLogger("connector.harness").warning
+    for flag, env, other in (("--password", PASSWORD_ENV, " or --password-file"), ("--key-password", KEY_PASSWORD_ENV, "")):
+        if getattr(args, flag[2:].replace("-", "_"), None):
+            warn(f"{flag} on the command line can be seen by other users (process list, shell history): use "
+                 f"the environment variable {env}{other} instead")
+    key_file = config.get("key_file") if isinstance(config, dict) else None
+    for path, what in ((getattr(args, "password_file", None), "password file {!r}"),
+                       (args.connection if file_secret else None, "connection file {!r} holds a secret and"),
+                       (key_file, "private key file {!r}")):
+        try:
+            readable = bool(path) and os.stat(path).st_mode & 0o044
+        except (OSError, TypeError, ValueError):
+            continue  # reading it reports the problem
+        if readable:
+            import shlex
+
+            warn(f"the {what.format(path)} can be read by other users: chmod 600 {shlex.quote(path)}")
+
+
+def _stdin_lines(stopped: Callable[[], bool], limit: int | None = None) -> Iterator[bytes]:
     from connector.harness.stopping import StdinReader
 
-    return StdinReader(stopped).lines()
+    return StdinReader(stopped, limit).lines()
 
 
-def _read_files(paths: Sequence[str]) -> Iterator[bytes]:
+def _read_files(paths: Sequence[str], limit: int | None = None) -> Iterator[bytes]:
     for path in paths:
-        with open(path, "rb") as f:
-            yield f.read()
+        with open(path, "rb") as f:  # a stream (pipe, device) is read one byte past the limit at most
+            yield f.read() if limit is None else f.read(limit + 1)
 
 
-def _stdin_whole(stopped: Callable[[], bool]) -> Iterator[bytes]:
+def _stdin_whole(stopped: Callable[[], bool], limit: int | None = None) -> Iterator[bytes]:
     from connector.harness.stopping import StdinReader
 
-    return StdinReader(stopped).whole()
+    return StdinReader(stopped, limit).whole()
 
 
 def _input_documents(files: Sequence[str] | None, lines: bool, otherwise: Iterator[bytes],
-                     stopped: Callable[[], bool]) -> Iterator[bytes]:
+                     stopped: Callable[[], bool], limit: int | None = None) -> Iterator[bytes]:
     """The documents of a Send: each file (all checked before anything is sent), each line of
-    standard input, or ``otherwise``; read lazily as they are sent, until ``stopped()``."""
+    standard input, or ``otherwise``; read lazily as they are sent, until ``stopped()``, never
+    much past ``limit`` bytes (the largest the connector could send)."""
     if files:
-        _check_files(files)
-        return _read_files(files)
-    return _stdin_lines(stopped) if lines else otherwise
+        _check_files(files, limit)
+        return _read_files(files, limit)
+    return _stdin_lines(stopped, limit) if lines else otherwise
 
 
-def _check_files(paths: Sequence[str]) -> None:
-    """Every input file must be readable before anything is sent."""
+def _check_files(paths: Sequence[str], limit: int | None = None) -> None:
+    """Every input file must be readable, and a regular file no larger than ``limit``, before
+    anything is sent. A named pipe, a device or a process substitution (``--file <(cmd)``) is
+    read when its turn comes (waiting for its writer, as cat does), no further than ``limit``."""
+    import stat
+
     for path in paths:
-        if not os.path.isfile(path):
-            raise UsageError(f"the input file {path!r} does not exist" if not os.path.exists(path)
-                             else f"the input {path!r} is not a file")
+        try:
+            info = os.stat(path)
+        except OSError as exc:
+            missing = isinstance(exc, FileNotFoundError)
+            raise UsageError(f"the input file {path!r} does not exist" if missing else
+                             f"the input file {path!r} cannot be read: {exc.strerror or exc}") from None
+        if stat.S_ISDIR(info.st_mode):
+            raise UsageError(f"the input {path!r} is not a file: it is a directory")
+        if stat.S_ISSOCK(info.st_mode):
+            raise UsageError(f"the input {path!r} is not a file: it is a socket")
         if not os.access(path, os.R_OK):
             raise UsageError(f"the input file {path!r} cannot be read: permission denied")
+        if limit is not None and stat.S_ISREG(info.st_mode) and info.st_size > limit:
+            raise UsageError(f"the input file {path!r} is {info.st_size:,} bytes: larger than the {limit:,} bytes "
+                             "a document can carry here")
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)  # links and other names of one file too
+    except OSError:  # one does not exist (yet)
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Before anything is opened: an output (--results, --outbox) is neither an input nor the
+    other output (opening it for writing would destroy it before it is read), and --results can
+    be written (so that a Send never sends and then fails to report)."""
+    outputs = {flag: path for flag, path in (("--results", args.results), ("--outbox", args.outbox)) if path}
+    inputs = [(flag, path) for flag, paths in (("--file", getattr(args, "file", None)),
+                                                ("INPUT", getattr(args, "inputs", None)))
+              for path in paths or ()]
+    inputs += [("--" + name.replace("_", "-"), getattr(args, name, None))
+               for name in ("connection", "operation", "password_file", "ca_file", "cert_file", "key_file")]
+    seen: list[tuple[str, str]] = []
+    for flag, path in outputs.items():
+        # SQLite and the outbox's lock write files next to it too
+        written = [path, *(path + end for end in (".lock", "-wal", "-shm") if flag == "--outbox")]
+        for other, given in [*inputs, *seen]:
+            hit = next((name for name in written if given and _same_file(name, given)), None)
+            if hit is not None:
+                raise UsageError(f"{flag} {path!r} {'is' if hit == path else f'writes {hit!r}, which is'} the same "
+                                 f"file as {other} {given!r}: give the output another name")
+        seen.append((flag, path))
+    if args.results:
+        _check_writable(args.results)
+
+
+def _check_writable(path: str) -> None:
+    """--results can be written: an existing file (or device) takes a write of nothing, which
+    fails as a real one would (/dev/full, a read-only mount); a new one's folder is writable."""
+    problem = None
+    if os.path.lexists(path):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)  # no truncation; no wait for a reader
+            try:
+                os.write(fd, b"")
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+    else:
+        folder = os.path.dirname(path) or "."
+        if not os.path.isdir(folder):
+            problem = f"{folder!r} is not a folder" if os.path.exists(folder) else f"the folder {folder!r} does not exist"
+        elif not os.access(folder, os.W_OK | os.X_OK):
+            problem = f"the folder {folder!r} cannot be written"
+    if problem is not None:
+        raise UsageError(f"cannot write the results file {path!r}: {problem}")
 
 
 def _open_results(path: str | None) -> Any:
@@ -471,12 +642,14 @@ def cmd_send(args: argparse.Namespace) -> int:
                         ("correlation_data", args.correlation_data), ("stamp_id", args.stamp_id)):
         if value is not None:
             operation[name] = value
+    _check_outputs(args)
     connection = connection_from_args(args)
     _persistent(args, connection)
+    runtime = Runtime()
+    limit = runtime.max_document_size(connection, operation)
     stop = GracefulStop()
     documents = stop.documents(_input_documents(args.file, args.lines, (m.encode("utf-8") for m in args.message or ()),
-                                                stop.stopped))
-    runtime = Runtime()
+                                                stop.stopped, limit))
     results = runtime.send(connection, operation, documents, outbox=args.outbox)
     stop.install()
     qos = operation.get("qos", 0)
@@ -519,6 +692,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     operation = load_json_file(args.operation, "operation")
     connector_id = args.connector or DEFAULT_CONNECTOR
     _remember_secrets(connection, connector_id)
+    _warn_exposed_secrets(args, connection, _holds_secret(connection))
     runtime = Runtime()
     action = operation.get("action") if isinstance(operation, dict) else None
     if action == "listen":
@@ -527,8 +701,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _listen_and_report(runtime, connection, operation, args.count, args.timeout, connector_id)
     if args.count is not None or args.timeout is not None:
         raise UsageError("--count and --timeout are for a Listen")
+    _check_outputs(args)
+    limit = runtime.max_document_size(connection, operation, connector_id)
     stop = GracefulStop()
-    documents = stop.documents(_input_documents(args.inputs, args.lines, _stdin_whole(stop.stopped), stop.stopped))
+    documents = stop.documents(_input_documents(args.inputs, args.lines, _stdin_whole(stop.stopped, limit),
+                                                stop.stopped, limit))
     results = runtime.send(connection, operation, documents, connector_id=connector_id, outbox=args.outbox)
     stop.install()
     topic = operation.get("topic") if isinstance(operation, dict) else None
@@ -591,6 +768,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     _setup_logging(args.verbose)
     try:
+        _check_text_args(args)
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")

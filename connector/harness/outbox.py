@@ -53,18 +53,28 @@ class Outbox:
         self.target = json.dumps(dict(target), sort_keys=True)
         if os.path.isdir(path):
             raise ConfigError(f"the outbox {path!r} is a directory: give a file name")
+        if os.path.exists(path) and not os.path.isfile(path):  # a device, a pipe: SQLite needs a file
+            raise ConfigError(f"the outbox {path!r} is not a regular file: give a file name")
+        self._lock = _hold(path)
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            # A damaged file would otherwise fail half-way through the Send, documents sent.
+            damage = self.db.execute("pragma quick_check").fetchone()[0]
+            if damage != "ok":
+                raise sqlite3.DatabaseError(f"it is damaged ({damage})")
             self.db.execute("pragma journal_mode=wal")
             self.db.execute("pragma synchronous=normal")
             self.db.executescript(_SCHEMA)
             row = self.db.execute("select value from send where key = 'target'").fetchone()
         except sqlite3.DatabaseError as exc:
+            self._lock.close()
             raise ConfigError(f"cannot use {path!r} as an outbox: {exc} (give a new file, or the outbox of this "
                               "Send)") from None
         if row is None:
             self.db.execute("insert into send values ('target', ?)", (self.target,))
         elif row[0] != self.target:
+            self.db.close()
+            self._lock.close()
             raise ConfigError(f"the outbox {path!r} records another Send ({_describe(json.loads(row[0]))}): give "
                               "each Send its own outbox file")
         self._unrecorded: list[tuple[int, bytes, str, str | None]] = []
@@ -82,6 +92,7 @@ class Outbox:
             self.commit()
         finally:
             self.db.close()
+            self._lock.close()
 
     def _confirmed_before(self) -> Iterator[tuple[int, bytes]]:
         """``(position, digest)`` of every document confirmed before this run, in input order; read
@@ -146,6 +157,36 @@ class Outbox:
             yield from ready()  # confirmed earlier, after the last document sent
         finally:
             confirmed.close()
+
+
+def _hold(path: str) -> Any:
+    """Lock ``path``'s outbox for this process, or raise ConfigError at once naming the process
+    that holds it: two Sends on one outbox would each send what the other has not recorded yet.
+
+    The lock is ``flock`` on ``PATH.lock`` (holding our pid), not a lock on the database itself:
+    SQLite's own POSIX locks on it are dropped when any descriptor of the file is closed. The
+    system releases it when the process ends, however it ends; the file stays (harmless).
+    """
+    import fcntl
+
+    try:
+        lock = open(path + ".lock", "a+")
+    except OSError as exc:
+        raise ConfigError(f"cannot use {path!r} as an outbox: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.seek(0)
+        holder = lock.read(32).strip()
+        lock.close()
+        who = f"process {holder}" if holder.isdigit() else "another process"
+        raise ConfigError(f"the outbox {path!r} is in use by {who} (another Send): wait for it to end, or give "
+                          "this Send its own outbox") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
 
 
 def _describe(target: Mapping[str, Any]) -> str:

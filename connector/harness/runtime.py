@@ -214,6 +214,14 @@ class Runtime:
             raise PluginError(f"the connector {connector_id!r} does not test connections")
         return line
 
+    def max_document_size(self, connection: Mapping[str, Any], operation: Mapping[str, Any],
+                          connector_id: str = DEFAULT_CONNECTOR) -> int | None:
+        """Validate both configurations (ConfigError) and return the largest payload a Send with
+        them could carry, or None for no limit; nothing is opened."""
+        conn_cfg, op = self._configs(connector_id, connection, operation, "send")
+        return self.connectors.hook.connector_max_document_size(connector_id=connector_id, connection=conn_cfg,
+                                                                operation=op)
+
     def send(self, connection: Mapping[str, Any], operation: Mapping[str, Any],
              documents: Iterable[Document | bytes | str], connector_id: str = DEFAULT_CONNECTOR, *,
              outbox: str | None = None) -> Iterator[Result]:
@@ -275,6 +283,7 @@ class Runtime:
         ``listener.stop()``; each document goes to ``sink`` and is acknowledged after it returned."""
         conn_cfg, op = self._configs(connector_id, connection, operation, "listen")
         assert op is not None
+        _check_timeout(timeout)
         listener = listener or ProcessListener(sink, count)
         timer = None
         conn = self._open(connector_id, conn_cfg)
@@ -298,7 +307,14 @@ class Runtime:
                              connector_id: str = DEFAULT_CONNECTOR) -> BackgroundListen:
         """Start a Listen in a thread; configuration errors raise here, at once."""
         self._configs(connector_id, connection, operation, "listen")
+        _check_timeout(timeout)
         return BackgroundListen(self, connection, operation, sink, count, timeout, connector_id)
+
+
+def _check_timeout(timeout: float | None) -> None:
+    """A Listen's timeout is a finite number of seconds a timer can wait (NaN would never fire)."""
+    if timeout is not None and not 0 < timeout <= threading.TIMEOUT_MAX:
+        raise ConfigError(f"the timeout must be more than 0 seconds and finite, not {timeout!r}")
 
 
 @dataclass

@@ -93,10 +93,15 @@ class GracefulStop:
 
 
 class StdinReader:
-    """Standard input in chunks as it comes; a wait for more ends once ``stopped()``."""
+    """Standard input in chunks as it comes; a wait for more ends once ``stopped()``.
 
-    def __init__(self, stopped: Callable[[], bool]) -> None:
+    With a ``limit`` (the largest document the connector could send) a document is kept to one
+    byte past it, so that memory stays bounded and the connector still refuses it as too large.
+    """
+
+    def __init__(self, stopped: Callable[[], bool], limit: int | None = None) -> None:
         self.stopped = stopped
+        self.keep = None if limit is None else limit + 1
         #: True once the input really ended (not cut short by a signal).
         self.ended = False
 
@@ -127,25 +132,39 @@ class StdinReader:
         """Each line without its newline ("\\n" or "\\r\\n"); a last line without one counts
         when the input ended, not when a signal cut it short."""
         parts: list[bytes] = []  # the line being read, joined once whole
+        kept = 0  # bytes in parts; past self.keep the rest of the line is skipped
         for chunk in self.chunks():
             if b"\n" not in chunk:
-                parts.append(chunk)
+                if self.keep is None or kept <= self.keep:
+                    parts.append(chunk)
+                    kept += len(chunk)
                 continue
             lines = chunk.split(b"\n")
             if parts:
                 parts.append(lines[0])
                 lines[0] = b"".join(parts)
-                parts = []
+                parts, kept = [], 0
             last = lines.pop()
             if last:
                 parts.append(last)
+                kept = len(last)
             for line in lines:
-                yield line[:-1] if line.endswith(b"\r") else line
+                line = line[:-1] if line.endswith(b"\r") else line
+                yield line if self.keep is None else line[:self.keep]
         if parts and self.ended:
-            yield b"".join(parts)
+            line = b"".join(parts)
+            yield line if self.keep is None else line[:self.keep]
 
     def whole(self) -> Iterator[bytes]:
         """All of it as one document, once it ended (nothing when a signal cut it short)."""
-        data = b"".join(self.chunks())
+        parts: list[bytes] = []
+        kept = 0
+        for chunk in self.chunks():
+            parts.append(chunk)
+            kept += len(chunk)
+            if self.keep is not None and kept >= self.keep:
+                self.ended = True  # enough to refuse it: the rest is not read
+                break
         if self.ended:
-            yield data
+            data = b"".join(parts)
+            yield data if self.keep is None else data[:self.keep]

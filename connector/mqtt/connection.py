@@ -325,9 +325,37 @@ def _tcp_state(sock: Any) -> int | None:
 
 
 def parse_address(address: str) -> tuple[str, int]:
-    """``"host:port"`` (checked by the schema) as ``(host, port)``."""
+    """``"host:port"`` (checked by :func:`address_problem`) as ``(host, port)``."""
     host, _, port = address.rpartition(":")
     return host, int(port)
+
+
+def address_problem(address: str) -> str | None:
+    """Why a failover ``HOST:PORT`` cannot be connected to, or None (the schema checked its form)."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        return f"{address!r}: the port must be 1 to 65535"
+    return host_problem(host)
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` is no host name or address, or None (without asking the DNS)."""
+    bad = next((char for char in host if char.isspace() or not char.isprintable()), None)
+    if bad is not None:
+        return f"the host {host!r} contains U+{ord(bad):04X}: a host name has no spaces or control characters"
+    try:
+        host.encode("idna")  # what the resolver is given: each label at most 63 characters
+    except UnicodeError as exc:
+        return f"the host {host[:80]!r} is not a valid host name ({exc.__cause__ or exc})"
+    return None
+
+
+def path_problem(path: str) -> str | None:
+    """Why ``path`` cannot be a WebSocket path (it goes into the HTTP request line), or None."""
+    bad = next((char for char in path if char.isspace() or not char.isprintable()), None)
+    if bad is not None:
+        return f"the WebSocket path contains U+{ord(bad):04X}: a URL path has no spaces or control characters"
+    return None
 
 
 #: What a client ID template may hold, each filled in at connect.
@@ -335,27 +363,67 @@ CLIENT_ID_FIELDS = ("hostname", "pid", "random")
 
 
 def expand_client_id(template: str) -> str:
-    """``orders-{hostname}-{pid}`` -> ``orders-node7-4242``; ``{random}`` is 8 hex digits. Text
-    without braces is returned as it is; an unknown ``{name}`` is refused by the connector's
-    validation before this is called."""
-    if "{" not in template:
+    """``orders-{hostname}-{pid}`` -> ``orders-node7-4242``; ``{random}`` is 8 hex digits; ``{{``
+    is a brace. Text without braces is returned as it is; a template :func:`client_id_problem`
+    refuses is never given here."""
+    if "{" not in template and "}" not in template:
         return template
     return template.format(hostname=socket.gethostname(), pid=os.getpid(), random=uuid.uuid4().hex[:8])
 
 
 def client_id_problem(template: str) -> str | None:
-    """Why a client ID template cannot be filled in, or None."""
+    """Why a client ID template cannot be filled in, or the client ID it gives cannot be sent; None
+    when all is well. Only the plain fields: a format spec such as ``{pid:>999999999}`` would
+    build a string of any size, a conversion or ``{pid.real}`` reaches into Python."""
     import string
 
+    from connector.mqtt.topics import TextError, check_string
+
+    fields = ", ".join(f"{{{n}}}" for n in CLIENT_ID_FIELDS)
     try:
-        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+        parts = list(string.Formatter().parse(template))
     except ValueError as exc:
-        return f"the client ID {template!r} is not a valid template ({exc}): write '{{{{' for a brace"
-    unknown = [name for name in names if name not in CLIENT_ID_FIELDS]
-    if unknown:
-        return (f"the client ID template {template!r} names {{{unknown[0]}}}: it may hold "
-                + ", ".join(f"{{{n}}}" for n in CLIENT_ID_FIELDS))
+        return f"the client ID {template[:80]!r} is not a valid template ({exc}): write '{{{{' for a brace"
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in CLIENT_ID_FIELDS or spec or conversion:
+            field = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            return (f"the client ID template names {field[:80]}: it may hold only {fields} (write '{{{{' "
+                    "for a brace)")
+    try:
+        check_string(expand_client_id(template), "client ID")
+    except TextError as exc:  # also after expansion: a host name may hold anything
+        return str(exc)
     return None
+
+
+def connection_problems(config: Mapping[str, Any]) -> list[str]:
+    """The connection's rules its schema cannot say: ``"connection FIELD: sentence"`` each. Every
+    string MQTT carries fits its 16-bit length and is text MQTT accepts; hosts and ports can be
+    connected to; the client ID template is one."""
+    from connector.mqtt.topics import TextError, check_binary, check_string, check_topic_name
+
+    problems = []
+    checks: list[tuple[str, Any, Any]] = [("host", config["host"], host_problem),
+                                          ("client_id", config["client_id"], client_id_problem)]
+    checks += [(f"failover/{i}", address, address_problem) for i, address in enumerate(config.get("failover", ()))]
+    if config.get("transport") == "websockets":
+        checks.append(("ws_path", config["ws_path"], path_problem))
+    for name, value, problem in checks:
+        found = problem(value)
+        if found is not None:
+            problems.append(f"connection {name}: {found}")
+    texts = [("username", "user name", check_string), ("password", "password", check_binary),
+             ("will_payload", "will payload", check_binary)]
+    if config.get("will_topic"):
+        texts.append(("will_topic", "will topic", lambda topic, _: check_topic_name(topic)))
+    for name, what, check in texts:
+        try:
+            check(config[name], what)
+        except TextError as exc:
+            problems.append(f"connection {name}: {exc}")
+    return problems
 
 
 class _Unreachable(ConnectError):

@@ -29,28 +29,27 @@ def connector_validate(connector_id: str, connection: Mapping[str, Any],
                        operation: Mapping[str, Any] | None) -> list[str] | None:
     if connector_id != CONNECTOR_ID:
         return None
+    from connector.mqtt.connection import connection_problems
     from connector.mqtt.tls import tls_problems
 
-    from connector.mqtt.connection import client_id_problem
-    from connector.mqtt.topics import TopicError, check_topic_name
-
-    problems = tls_problems(connection)  # files and key passphrase: bad input, before connecting
-    template = client_id_problem(connection["client_id"])
-    if template is not None:
-        problems.append(f"connection client_id: {template}")
-    if connection.get("will_topic"):
-        try:
-            check_topic_name(connection["will_topic"])
-        except TopicError as exc:
-            problems.append(f"connection will_topic: {exc}")
+    problems = tls_problems(connection) + connection_problems(connection)  # bad input, before connecting
     if operation is None:
         return problems
-    from connector.mqtt.properties import mqtt5_problems
+    from connector.mqtt.properties import mqtt5_problems, property_problems
     from connector.mqtt.topics import operation_problems
 
-    if connection.get("protocol") != "5":
-        problems += mqtt5_problems(operation)
+    problems += mqtt5_problems(operation) if connection.get("protocol") != "5" else property_problems(operation)
     return problems + operation_problems(operation)
+
+
+@hookimpl
+def connector_max_document_size(connector_id: str, connection: Mapping[str, Any],
+                                operation: Mapping[str, Any]) -> int | None:
+    if connector_id != CONNECTOR_ID:
+        return None
+    from connector.mqtt.send import payload_limit
+
+    return payload_limit(connection, operation)
 
 
 @hookimpl

@@ -12,7 +12,7 @@ from typing import Any
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from connector.mqtt.topics import TopicError, check_topic_name
+from connector.mqtt.topics import TextError, TopicError, check_binary, check_string, check_topic_name
 
 #: The document properties (and Send operation fields) that are MQTT 5 PUBLISH properties.
 MQTT5_FIELDS = ("user_properties", "content_type", "payload_format_indicator", "message_expiry_interval",
@@ -81,6 +81,7 @@ def publish_properties(defaults: Mapping[str, Any], document: Mapping[str, Any],
                 if pairs:
                     properties.UserProperty = pairs
             elif name == "correlation_data":
+                check_binary(value, "correlation data")
                 properties.CorrelationData = value.encode("utf-8") if isinstance(value, str) else bytes(value)
             elif name == "response_topic":
                 check_topic_name(value)
@@ -96,11 +97,14 @@ def publish_properties(defaults: Mapping[str, Any], document: Mapping[str, Any],
             else:
                 if not isinstance(value, str):
                     raise PropertyError(f"{name} is text, not {type(value).__name__}")
+                check_string(value, name.replace("_", " "))
                 setattr(properties, _PAHO[name], value)
     except PropertyError:
         raise
     except TopicError as exc:
         raise PropertyError(f"response_topic: {exc}") from None
+    except TextError as exc:  # a 16-bit length exceeded, a character MQTT refuses
+        raise PropertyError(str(exc)) from None
     except (TypeError, ValueError) as exc:  # paho's own checks (lengths, types)
         raise PropertyError(f"an MQTT 5 property cannot be sent: {exc}") from None
     return properties
@@ -109,8 +113,23 @@ def publish_properties(defaults: Mapping[str, Any], document: Mapping[str, Any],
 def _pair(item: Any) -> tuple[str, str]:
     if (not isinstance(item, (list, tuple)) or len(item) != 2
             or not all(isinstance(part, str) for part in item)):
-        raise PropertyError(f"a user property is a [key, value] pair of text, not {item!r}")
+        raise PropertyError(f"a user property is a [key, value] pair of text, not {item!r:.200}")
+    check_string(item[0], "user property's key")
+    check_string(item[1], f"user property {item[0][:80]!r}'s value")
     return item[0], item[1]
+
+
+def property_problems(operation: Mapping[str, Any]) -> list[str]:
+    """The Send operation's MQTT 5 properties that MQTT cannot carry: ``"operation NAME: sentence"``
+    each (the response topic is a topic rule: :func:`connector.mqtt.topics.operation_problems`)."""
+    problems = []
+    for name, value in operation_defaults(operation).items():
+        if name != "response_topic":
+            try:
+                publish_properties({name: value}, {})
+            except PropertyError as exc:
+                problems.append(f"operation {name}: {exc}")
+    return problems
 
 
 def document_properties(properties: Properties | None) -> dict[str, Any]:

@@ -158,13 +158,26 @@ def publish_packet_size(topic: str, payload_size: int, qos: int, mqtt5: bool, pr
     return 1 + _varint_size(remaining) + remaining, remaining
 
 
-def largest_payload(conn: MqttConnection, topic: str, qos: int) -> int:
-    """The largest payload that a PUBLISH to ``topic`` without MQTT 5 properties can carry."""
-    _, fixed = publish_packet_size(topic, 0, qos, conn.mqtt5)
+def _payload_room(topic: str, qos: int, mqtt5: bool, max_packet_size: int | None, header: int) -> int:
+    _, fixed = publish_packet_size(topic, 0, qos, mqtt5)
     room = MAX_PAYLOAD - fixed
-    if conn.max_packet_size is not None:  # the packet: 1 byte of header, at most 4 of length
-        room = min(room, conn.max_packet_size - 5 - fixed)
-    return room
+    if max_packet_size is not None:  # the packet: 1 byte of type, 1 to 4 of Remaining Length
+        room = min(room, max_packet_size - header - fixed)
+    return max(0, room)
+
+
+def largest_payload(conn: MqttConnection, topic: str, qos: int) -> int:
+    """The largest payload that a PUBLISH to ``topic`` without MQTT 5 properties surely carries
+    on this connection (the broker's Maximum Packet Size included)."""
+    return _payload_room(topic, qos, conn.mqtt5, conn.max_packet_size, 5)
+
+
+def payload_limit(connection: Mapping[str, Any], operation: Mapping[str, Any]) -> int:
+    """At least the largest payload a document of this Send can carry to the operation's topic:
+    MQTT's limit and the configured max_packet_size less the packet's own bytes (a broker's
+    MQTT 5 limit is only known once connected: :func:`oversize` checks each document then)."""
+    return _payload_room(operation["topic"], operation["qos"], connection.get("protocol") == "5",
+                         connection.get("max_packet_size"), 2)
 
 
 def oversize(conn: MqttConnection, topic: str, payload_size: int, qos: int, properties_size: int = 0) -> str | None:

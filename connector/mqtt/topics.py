@@ -24,7 +24,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-MAX_TOPIC_BYTES = 65_535
+#: Every MQTT string and binary field (topics, client ID, user name, password, will, properties)
+#: carries a 16-bit length.
+MAX_STRING_BYTES = 65_535
+MAX_TOPIC_BYTES = MAX_STRING_BYTES
 SHARE_PREFIX = "$share/"
 
 
@@ -33,19 +36,24 @@ _DISCOURAGED = re.compile(
     "[\x01-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef"
     + "".join(f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(17)) + "]"
 )
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class TopicError(ValueError):
+class TextError(ValueError):
+    """A text MQTT would carry breaks a rule; the message says which, in words."""
+
+
+class TopicError(TextError):
     """A topic or filter breaks a rule; the message says which, in words."""
 
 
-def _check_common(text: str, what: str) -> None:
+def check_string(text: str, what: str, error: type[TextError] = TextError) -> None:
+    """Raise ``error`` unless MQTT can carry ``text`` as a UTF-8 string: no NUL, control character,
+    non-character or lone surrogate (Mosquitto drops the connection), at most 65,535 bytes."""
     if not isinstance(text, str):
-        raise TopicError(f"the {what} must be text")
-    if not text:
-        raise TopicError(f"the {what} is empty: give at least one character")
+        raise error(f"the {what} must be text")
     if "\x00" in text:
-        raise TopicError(f"the {what} contains a NUL character, which MQTT does not allow")
+        raise error(f"the {what} contains a NUL character, which MQTT does not allow")
     bad = _DISCOURAGED.search(text)
     if bad is not None:
         char = bad.group()
@@ -55,10 +63,29 @@ def _check_common(text: str, what: str) -> None:
             kind = "a control character, which MQTT says not to use (brokers such as Mosquitto drop the connection)"
         else:
             kind = "a Unicode non-character, which MQTT says not to use (brokers such as Mosquitto drop the connection)"
-        raise TopicError(f"the {what} contains U+{ord(char):04X} at character {bad.start() + 1}: {kind}")
-    size = len(text.encode("utf-8"))
-    if size > MAX_TOPIC_BYTES:
-        raise TopicError(f"the {what} is {size:,} bytes long in UTF-8; MQTT allows at most {MAX_TOPIC_BYTES:,}")
+        raise error(f"the {what} contains U+{ord(char):04X} at character {bad.start() + 1}: {kind}")
+    _check_size(text, what, error)
+
+
+def check_binary(data: str | bytes, what: str) -> None:
+    """Raise TextError unless MQTT can carry ``data`` (text as UTF-8) as binary data: 65,535 bytes."""
+    if isinstance(data, str):
+        bad = _SURROGATE.search(data)
+        if bad is not None:
+            raise TextError(f"the {what} is not valid UTF-8 text (a lone surrogate at character {bad.start() + 1})")
+    _check_size(data, what, TextError)
+
+
+def _check_size(data: str | bytes, what: str, error: type[TextError]) -> None:
+    size = len(data.encode("utf-8")) if isinstance(data, str) else len(data)
+    if size > MAX_STRING_BYTES:
+        raise error(f"the {what} is {size:,} bytes long in UTF-8; MQTT allows at most {MAX_STRING_BYTES:,}")
+
+
+def _check_common(text: str, what: str) -> None:
+    if isinstance(text, str) and not text:
+        raise TopicError(f"the {what} is empty: give at least one character")
+    check_string(text, what, TopicError)
 
 
 def check_topic_name(topic: str) -> None:

@@ -61,6 +61,25 @@ def connector_validate(
 
 
 @hookspec(firstresult=True)
+def connector_max_document_size(
+    connector_id: str,
+    connection: Mapping[str, Any],
+    operation: Mapping[str, Any],
+) -> int | None:
+    """The largest payload, in bytes, a Send with these configurations could ever carry.
+
+    ``firstresult=True``: return ``None`` when ``connector_id`` is not this connector's id; a
+    connector that sets no limit returns ``None`` too.
+
+    Called with both configurations validated (:func:`connector_validate` passed), before
+    anything is opened; must not do network I/O. A runtime refuses an input file larger than
+    this before sending anything (exit 2) and reads a stream no further than one byte past it,
+    so that memory stays bounded; the connector still checks each document when it sends it
+    (an upper bound is fine: a limit known only once connected is the connector's own check).
+    """
+
+
+@hookspec(firstresult=True)
 def connector_open(connector_id: str, connection: Mapping[str, Any]) -> Any | None:
     """Open a connection to the endpoint and return it.
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from connector.sdk.errors import ConfigError, PluginError
+from connector.sdk.jsontext import JsonError, loads
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
@@ -43,9 +45,9 @@ def _read_json(package: str, path: str) -> Any:
     except (FileNotFoundError, ModuleNotFoundError) as exc:
         raise PluginError(f"connector package {package!r} has no {path}: {exc}") from None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PluginError(f"{package}/{path} is not valid JSON: {exc}") from None
+        return loads(text)
+    except JsonError as exc:
+        raise PluginError(f"{package}/{path} {exc}") from None
 
 
 def _check(validator: Draft202012Validator, instance: Any, what: str) -> None:
@@ -177,7 +179,7 @@ _MANIFEST_SCHEMA: dict[str, Any] | None = None
 def _manifest_schema() -> dict[str, Any]:
     global _MANIFEST_SCHEMA
     if _MANIFEST_SCHEMA is None:
-        _MANIFEST_SCHEMA = json.loads(resources.files(__package__).joinpath("manifest.schema.json").read_text("utf-8"))
+        _MANIFEST_SCHEMA = _read_json(__package__, "manifest.schema.json")
     return _MANIFEST_SCHEMA
 
 
@@ -235,6 +237,9 @@ def validate(schema: Mapping[str, Any], config: Any, what: str, compiled: _Compi
     """
     compiled = compiled if compiled is not None else _Compiled(schema)
     name = name or f"the {what} schema"
+    numbers = _number_problems(config)
+    if numbers:  # before jsonschema: NaN passes its bounds, a huge int breaks its messages
+        raise ConfigError(f"invalid {what}: " + "; ".join(numbers), numbers)
     try:
         errors = sorted(compiled.validator.iter_errors(config),
                         key=lambda e: (list(map(str, e.absolute_path)), e.message))
@@ -247,6 +252,28 @@ def validate(schema: Mapping[str, Any], config: Any, what: str, compiled: _Compi
         problems = list(dict.fromkeys(f"{_path(e)}: {_sentence(e, schema)}" for e in errors))
         raise ConfigError(f"invalid {what}: " + "; ".join(problems), problems)
     return {**defaults(schema, config), **_whole_numbers(schema, config)}
+
+
+def _number_problems(config: Any) -> list[str]:
+    """Numbers no schema bound catches: NaN and infinities (every comparison with NaN is false)
+    and whole numbers too long to be a port, a count or seconds (jsonschema's own messages
+    fail on them), anywhere in ``config``."""
+    from connector.sdk.jsontext import MAX_DEPTH, MAX_DIGITS
+
+    problems = []
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(config, ())]
+    while stack:
+        value, path = stack.pop()
+        where = "/".join(map(str, path)) or "(top level)"
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"{where}: must be a finite number, not {json.dumps(value)}")
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** MAX_DIGITS:
+            problems.append(f"{where}: must be a whole number of at most {MAX_DIGITS} digits")
+        elif len(path) < MAX_DEPTH and isinstance(value, Mapping):
+            stack += [(item, (*path, key)) for key, item in value.items()]
+        elif len(path) < MAX_DEPTH and isinstance(value, (list, tuple)):
+            stack += [(item, (*path, i)) for i, item in enumerate(value)]
+    return sorted(problems)
 
 
 def _whole_numbers(schema: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
@@ -300,7 +327,8 @@ def _sentence(error: ValidationError, root: Mapping[str, Any]) -> str:
         hints = []
         for name in extra:
             close = difflib.get_close_matches(name, known, n=1)
-            hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+            shown = name if len(name) <= 80 else name[:80] + "..."  # a key may be megabytes long
+            hints.append(f"'{shown}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
         return f"unknown field {', '.join(hints)}; known fields: {', '.join(known)}"
     if kind == "oneOf" and all("const" in option for option in expected):
         choices = ", ".join(_choice(o) for o in expected)
