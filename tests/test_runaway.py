@@ -26,6 +26,12 @@ from connector.mqtt.listen import dead_letter
 from connector.mqtt.plugin import connector_validate
 from connector.sdk.documents import Document
 from connector.sdk.errors import ConfigError
+from connector.sdk.manifest import defaults
+
+
+def _connection(**fields: object) -> dict[str, object]:
+    """A connection as the runtime hands it to connector_validate: with the schema's defaults."""
+    return {**defaults(Runtime().manifest("mqtt").connection_schema), **fields}
 
 # -- a dead-letter topic that the Listen itself receives -------------------------------------------
 
@@ -51,7 +57,7 @@ def test_the_python_api_and_run_refuse_the_loop_too(topic_filter: str, dead_lett
     operation = {"action": "listen", "topic": topic_filter, "dead_letter_topic": dead_letters}
     with pytest.raises(ConfigError, match="dead_letter_topic"):
         Runtime().listen({"port": free_port()}, operation, print, timeout=1)
-    problems = connector_validate(connector_id="mqtt", connection={"client_id": ""},
+    problems = connector_validate(connector_id="mqtt", connection=_connection(),
                                   operation={**operation, "qos": 0})
     assert problems and "dead-letter topic" in problems[-1]
     (tmp_path / "conn.json").write_text(json.dumps({"port": free_port()}))
@@ -63,13 +69,13 @@ def test_the_python_api_and_run_refuse_the_loop_too(topic_filter: str, dead_lett
 @pytest.mark.parametrize(("topic_filter", "dead_letters"), [("a/#", "b/dead"), ("#", "$dead"), ("a/+", "a/b/dead")])
 def test_a_dead_letter_topic_outside_the_filters_is_fine(topic_filter: str, dead_letters: str) -> None:
     operation = {"action": "listen", "topic": topic_filter, "qos": 0, "dead_letter_topic": dead_letters}
-    assert connector_validate(connector_id="mqtt", connection={"client_id": ""}, operation=operation) == []
+    assert connector_validate(connector_id="mqtt", connection=_connection(), operation=operation) == []
 
 
 def test_no_local_keeps_own_dead_letters_away_but_not_from_a_shared_subscription() -> None:
     """MQTT 5's no_local: the broker does not send a connection its own messages (tests/test_mqtt5.py),
     except through a shared subscription, where no_local is not allowed."""
-    connection = {"client_id": "", "protocol": "5"}
+    connection = _connection(protocol="5")
     operation = {"action": "listen", "topic": "a/#", "qos": 0, "dead_letter_topic": "a/dead", "no_local": True}
     assert connector_validate(connector_id="mqtt", connection=connection, operation=operation) == []
     shared = {**operation, "topic": "$share/G/a/#"}
