@@ -22,7 +22,14 @@ Fixes, each shown by a test in tests/test_broker.py:
   session's in-flight list; amqtt's own retry on reconnect then sends it again with DUP set
   [MQTT-4.4.0-1] (or the PUBREL, for a QoS 2 message whose PUBREC came).
 
-Added: shared subscriptions ($share/GROUP/FILTER, connector/harness/shared.py), which amqtt lacks.
+Added: shared subscriptions ($share/GROUP/FILTER, connector/harness/shared.py), which amqtt lacks;
+and the defences amqtt lacks against misbehaving clients:
+
+* Keep alive [MQTT-3.1.2-24]: a client that sends no packet for one and a half times its keep alive
+  is closed, and its will published; a connection that has not sent its CONNECT within
+  ``connect_timeout`` seconds is closed.
+* Malformed packets close the connection (connector/harness/broker_guard.py).
+* What is queued for each client is bounded (connector/harness/broker_queue.py).
 
 Not fixed (see docs/embedded-broker.md): no MQTT 5.
 """
@@ -35,15 +42,20 @@ import errno
 import logging
 import socket
 import threading
+from dataclasses import dataclass, field
 from typing import Any
 
-from amqtt.broker import Broker
+from amqtt.broker import Broker, RetainedApplicationMessage
+from amqtt.errors import AMQTTError
 from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.protocol.handler import OUTGOING
+from amqtt.mqtt.publish import PublishPacket
 from amqtt.plugins.base import BaseAuthPlugin
-from amqtt.session import Session
+from amqtt.session import OutgoingApplicationMessage, Session
 
+from connector.harness.broker_guard import Malformed, PacketGuard
+from connector.harness.broker_queue import Entry, Outbox, QueueLimits, held, room_offline
 from connector.harness.shared import SharedSubscriptions
 
 log = logging.getLogger("connector.harness.broker")
@@ -60,8 +72,13 @@ class OpenAuthPlugin(BaseAuthPlugin):
         return True
 
 
+#: Seconds a new connection has to send its CONNECT (Mosquitto closes it after 1.5 x 60 s).
+CONNECT_TIMEOUT = 10.0
+
 # The QoS of the PUBLISH being handled by the current client's task (amqtt does not pass it on).
 _published_qos: contextvars.ContextVar[int | None] = contextvars.ContextVar("published_qos", default=None)
+# The outbox entry whose PUBLISH the current task is writing (each delivery is its own task).
+_writing: contextvars.ContextVar[Entry | None] = contextvars.ContextVar("writing", default=None)
 
 
 class _Broadcast(dict):  # type: ignore[type-arg]
@@ -100,20 +117,150 @@ class KeepInflightHandler(BrokerProtocolHandler):
                 session.inflight_out.setdefault(app_message.packet_id, app_message)
 
 
+def _abort(writer: Any, only_if_stuck: bool = False) -> None:
+    """Close a TCP connection at once, dropping what the peer has not read (amqtt's writer adapter
+    keeps asyncio's StreamWriter as ``_writer``; WebSocket writers are left to amqtt)."""
+    transport = getattr(getattr(writer, "_writer", None), "transport", None)
+    if transport is not None and (not only_if_stuck or transport.get_write_buffer_size() > 0):
+        transport.abort()
+
+
+class EmbeddedHandler(KeepInflightHandler):
+    """One client connection: keeps the in-flight list (above), enforces keep alive, and writes
+    what it delivers through a bounded :class:`Outbox`. ``setup`` gives it its state right after
+    amqtt made it (amqtt builds the handler from the CONNECT; we change its class)."""
+
+    def setup(self, broker: EmbeddedBroker) -> None:
+        self._broker = broker
+        self._outbox: Outbox | None = None
+        self._alive_timer: asyncio.TimerHandle | None = None
+
+    async def start(self) -> None:
+        assert self.session is not None
+        self._outbox = Outbox(self.session, self._broker.queue_limits)
+        self._started = self._loop.time()  # the CONNECT
+        if self.session.keep_alive > 0:
+            self._alive_timer = self._loop.call_later(1.5 * self.session.keep_alive, self._check_alive)
+        await super().start()
+
+    def _check_alive(self) -> None:
+        """MQTT 3.1.1 section 3.1.2.10: no packet for 1.5 x keep alive closes the connection."""
+        session = self.session
+        if session is None:
+            return
+        limit = 1.5 * session.keep_alive
+        last = max(self._started, self._broker.guard.last_packet.get(session.client_id, 0.0))
+        silent = self._loop.time() - last
+        if silent < limit:
+            self._alive_timer = self._loop.call_later(limit - silent, self._check_alive)
+            return
+        log.warning("closing the connection of %s: no packet for %.1f s (keep alive %d s)", session.client_id,
+                    silent, session.keep_alive)
+        asyncio.ensure_future(self.handle_connection_closed())  # amqtt then publishes the will
+
+    async def stop(self) -> None:
+        if self._alive_timer is not None:
+            self._alive_timer.cancel()
+            if self.session is not None:
+                self._broker.guard.last_packet.pop(self.session.client_id, None)
+        self._keep_what_waits()
+        # amqtt's writer.close() first drains, which never ends for a peer that does not read:
+        # what such a peer did not take is dropped with the connection.
+        _abort(self.writer, only_if_stuck=True)
+        await super().stop()
+
+    def _keep_what_waits(self) -> None:
+        """The connection ended: QoS 1/2 messages still waiting in the outbox go to the queue of
+        a persistent session, for its return; the rest is freed now."""
+        if self._outbox is None or self._outbox.closed:
+            return
+        session = self.session
+        for topic, data, qos in self._outbox.close():
+            if session is not None and not session.clean_session and qos in (QOS_1, QOS_2):
+                self._broker.queue_offline(session, topic, data, qos)
+
+    async def mqtt_publish(self, topic: str, data: bytes | bytearray, qos: int | None, retain: bool,
+                           ack_timeout: int | None = None) -> OutgoingApplicationMessage:
+        outbox, session = self._outbox, self.session
+        if outbox is None or outbox.closed:
+            if session is not None and not session.clean_session and qos in (QOS_1, QOS_2):
+                self._broker.queue_offline(session, topic, bytes(data), qos)
+            return OutgoingApplicationMessage(None, topic, qos, b"", retain)
+        entry = outbox.admit(topic, bytes(data), qos or 0)
+        del data  # from here the entry holds the payload, so that dropping it frees it
+        if entry is None or not await entry.turn:
+            return OutgoingApplicationMessage(None, topic, qos, b"", retain)
+        payload, entry.data = entry.data, None
+        _writing.set(entry)
+        try:
+            return await super().mqtt_publish(topic, payload, qos, retain, ack_timeout)
+        finally:
+            _writing.set(None)
+            outbox.written(entry)
+
+    async def _send_packet(self, packet: Any) -> None:
+        await super()._send_packet(packet)
+        entry = _writing.get()
+        if entry is not None and isinstance(packet, PublishPacket) and self._outbox is not None:
+            # in the transport's buffer, below its high-water mark: the next message may go
+            # while this one waits for its acknowledgement
+            _writing.set(None)
+            self._outbox.written(entry)
+
+    def queued(self) -> tuple[int, int]:
+        return self._outbox.queued() if self._outbox is not None else (0, 0)
+
+
 class EmbeddedBroker(SharedSubscriptions, Broker):
     """amqtt's broker with the fixes described in this module's docstring, and shared subscriptions."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, connect_timeout: float = CONNECT_TIMEOUT,
+                 queue_limits: QueueLimits = QueueLimits(), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._connecting: set[str] = set()
         self._shared_init()
+        self.connect_timeout = connect_timeout
+        self.queue_limits = queue_limits
+        # every packet a client sends passes the guard before amqtt handles it
+        self.guard = self.plugins_manager = PacketGuard(self.plugins_manager)
+
+    async def _initialize_client_session(self, reader: Any, writer: Any, remote_address: str,
+                                         remote_port: int) -> Any:
+        try:
+            return await asyncio.wait_for(
+                super()._initialize_client_session(reader, writer, remote_address, remote_port), self.connect_timeout)
+        except asyncio.TimeoutError:
+            log.warning("closing the connection from %s:%s: no CONNECT within %g s", remote_address, remote_port,
+                        self.connect_timeout)
+            _abort(writer)
+            raise AMQTTError("no CONNECT in time") from None
+        except Malformed as exc:  # logged by the guard
+            _abort(writer)
+            raise AMQTTError(str(exc)) from None
+
+    def queue_offline(self, session: Session, topic: str, data: bytes, qos: int) -> None:
+        """Keep a QoS 1/2 message for a persistent session that is away, within its limits."""
+        if room_offline(session, len(data), self.queue_limits):
+            session.retained_messages.put_nowait(RetainedApplicationMessage(None, topic, data, qos))
+
+    async def _retain_broadcast_message(self, broadcast: dict[str, Any], qos: int, target_session: Session) -> None:
+        if room_offline(target_session, len(broadcast["data"] or b""), self.queue_limits):
+            await super()._retain_broadcast_message(broadcast, qos, target_session)
+
+    def queued(self, client_id: str) -> tuple[int, int]:
+        """Messages and payload bytes the broker holds for a client (0, 0 when it has no session)."""
+        session, handler = self._sessions.get(client_id, (None, None))
+        if isinstance(handler, EmbeddedHandler) and handler.session is not None:
+            return handler.queued()
+        return held(session) if session is not None else (0, 0)
 
     async def _handle_client_session(self, reader: Any, writer: Any, client_session: Session, handler: Any,
                                      *args: Any, **kwargs: Any) -> None:
         # amqtt builds a plain BrokerProtocolHandler from the CONNECT; ours only changes behaviour
         # (no state of its own), so the instance takes our class before it handles anything.
         if type(handler) is BrokerProtocolHandler:
-            handler.__class__ = KeepInflightHandler
+            handler.__class__ = EmbeddedHandler
+            handler.setup(self)
         try:
             await super()._handle_client_session(reader, writer, client_session, handler, *args, **kwargs)
         finally:
@@ -190,9 +337,22 @@ def _why(exc: BaseException, host: str, port: int) -> str:
     return f"the embedded broker cannot start on {host}:{port}: {exc}"
 
 
-async def start_broker(host: str, port: int, ws_port: int | None = None) -> EmbeddedBroker:
+@dataclass(frozen=True)
+class BrokerSettings:
+    """What ``mqtt-connector broker`` and :class:`BrokerThread` let a user choose beyond the address."""
+
+    #: seconds a new connection has to send its CONNECT
+    connect_timeout: float = CONNECT_TIMEOUT
+    #: what the broker holds for each client at most
+    queue_limits: QueueLimits = field(default_factory=QueueLimits)
+
+
+async def start_broker(host: str, port: int, ws_port: int | None = None,
+                       settings: BrokerSettings | None = None) -> EmbeddedBroker:
     """Start the broker on the running event loop; raise BrokerError with a reason in words."""
-    broker = EmbeddedBroker(broker_config(host, port, ws_port))
+    settings = settings or BrokerSettings()
+    broker = EmbeddedBroker(broker_config(host, port, ws_port), connect_timeout=settings.connect_timeout,
+                            queue_limits=settings.queue_limits)
     try:
         await broker.start()
     except Exception as exc:
@@ -210,8 +370,11 @@ class BrokerThread:
             ... broker.host, broker.port ...
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None, *, websocket: bool = False) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, *, websocket: bool = False,
+                 **settings: Any) -> None:
+        """``settings``: the fields of :class:`BrokerSettings`."""
         self.host = host
+        self.settings = BrokerSettings(**settings)
         self.port = port if port is not None else free_port(host)
         #: With ``websocket=True``, the port of its MQTT-over-WebSocket listener (ws://host:ws_port/).
         self.ws_port = free_port(host) if websocket else None
@@ -239,7 +402,7 @@ class BrokerThread:
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
-            self._broker = loop.run_until_complete(start_broker(self.host, self.port, self.ws_port))
+            self._broker = loop.run_until_complete(start_broker(self.host, self.port, self.ws_port, self.settings))
         except BaseException as exc:  # reported to start()
             self._error = exc
             self._started.set()
@@ -267,13 +430,13 @@ class BrokerThread:
         self.stop()
 
 
-def serve(host: str, port: int) -> int:
+def serve(host: str, port: int, settings: BrokerSettings | None = None) -> int:
     """``mqtt-connector broker``: run in the foreground until Ctrl-C or SIGTERM."""
     import signal
     import sys
 
     async def main() -> None:
-        broker = await start_broker(host, port)
+        broker = await start_broker(host, port, settings=settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -15,7 +15,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from amqtt.broker import RetainedApplicationMessage
 from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.session import Session
 
@@ -69,7 +68,7 @@ class SharedSubscriptions:
             qos = sub_qos if published_qos is None else min(published_qos, sub_qos)
             if not connected:  # nobody there: it waits in a persistent member's session
                 if qos in (QOS_1, QOS_2):
-                    await session.retained_messages.put(RetainedApplicationMessage(None, topic, data, qos))
+                    self.queue_offline(session, topic, bytes(data), qos)  # type: ignore[attr-defined]
                 continue
             handler = self._get_handler(session)  # type: ignore[attr-defined]
             if handler is None:
