@@ -40,13 +40,18 @@ import asyncio
 import contextvars
 import errno
 import logging
+import ipaddress
 import socket
+import ssl
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from amqtt.broker import Broker, RetainedApplicationMessage
+from amqtt.contexts import Action
 from amqtt.errors import AMQTTError
+from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
 from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.protocol.handler import OUTGOING
@@ -54,15 +59,20 @@ from amqtt.mqtt.publish import PublishPacket
 from amqtt.plugins.base import BaseAuthPlugin
 from amqtt.session import OutgoingApplicationMessage, Session
 
+from connector.harness.broker_auth import READ, WRITE, Acl, AuthFileError, Passwords
 from connector.harness.broker_guard import Malformed, PacketGuard
 from connector.harness.broker_queue import Entry, Outbox, QueueLimits, held, room_offline
-from connector.harness.shared import SharedSubscriptions
+from connector.harness.shared import SHARE, SharedSubscriptions, split_share
 
 log = logging.getLogger("connector.harness.broker")
 
 
 class BrokerError(Exception):
     """The embedded broker cannot start; the message says why, in words."""
+
+
+class Refused(Exception):
+    """A CONNECT refused by the password file: answered with CONNACK 5 (not authorized)."""
 
 
 class OpenAuthPlugin(BaseAuthPlugin):
@@ -182,6 +192,9 @@ class EmbeddedHandler(KeepInflightHandler):
     async def mqtt_publish(self, topic: str, data: bytes | bytearray, qos: int | None, retain: bool,
                            ack_timeout: int | None = None) -> OutgoingApplicationMessage:
         outbox, session = self._outbox, self.session
+        if session is not None and not self._broker.may(session, topic, READ):
+            log.info("not delivering %r to %s: its ACL does not let it read that topic", topic, session.client_id)
+            return OutgoingApplicationMessage(None, topic, qos, b"", retain)
         if outbox is None or outbox.closed:
             if session is not None and not session.clean_session and qos in (QOS_1, QOS_2):
                 self._broker.queue_offline(session, topic, bytes(data), qos)
@@ -214,15 +227,54 @@ class EmbeddedHandler(KeepInflightHandler):
 class EmbeddedBroker(SharedSubscriptions, Broker):
     """amqtt's broker with the fixes described in this module's docstring, and shared subscriptions."""
 
-    def __init__(self, *args: Any, connect_timeout: float = CONNECT_TIMEOUT,
-                 queue_limits: QueueLimits = QueueLimits(), **kwargs: Any) -> None:
+    def __init__(self, *args: Any, settings: BrokerSettings | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._connecting: set[str] = set()
         self._shared_init()
-        self.connect_timeout = connect_timeout
-        self.queue_limits = queue_limits
+        settings = settings or BrokerSettings()
+        self.connect_timeout = settings.connect_timeout
+        self.queue_limits = settings.queue_limits
+        self.allow_anonymous = settings.anonymous_allowed
+        self.passwords = Passwords(settings.password_file) if settings.password_file else None
+        self.acl = Acl.load(settings.acl_file) if settings.acl_file else None
+        self._ssl = _tls_context(settings) if settings.cert_file else None
         # every packet a client sends passes the guard before amqtt handles it
-        self.guard = self.plugins_manager = PacketGuard(self.plugins_manager)
+        self.guard = self.plugins_manager = PacketGuard(self.plugins_manager, self._check_credentials)
+
+    def _check_credentials(self, connect: Any) -> None:
+        """Before amqtt looks at any session (it would take over or wipe one of the same client
+        ID first): a CONNECT the password file refuses goes no further."""
+        if self.passwords is None:
+            return
+        user = connect.username if connect.username_flag else None
+        if user is None:
+            if not self.allow_anonymous:
+                raise Refused(f"anonymous client {connect.client_id!r} refused (the broker has a password file)")
+            return
+        password = connect.password.encode("utf-8", "surrogateescape") if connect.password_flag else None
+        if not self.passwords.check(user, password):
+            raise Refused(f"client {connect.client_id!r} refused: wrong user name or password for {user!r}")
+
+    def may(self, session: Session, topic: str, access: int) -> bool:
+        """Does the ACL file let this client read or write ``topic`` (a filter, to subscribe)?"""
+        if self.acl is None:
+            return True
+        return self.acl.allowed(session.username, session.client_id or "", topic, access)
+
+    async def _topic_filtering(self, session: Session, topic: str, action: Action) -> bool:
+        if self.acl is None or action == Action.RECEIVE:  # delivery is checked by EmbeddedHandler
+            return await super()._topic_filtering(session, topic, action)
+        subscribing = action == Action.SUBSCRIBE
+        plain = split_share(topic) if subscribing and topic.startswith(SHARE) else topic
+        if self.may(session, plain, READ if subscribing else WRITE):
+            return True
+        log.warning("ACL: %s may not %s %r: %s", session.client_id, "subscribe to" if subscribing else "publish to",
+                    topic, "SUBACK 0x80" if subscribing else "message dropped")
+        return False
+
+    def _create_ssl_context(self, listener: Any) -> ssl.SSLContext:
+        assert self._ssl is not None
+        return self._ssl
 
     async def _initialize_client_session(self, reader: Any, writer: Any, remote_address: str,
                                          remote_port: int) -> Any:
@@ -236,6 +288,11 @@ class EmbeddedBroker(SharedSubscriptions, Broker):
             raise AMQTTError("no CONNECT in time") from None
         except Malformed as exc:  # logged by the guard
             _abort(writer)
+            raise AMQTTError(str(exc)) from None
+        except Refused as exc:
+            log.warning("%s", exc)
+            await ConnackPacket.build(0, NOT_AUTHORIZED).to_stream(writer)
+            await writer.close()
             raise AMQTTError(str(exc)) from None
 
     def queue_offline(self, session: Session, topic: str, data: bytes, qos: int) -> None:
@@ -308,8 +365,10 @@ class EmbeddedBroker(SharedSubscriptions, Broker):
         await super()._client_message_loop(client_session, handler)
 
 
-def broker_config(host: str, port: int, ws_port: int | None = None) -> dict[str, Any]:
+def broker_config(host: str, port: int, ws_port: int | None = None, tls: bool = False) -> dict[str, Any]:
     listeners: dict[str, Any] = {"default": {"type": "tcp", "bind": f"{host}:{port}", "max_connections": 0}}
+    if tls:  # the context itself comes from EmbeddedBroker._create_ssl_context
+        listeners["default"].update(ssl=True, certfile="", keyfile="")
     if ws_port is not None:  # MQTT over WebSocket (ws://HOST:WS_PORT/, any path)
         listeners["websocket"] = {"type": "ws", "bind": f"{host}:{ws_port}", "max_connections": 0}
     return {"listeners": listeners, "plugins": {f"{OpenAuthPlugin.__module__}.{OpenAuthPlugin.__qualname__}": {}}}
@@ -345,14 +404,62 @@ class BrokerSettings:
     connect_timeout: float = CONNECT_TIMEOUT
     #: what the broker holds for each client at most
     queue_limits: QueueLimits = field(default_factory=QueueLimits)
+    #: Mosquitto password file: clients must give a user name and password from it
+    password_file: Path | None = None
+    #: with a password file, still admit clients without a user name
+    allow_anonymous: bool = False
+    #: Mosquitto ACL file: what each client may read and write
+    acl_file: Path | None = None
+    #: TLS: the broker's certificate and key (PEM); with ``ca_file``, clients need a certificate it signed
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    ca_file: Path | None = None
+
+    @property
+    def anonymous_allowed(self) -> bool:
+        return self.password_file is None or self.allow_anonymous
+
+
+def _tls_context(settings: BrokerSettings) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(str(settings.cert_file), str(settings.key_file) if settings.key_file else None)
+        if settings.ca_file is not None:
+            context.load_verify_locations(cafile=str(settings.ca_file))
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        files = ", ".join(str(f) for f in (settings.cert_file, settings.key_file, settings.ca_file) if f)
+        reason = (exc.strerror if not isinstance(exc, ssl.SSLError) and exc.strerror else
+                  "not a PEM certificate with its key, or the key does not belong to it")
+        raise AuthFileError(f"cannot use the TLS files {files}: {reason}") from None
+    return context
+
+
+def check_files(settings: BrokerSettings) -> None:
+    """Read the password, ACL and TLS files now; AuthFileError names the first that cannot be used."""
+    if settings.password_file is not None:
+        Passwords(settings.password_file)
+    if settings.acl_file is not None:
+        Acl.load(settings.acl_file)
+    if settings.cert_file is not None:
+        _tls_context(settings)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve beyond this machine
 
 
 async def start_broker(host: str, port: int, ws_port: int | None = None,
                        settings: BrokerSettings | None = None) -> EmbeddedBroker:
     """Start the broker on the running event loop; raise BrokerError with a reason in words."""
     settings = settings or BrokerSettings()
-    broker = EmbeddedBroker(broker_config(host, port, ws_port), connect_timeout=settings.connect_timeout,
-                            queue_limits=settings.queue_limits)
+    broker = EmbeddedBroker(broker_config(host, port, ws_port, tls=settings.cert_file is not None),
+                            settings=settings)  # AuthFileError for a bad password, ACL or TLS file
     try:
         await broker.start()
     except Exception as exc:
@@ -435,13 +542,23 @@ def serve(host: str, port: int, settings: BrokerSettings | None = None) -> int:
     import signal
     import sys
 
+    settings = settings or BrokerSettings()
+
     async def main() -> None:
         broker = await start_broker(host, port, settings=settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        print(f"embedded MQTT broker listening on mqtt://{host}:{port} (MQTT 3.1.1 only; Ctrl-C to stop)", flush=True)
+        if settings.anonymous_allowed and not is_loopback(host):
+            sys.stderr.write(f"warning: listening on {host}, beyond this machine, with anonymous access: anyone who "
+                             "reaches it can publish and subscribe; give --password-file (and --acl-file)\n")
+        if settings.acl_file is not None and settings.password_file is None:
+            sys.stderr.write("warning: --acl-file without --password-file: user names are not checked, so any "
+                             "client can claim any user's rights\n")
+        scheme = "mqtts" if settings.cert_file else "mqtt"
+        print(f"embedded MQTT broker listening on {scheme}://{host}:{port} (MQTT 3.1.1 only; Ctrl-C to stop)",
+              flush=True)
         await stop.wait()
         sys.stderr.write("stopping the broker\n")
         await broker.shutdown()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from amqtt import codecs_amqtt
@@ -176,8 +177,10 @@ class PacketGuard:
     """Wraps amqtt's plugin manager: checks each packet a client sends before amqtt handles it,
     and notes when each session last sent a complete packet (for keep alive)."""
 
-    def __init__(self, plugins_manager: Any) -> None:
+    def __init__(self, plugins_manager: Any, on_connect: Callable[[Any], None] | None = None) -> None:
         self._plugins = plugins_manager
+        #: called with each well-formed CONNECT before amqtt touches any session (may raise to refuse it)
+        self.on_connect = on_connect
         self.last_packet: dict[str, float] = {}  # client ID -> loop time of its last complete packet
 
     def __getattr__(self, name: str) -> Any:
@@ -195,5 +198,7 @@ class PacketGuard:
             self.last_packet[session.client_id] = asyncio.get_running_loop().time()
         why = packet_problem(packet)
         if why is None:
+            if packet.fixed_header.packet_type == CONNECT and self.on_connect is not None:
+                self.on_connect(packet)
             return
         raise _refused(why, session.client_id if session is not None else "a client")

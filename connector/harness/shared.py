@@ -34,7 +34,7 @@ class _Sent:
     message: Any = None  # amqtt's OutgoingApplicationMessage once the flow ended
 
 
-def _split(shared: str) -> str:
+def split_share(shared: str) -> str:
     """The plain filter of ``$share/GROUP/FILTER``."""
     return shared[len(SHARE):].partition("/")[2]
 
@@ -55,7 +55,7 @@ class SharedSubscriptions:
         for group, members in list(self._subscriptions.items()):
             if not group.startswith(SHARE) or (only is not None and group != only):
                 continue
-            if not self._matches(topic, _split(group)):  # type: ignore[attr-defined]
+            if not self._matches(topic, split_share(group)):  # type: ignore[attr-defined]
                 continue
             candidates = [(s, q) for s, q in members if s.client_id != exclude]
             connected = [(s, q) for s, q in candidates if s.transitions.state == "connected"]
