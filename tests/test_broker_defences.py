@@ -118,11 +118,18 @@ AFTER_CONNECT = {
     "DISCONNECT reserved header flags": b"\xe1\x00",
     "reserved packet type 0": b"\x00\x00",
     "a second CONNECT": connect(b"again"),
+    "SUBSCRIBE topic filter longer than its packet": bytes([0x82, 6, 0, 1, 0, 20, ord("a"), 0]) + b"\xc0\x00",
+    "SUBSCRIBE bytes after the last filter": bytes([0x82, 8, 0, 1, 0, 1, ord("a"), 0, 9, 9]),
+    "PUBLISH topic longer than its packet": bytes([0x30, 4, 0, 50, ord("a"), ord("b")]) + b"\xc0\x00",
+    "Remaining Length of five bytes": bytes([0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]),
+    "DISCONNECT with a body": bytes([0xE0, 1, 0]),
 }
-#: MQTT says close [MQTT-2.2.2-2]; Mosquitto 2.0.11 answers the PINGREQ and ignores the PUBACK.
+#: Malformed for MQTT [MQTT-2.2.2-2, 3.4.1, 3.12.1]; Mosquitto 2.0.11 answers the PINGREQ and ignores the PUBACK.
 ONLY_EMBEDDED = {
     "PINGREQ reserved header flags": b"\xc1\x00",
     "PUBACK reserved header flags": b"\x41\x02\x00\x01",
+    "PUBACK longer than 2 bytes": bytes([0x40, 3, 0, 1, 0]),
+    "PINGREQ with a body": bytes([0xC0, 1, 0]),
 }
 CONNECTS = {
     "client ID holding U+0000": connect(b"a\x00b"),

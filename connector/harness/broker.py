@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter, WebSocketsReader, WebSocketsWriter
 from amqtt.broker import Broker, RetainedApplicationMessage
 from amqtt.contexts import Action
 from amqtt.errors import AMQTTError
@@ -60,7 +61,7 @@ from amqtt.plugins.base import BaseAuthPlugin
 from amqtt.session import OutgoingApplicationMessage, Session
 
 from connector.harness.broker_auth import READ, WRITE, Acl, AuthFileError, Passwords
-from connector.harness.broker_guard import Malformed, PacketGuard
+from connector.harness.broker_guard import FramingReader, Malformed, PacketGuard
 from connector.harness.broker_queue import Entry, Outbox, QueueLimits, held, room_offline
 from connector.harness.shared import SHARE, SharedSubscriptions, split_share
 
@@ -149,23 +150,31 @@ class EmbeddedHandler(KeepInflightHandler):
         assert self.session is not None
         self._outbox = Outbox(self.session, self._broker.queue_limits)
         self._started = self._loop.time()  # the CONNECT
-        if self.session.keep_alive > 0:
-            self._alive_timer = self._loop.call_later(1.5 * self.session.keep_alive, self._check_alive)
-        await super().start()
+        self._keep_alive = keep_alive = self.session.keep_alive
+        if keep_alive > 0:
+            self._alive_timer = self._loop.call_later(1.5 * keep_alive, self._check_alive)
+        # amqtt's reader loop waits for each fixed header with a timeout of the keep alive and
+        # then goes on reading; a timeout between a header's first byte and its length puts the
+        # stream out of step. Keep alive is ours now: its reader loop starts without a timeout.
+        self.session.keep_alive = 0
+        try:
+            await super().start()
+        finally:
+            self.session.keep_alive = keep_alive
 
     def _check_alive(self) -> None:
         """MQTT 3.1.1 section 3.1.2.10: no packet for 1.5 x keep alive closes the connection."""
         session = self.session
         if session is None:
             return
-        limit = 1.5 * session.keep_alive
+        limit = 1.5 * self._keep_alive
         last = max(self._started, self._broker.guard.last_packet.get(session.client_id, 0.0))
         silent = self._loop.time() - last
         if silent < limit:
             self._alive_timer = self._loop.call_later(limit - silent, self._check_alive)
             return
         log.warning("closing the connection of %s: no packet for %.1f s (keep alive %d s)", session.client_id,
-                    silent, session.keep_alive)
+                    silent, self._keep_alive)
         asyncio.ensure_future(self.handle_connection_closed())  # amqtt then publishes the will
 
     async def stop(self) -> None:
@@ -294,6 +303,14 @@ class EmbeddedBroker(SharedSubscriptions, Broker):
             await ConnackPacket.build(0, NOT_AUTHORIZED).to_stream(writer)
             await writer.close()
             raise AMQTTError(str(exc)) from None
+
+    async def stream_connected(self, reader: Any, writer: Any, listener_name: str) -> None:
+        await self._client_connected(listener_name, FramingReader(StreamReaderAdapter(reader)),
+                                     StreamWriterAdapter(writer))
+
+    async def ws_connected(self, websocket: Any, listener_name: str) -> None:
+        await self._client_connected(listener_name, FramingReader(WebSocketsReader(websocket)),
+                                     WebSocketsWriter(websocket))
 
     def queue_offline(self, session: Session, topic: str, data: bytes, qos: int) -> None:
         """Keep a QoS 1/2 message for a persistent session that is away, within its limits."""

@@ -15,11 +15,13 @@ The same guard keeps the time of each client's last complete packet, for keep al
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from amqtt import codecs_amqtt
+from amqtt.adapters import ReaderAdapter
 from amqtt.events import MQTTEvents
 from amqtt.mqtt import connect, publish, subscribe, unsubscribe
 from amqtt.mqtt.packet import (CONNECT, DISCONNECT, PINGREQ, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBSCRIBE,
@@ -173,6 +175,60 @@ def packet_problem(packet: Any) -> str | None:
     return None
 
 
+# The framing reader of the packet the current task is decoding (each connection decodes in its own tasks).
+_framing: contextvars.ContextVar[FramingReader | None] = contextvars.ContextVar("framing", default=None)
+
+
+class FramingReader(ReaderAdapter):
+    """Wraps a connection's reader so that amqtt's decoders stay inside each packet's Remaining
+    Length: amqtt reads strings by their own length prefix, so a packet whose fields claim more or
+    fewer bytes than it has would read into the next packet (or leave bytes behind) and leave the
+    stream out of step. Reading past the end, bytes left over when the packet is decoded, or a
+    Remaining Length of more than four bytes is malformed."""
+
+    def __init__(self, inner: ReaderAdapter) -> None:
+        self._inner = inner
+        self._state = "type"  # then "length" (its bytes), "body", "done" (until the guard saw it)
+        self._left = 0
+        self._length = 0
+        self._length_bytes = 0
+        self._shift = 0
+
+    async def read(self, n: int = -1) -> bytes:
+        _framing.set(self)
+        if n == 0:
+            return b""
+        if self._state == "body" and (n < 0 or n > self._left) or self._state == "done":
+            raise _refused(f"a field runs past the end of its packet (Remaining Length {self._length})")
+        data = await self._inner.read(n)
+        if self._state == "type":
+            self._state, self._left, self._shift, self._length_bytes = "length", 0, 0, 0
+            self._length = 0
+        elif self._state == "length":
+            for byte in data:
+                self._left += (byte & 0x7F) << self._shift
+                self._shift += 7
+                self._length_bytes += 1
+                if byte & 0x80 and self._length_bytes == 4:
+                    raise _refused("a Remaining Length of more than four bytes")
+                if not byte & 0x80:
+                    self._state, self._length = ("body" if self._left else "done"), self._left
+        else:
+            self._left -= len(data)
+            if not self._left:
+                self._state = "done"
+        return data
+
+    def packet_decoded(self) -> None:
+        """amqtt decoded a packet: all of its body must have been read."""
+        if self._state == "body" and self._left:
+            raise _refused(f"{self._left} bytes left over at the end of a packet")
+        self._state = "type"
+
+    def feed_eof(self) -> None:
+        self._inner.feed_eof()
+
+
 class PacketGuard:
     """Wraps amqtt's plugin manager: checks each packet a client sends before amqtt handles it,
     and notes when each session last sent a complete packet (for keep alive)."""
@@ -192,6 +248,9 @@ class PacketGuard:
         await self._plugins.fire_event(event_name, wait=wait, **kwargs)
 
     def _check(self, packet: Any, session: Session | None) -> None:
+        framing = _framing.get()
+        if framing is not None:
+            framing.packet_decoded()
         if packet is None or packet.fixed_header is None:
             return
         if session is not None and session.client_id:
