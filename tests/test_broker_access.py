@@ -113,6 +113,7 @@ def _granted(client: RawClient, topic_filter: str, qos: int = 1) -> int:
 @pytest.mark.parametrize("user,topic_filter,granted", [
     ("alice", "a/#", 1), ("alice", "a/b", 1), ("alice", "b/#", 0x80), ("alice", "#", 0x80),
     ("alice", "users/alice/#", 1), ("alice", "users/bob/x", 0x80), ("bob", "a/+", 1), ("bob", "news/x", 0x80),
+    ("alice", "$share/g/a/#", 1), ("alice", "$share/g/b/#", 0x80),
 ])
 def test_a_subscription_the_acl_refuses_gets_0x80(secured: Any, user: str, topic_filter: str, granted: int) -> None:
     client = _user(secured, user)
@@ -243,12 +244,14 @@ def test_with_a_ca_file_a_client_certificate_is_required(tls_ports: dict[str, in
     (["--ca-file", "{junk}"], "need --cert-file"),
     (["--connect-timeout", "nan"], "--connect-timeout"),
     (["--max-queued-messages", "0"], "--max-queued-messages"),
+    (["--port", "99999"], "not a TCP port"),
+    (["--host", "bad\udcffhost"], "--host is not valid text"),
 ])
 def test_bad_broker_options_are_exit_2_with_one_line(tmp_path: Path, flags: list[str], expected: str) -> None:
     junk = tmp_path / "junk"
     junk.write_text("frobnicate\n")
     args = [f.format(missing=tmp_path / "missing", junk=junk) for f in flags]
-    result = run_cli("broker", "--port", str(free_port()), *args, timeout=20)
+    result = run_cli("broker", *([] if "--port" in flags else ["--port", str(free_port())]), *args, timeout=20)
     lines = result.stderr.decode().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], \
         result.stderr

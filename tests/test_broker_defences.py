@@ -184,21 +184,24 @@ PAYLOAD = 100 * 1024
 
 
 def _publisher(port: int, topic: str, count: int, qos: int) -> None:
-    """Publishes ``count`` messages of 100 KB, numbered, and waits until the broker took them all."""
+    """Publishes ``count`` messages of 100 KB and returns once the broker handed them all on: it
+    echoes a last message to the publisher itself, after every one before it."""
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{topic.replace('/', '-')}-{qos}")
     client.max_queued_messages_set(0)
+    subscribed, echoed = threading.Event(), threading.Event()
+    client.on_subscribe = lambda *args: subscribed.set()
+    client.on_message = lambda *args: echoed.set()
     client.connect("127.0.0.1", port, keepalive=30)
     client.loop_start()
     try:
+        client.subscribe(f"{topic}/done", 1)
+        assert subscribed.wait(10)
         infos = [client.publish(topic, index.to_bytes(4, "big") + bytes(PAYLOAD - 4), qos=qos) for index in range(count)]
         for info in infos:
             info.wait_for_publish(60)
             assert info.is_published()
-        if qos == 0:  # paho confirms QoS 0 once written: a PINGREQ round trip shows the broker read them
-            done = threading.Event()
-            client.on_subscribe = lambda *args: done.set()
-            client.subscribe(f"{topic}/flush", 1)
-            assert done.wait(60)
+        client.publish(f"{topic}/done", b"done", qos=1)
+        assert echoed.wait(60), "the broker did not hand on the last message"
     finally:
         client.disconnect()
         client.loop_stop()
@@ -264,3 +267,56 @@ def test_what_a_subscriber_held_is_freed_when_it_goes(embedded: BrokerThread, un
     while embedded.call(lambda: _queued(embedded, client_id)) != (0, 0):
         assert time.monotonic() < deadline, "the broker still holds messages for a client that left"
         time.sleep(0.1)  # polling the broker's accounting, bounded by the deadline
+
+
+def test_a_persistent_session_away_keeps_at_most_its_queue(target: Any, unique: str) -> None:
+    topic, client_id = f"{unique}/away", f"{unique}-away".encode()
+    away = RawClient(target.port, b"", first=connect(client_id, flags=0x00))  # clean session off
+    away.sock.sendall(subscribe(topic.encode(), 1))
+    assert away.read_packet(5)[0] == 0x90
+    away.sock.sendall(b"\xe0\x00")  # DISCONNECT: the session stays, with its subscription
+    away.close()
+    _publisher(target.port, topic, 3 * QUEUE, 1)
+    back = RawClient(target.port, b"", first=connect(client_id, flags=0x00))
+    delivered = _read_all(back)
+    assert 0 < len(delivered) <= QUEUE, f"{len(delivered)} of {3 * QUEUE} kept for a session away, queue {QUEUE}"
+    back.close()
+
+
+def test_the_byte_limit_bounds_what_a_subscriber_holds(unique: str) -> None:
+    with BrokerThread(queue_limits=QueueLimits(messages=1000, bytes=10 * PAYLOAD)) as small:
+        stalled = RawClient(small.port, f"{unique}-bytes".encode(), receive_buffer=4096)
+        stalled.sock.sendall(subscribe(f"{unique}/bytes".encode(), 0))
+        assert stalled.read_packet(5)[0] == 0x90
+        _publisher(small.port, f"{unique}/bytes", 200, 0)
+        count, size = small.call(lambda: _queued(small, f"{unique}-bytes"))
+        assert size <= 10 * PAYLOAD and count <= 10
+        assert len(_read_all(stalled)) <= 10 + 60
+        stalled.close()
+
+
+def test_a_publisher_that_leaves_at_once_loses_nothing_it_was_confirmed(target: Any, unique: str) -> None:
+    # amqtt ended a client's loop at its DISCONNECT, dropping PUBLISHes it had already acknowledged
+    topic, received = f"{unique}/burst", threading.Semaphore(0)
+    reader = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{unique}-reader")
+    subscribed = threading.Event()
+    reader.on_subscribe = lambda *args: subscribed.set()
+    reader.on_message = lambda *args: received.release()
+    reader.connect("127.0.0.1", target.port, keepalive=30)
+    reader.loop_start()
+    reader.subscribe(topic, 1)
+    assert subscribed.wait(5)
+    try:
+        for burst in range(5):  # the same client ID each time, clean session (the next one wipes the session)
+            publisher = RawClient(target.port, f"{unique}-burst".encode())
+            for index in range(40):  # QoS 1, as fast as the socket takes them (within the queue of 50)
+                publisher.sock.sendall(publish(topic.encode(), b"m%03d" % index, first=0x32, packet_id=index + 1))
+            for _ in range(40):
+                assert publisher.read_packet(5)[0] == 0x40  # every PUBACK
+            publisher.sock.sendall(b"\xe0\x00")  # DISCONNECT at once
+            publisher.close()
+            for count in range(40):
+                assert received.acquire(timeout=5), f"burst {burst}: {count} of 40 confirmed messages delivered"
+    finally:
+        reader.disconnect()
+        reader.loop_stop()

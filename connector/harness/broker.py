@@ -143,6 +143,7 @@ class EmbeddedHandler(KeepInflightHandler):
 
     def setup(self, broker: EmbeddedBroker) -> None:
         self._broker = broker
+        self.left_over: list[Any] = []  # PUBLISHes acknowledged and not yet handed on when the client left
         self._outbox: Outbox | None = None
         self._alive_timer: asyncio.TimerHandle | None = None
 
@@ -312,6 +313,10 @@ class EmbeddedBroker(SharedSubscriptions, Broker):
         await self._client_connected(listener_name, FramingReader(WebSocketsReader(websocket)),
                                      WebSocketsWriter(websocket))
 
+    def bound_port(self) -> int:
+        """The TCP port the default listener got (the one asked for, or a free one for port 0)."""
+        return self._servers["default"].instance.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
     def queue_offline(self, session: Session, topic: str, data: bytes, qos: int) -> None:
         """Keep a QoS 1/2 message for a persistent session that is away, within its limits."""
         if room_offline(session, len(data), self.queue_limits):
@@ -380,6 +385,36 @@ class EmbeddedBroker(SharedSubscriptions, Broker):
     async def _client_message_loop(self, client_session: Session, handler: Any) -> None:
         self._connecting.discard(client_session.client_id)
         await super()._client_message_loop(client_session, handler)
+        # after the message amqtt's loop was handling when the client left, in their order
+        await self._hand_on(client_session, handler, getattr(handler, "left_over", []))
+
+    async def _hand_on(self, session: Session, handler: Any, messages: list[Any]) -> None:
+        """Deliver PUBLISHes a client sent (and was confirmed) that amqtt's loop did not get to."""
+        for message in messages:
+            delivered = asyncio.get_running_loop().create_future()
+            delivered.set_result(message)
+            await self._handle_message_delivery(session, handler, delivered)
+
+    async def _delete_session(self, client_id: str) -> None:
+        # a new connection with clean session wipes the old session's queues, and with them what
+        # the old connection published and was confirmed but amqtt had not handed on yet
+        session, handler = self._sessions.get(client_id, (None, None))
+        waiting = []
+        while session is not None and not session.delivered_message_queue.empty():
+            waiting.append(session.delivered_message_queue.get_nowait())
+        await super()._delete_session(client_id)
+        if session is not None:
+            await self._hand_on(session, handler, waiting)
+
+    async def _handle_disconnect(self, client_session: Session, handler: Any, disconnect_waiter: Any) -> None:
+        # amqtt ends a client's loop at its DISCONNECT (or at the end of its connection): PUBLISHes
+        # it had already acknowledged and not yet handed on were lost. Take them before anything
+        # (the session monitor) clears the session's queues; they go on when the loop has ended.
+        queue = client_session.delivered_message_queue
+        if isinstance(handler, EmbeddedHandler):
+            while not queue.empty():
+                handler.left_over.append(queue.get_nowait())
+        await super()._handle_disconnect(client_session, handler, disconnect_waiter)
 
 
 def broker_config(host: str, port: int, ws_port: int | None = None, tls: bool = False) -> dict[str, Any]:
@@ -535,6 +570,13 @@ class BrokerThread:
         self._started.set()
         loop.run_forever()
         loop.run_until_complete(self._broker.shutdown())
+        # amqtt leaves the tasks of connections still open running: end them before the loop
+        # closes, or their coroutines fail later, wherever the garbage collector finds them
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.wait(pending, timeout=5))
         loop.close()
 
     def call(self, coro_factory: Any, timeout: float = 10.0) -> Any:
@@ -574,7 +616,8 @@ def serve(host: str, port: int, settings: BrokerSettings | None = None) -> int:
             sys.stderr.write("warning: --acl-file without --password-file: user names are not checked, so any "
                              "client can claim any user's rights\n")
         scheme = "mqtts" if settings.cert_file else "mqtt"
-        print(f"embedded MQTT broker listening on {scheme}://{host}:{port} (MQTT 3.1.1 only; Ctrl-C to stop)",
+        bound = broker.bound_port()  # the one chosen for --port 0
+        print(f"embedded MQTT broker listening on {scheme}://{host}:{bound} (MQTT 3.1.1 only; Ctrl-C to stop)",
               flush=True)
         await stop.wait()
         sys.stderr.write("stopping the broker\n")

@@ -74,14 +74,14 @@ class Passwords:
 
     def check(self, user: str | None, password: bytes | None) -> bool:
         entry = self._users.get(user) if user is not None else None
-        if entry is None or password is None:
-            return False
-        kind, iterations, salt, expected = entry
+        # an unknown user costs the same hashing as a known one, so timing does not tell users apart
+        kind, iterations, salt, expected = entry or ("pbkdf2", 101, b"\0" * 12, b"")
+        given, password = password is not None, password or b""
         if kind == "pbkdf2":
             actual = hashlib.pbkdf2_hmac("sha512", password, salt, iterations)
         else:
             actual = hashlib.sha512(password + salt).digest()
-        return hmac.compare_digest(actual, expected)
+        return entry is not None and given and hmac.compare_digest(actual, expected)
 
 
 def _matches(topic_filter: str, topic: str) -> bool:

@@ -577,6 +577,13 @@ def _broker_settings(args: argparse.Namespace) -> Any:
     def path(value: str | None) -> Path | None:
         return Path(value) if value is not None else None
 
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port} is not a TCP port: give 1 to 65535 (0: any free port)")
+    for flag, value in (("--host", args.host), ("--password-file", args.password_file), ("--acl-file", args.acl_file),
+                        ("--cert-file", args.cert_file), ("--key-file", args.key_file), ("--ca-file", args.ca_file)):
+        if value is not None and (not value.isprintable() or value.encode("utf-8", "replace") != value.encode(
+                "utf-8", "surrogatepass")):
+            raise UsageError(f"{flag} is not valid text (a control character or bytes that are not UTF-8)")
     if args.allow_anonymous and not args.password_file:
         raise UsageError("--allow-anonymous goes with --password-file (without one, every client is anonymous)")
     if (args.key_file or args.ca_file) and not args.cert_file:
