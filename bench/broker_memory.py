@@ -13,7 +13,6 @@ the machine), tests/test_broker_defences.py checks the queue bound they follow f
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import subprocess
 import sys

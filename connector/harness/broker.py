@@ -22,6 +22,10 @@ Fixes, each shown by a test in tests/test_broker.py:
   session's in-flight list; amqtt's own retry on reconnect then sends it again with DUP set
   [MQTT-4.4.0-1] (or the PUBREL, for a QoS 2 message whose PUBREC came).
 
+* Confirmed PUBLISHes of a client that leaves: amqtt ends the client's loop at its DISCONNECT, and
+  wipes the session's queues when the same client ID connects again with clean session, losing
+  PUBLISHes it had acknowledged and not yet handed on; they are handed on, in order.
+
 Added: shared subscriptions ($share/GROUP/FILTER, connector/harness/shared.py), which amqtt lacks;
 and the defences amqtt lacks against misbehaving clients:
 
@@ -40,30 +44,28 @@ import asyncio
 import contextvars
 import errno
 import logging
-import ipaddress
 import socket
-import ssl
 import threading
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter, WebSocketsReader, WebSocketsWriter
 from amqtt.broker import Broker, RetainedApplicationMessage
 from amqtt.contexts import Action
 from amqtt.errors import AMQTTError
-from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
-from amqtt.mqtt.constants import QOS_1, QOS_2
+from amqtt.mqtt.connack import NOT_AUTHORIZED, UNACCEPTABLE_PROTOCOL_VERSION, ConnackPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
-from amqtt.mqtt.protocol.handler import OUTGOING
-from amqtt.mqtt.publish import PublishPacket
 from amqtt.plugins.base import BaseAuthPlugin
-from amqtt.session import OutgoingApplicationMessage, Session
+from amqtt.session import Session
 
-from connector.harness.broker_auth import READ, WRITE, Acl, AuthFileError, Passwords
+from connector.harness.broker_auth import READ, WRITE, Acl, Passwords
 from connector.harness.broker_guard import FramingReader, Malformed, PacketGuard
-from connector.harness.broker_queue import Entry, Outbox, QueueLimits, held, room_offline
+from connector.harness.broker_handler import EmbeddedHandler, KeepInflightHandler, abort_connection
+from connector.harness.broker_queue import held, room_offline
+from connector.harness.broker_settings import BrokerSettings, check_files, is_loopback, tls_context
 from connector.harness.shared import SHARE, SharedSubscriptions, split_share
+
+__all__ = ["BrokerError", "BrokerSettings", "BrokerThread", "EmbeddedBroker", "KeepInflightHandler", "check_files",
+           "free_port", "serve", "start_broker"]
 
 log = logging.getLogger("connector.harness.broker")
 
@@ -83,13 +85,8 @@ class OpenAuthPlugin(BaseAuthPlugin):
         return True
 
 
-#: Seconds a new connection has to send its CONNECT (Mosquitto closes it after 1.5 x 60 s).
-CONNECT_TIMEOUT = 10.0
-
 # The QoS of the PUBLISH being handled by the current client's task (amqtt does not pass it on).
 _published_qos: contextvars.ContextVar[int | None] = contextvars.ContextVar("published_qos", default=None)
-# The outbox entry whose PUBLISH the current task is writing (each delivery is its own task).
-_writing: contextvars.ContextVar[Entry | None] = contextvars.ContextVar("writing", default=None)
 
 
 class _Broadcast(dict):  # type: ignore[type-arg]
@@ -105,135 +102,6 @@ class _Broadcast(dict):  # type: ignore[type-arg]
         return super().get(key, default)
 
 
-class KeepInflightHandler(BrokerProtocolHandler):
-    """amqtt's protocol handler, but an outgoing QoS 1/2 message stays in the session's in-flight
-    list until it is acknowledged (PUBACK, or PUBCOMP for QoS 2) instead of being dropped when the
-    wait ends without one (disconnect, 5 s timeout): the retry on reconnect then resends it."""
-
-    async def _handle_qos1_message_flow(self, app_message: Any) -> None:
-        await self._keeping(super()._handle_qos1_message_flow, app_message, QOS_1)
-
-    async def _handle_qos2_message_flow(self, app_message: Any) -> None:
-        await self._keeping(super()._handle_qos2_message_flow, app_message, QOS_2)
-
-    async def _keeping(self, flow: Any, app_message: Any, qos: int) -> None:
-        session = self.session
-        try:
-            await flow(app_message)
-        finally:
-            done = app_message.puback_packet if qos == QOS_1 else app_message.pubcomp_packet
-            if (app_message.direction == OUTGOING and session is not None and done is None
-                    and app_message.publish_packet is not None and app_message.packet_id is not None):
-                # amqtt popped it in its own ``finally``: put it back for the retry on reconnect
-                session.inflight_out.setdefault(app_message.packet_id, app_message)
-
-
-def _abort(writer: Any, only_if_stuck: bool = False) -> None:
-    """Close a TCP connection at once, dropping what the peer has not read (amqtt's writer adapter
-    keeps asyncio's StreamWriter as ``_writer``; WebSocket writers are left to amqtt)."""
-    transport = getattr(getattr(writer, "_writer", None), "transport", None)
-    if transport is not None and (not only_if_stuck or transport.get_write_buffer_size() > 0):
-        transport.abort()
-
-
-class EmbeddedHandler(KeepInflightHandler):
-    """One client connection: keeps the in-flight list (above), enforces keep alive, and writes
-    what it delivers through a bounded :class:`Outbox`. ``setup`` gives it its state right after
-    amqtt made it (amqtt builds the handler from the CONNECT; we change its class)."""
-
-    def setup(self, broker: EmbeddedBroker) -> None:
-        self._broker = broker
-        self.left_over: list[Any] = []  # PUBLISHes acknowledged and not yet handed on when the client left
-        self._outbox: Outbox | None = None
-        self._alive_timer: asyncio.TimerHandle | None = None
-
-    async def start(self) -> None:
-        assert self.session is not None
-        self._outbox = Outbox(self.session, self._broker.queue_limits)
-        self._started = self._loop.time()  # the CONNECT
-        self._keep_alive = keep_alive = self.session.keep_alive
-        if keep_alive > 0:
-            self._alive_timer = self._loop.call_later(1.5 * keep_alive, self._check_alive)
-        # amqtt's reader loop waits for each fixed header with a timeout of the keep alive and
-        # then goes on reading; a timeout between a header's first byte and its length puts the
-        # stream out of step. Keep alive is ours now: its reader loop starts without a timeout.
-        self.session.keep_alive = 0
-        try:
-            await super().start()
-        finally:
-            self.session.keep_alive = keep_alive
-
-    def _check_alive(self) -> None:
-        """MQTT 3.1.1 section 3.1.2.10: no packet for 1.5 x keep alive closes the connection."""
-        session = self.session
-        if session is None:
-            return
-        limit = 1.5 * self._keep_alive
-        last = max(self._started, self._broker.guard.last_packet.get(session.client_id, 0.0))
-        silent = self._loop.time() - last
-        if silent < limit:
-            self._alive_timer = self._loop.call_later(limit - silent, self._check_alive)
-            return
-        log.warning("closing the connection of %s: no packet for %.1f s (keep alive %d s)", session.client_id,
-                    silent, self._keep_alive)
-        asyncio.ensure_future(self.handle_connection_closed())  # amqtt then publishes the will
-
-    async def stop(self) -> None:
-        if self._alive_timer is not None:
-            self._alive_timer.cancel()
-            if self.session is not None:
-                self._broker.guard.last_packet.pop(self.session.client_id, None)
-        self._keep_what_waits()
-        # amqtt's writer.close() first drains, which never ends for a peer that does not read:
-        # what such a peer did not take is dropped with the connection.
-        _abort(self.writer, only_if_stuck=True)
-        await super().stop()
-
-    def _keep_what_waits(self) -> None:
-        """The connection ended: QoS 1/2 messages still waiting in the outbox go to the queue of
-        a persistent session, for its return; the rest is freed now."""
-        if self._outbox is None or self._outbox.closed:
-            return
-        session = self.session
-        for topic, data, qos in self._outbox.close():
-            if session is not None and not session.clean_session and qos in (QOS_1, QOS_2):
-                self._broker.queue_offline(session, topic, data, qos)
-
-    async def mqtt_publish(self, topic: str, data: bytes | bytearray, qos: int | None, retain: bool,
-                           ack_timeout: int | None = None) -> OutgoingApplicationMessage:
-        outbox, session = self._outbox, self.session
-        if session is not None and not self._broker.may(session, topic, READ):
-            log.info("not delivering %r to %s: its ACL does not let it read that topic", topic, session.client_id)
-            return OutgoingApplicationMessage(None, topic, qos, b"", retain)
-        if outbox is None or outbox.closed:
-            if session is not None and not session.clean_session and qos in (QOS_1, QOS_2):
-                self._broker.queue_offline(session, topic, bytes(data), qos)
-            return OutgoingApplicationMessage(None, topic, qos, b"", retain)
-        entry = outbox.admit(topic, bytes(data), qos or 0)
-        del data  # from here the entry holds the payload, so that dropping it frees it
-        if entry is None or not await entry.turn:
-            return OutgoingApplicationMessage(None, topic, qos, b"", retain)
-        payload, entry.data = entry.data, None
-        _writing.set(entry)
-        try:
-            return await super().mqtt_publish(topic, payload, qos, retain, ack_timeout)
-        finally:
-            _writing.set(None)
-            outbox.written(entry)
-
-    async def _send_packet(self, packet: Any) -> None:
-        await super()._send_packet(packet)
-        entry = _writing.get()
-        if entry is not None and isinstance(packet, PublishPacket) and self._outbox is not None:
-            # in the transport's buffer, below its high-water mark: the next message may go
-            # while this one waits for its acknowledgement
-            _writing.set(None)
-            self._outbox.written(entry)
-
-    def queued(self) -> tuple[int, int]:
-        return self._outbox.queued() if self._outbox is not None else (0, 0)
-
-
 class EmbeddedBroker(SharedSubscriptions, Broker):
     """amqtt's broker with the fixes described in this module's docstring, and shared subscriptions."""
 
@@ -247,7 +115,7 @@ class EmbeddedBroker(SharedSubscriptions, Broker):
         self.allow_anonymous = settings.anonymous_allowed
         self.passwords = Passwords(settings.password_file) if settings.password_file else None
         self.acl = Acl.load(settings.acl_file) if settings.acl_file else None
-        self._ssl = _tls_context(settings) if settings.cert_file else None
+        self._ssl = tls_context(settings) if settings.cert_file else None
         # every packet a client sends passes the guard before amqtt handles it
         self.guard = self.plugins_manager = PacketGuard(self.plugins_manager, self._check_credentials)
 
@@ -294,10 +162,14 @@ class EmbeddedBroker(SharedSubscriptions, Broker):
         except asyncio.TimeoutError:
             log.warning("closing the connection from %s:%s: no CONNECT within %g s", remote_address, remote_port,
                         self.connect_timeout)
-            _abort(writer)
+            abort_connection(writer)
             raise AMQTTError("no CONNECT in time") from None
         except Malformed as exc:  # logged by the guard
-            _abort(writer)
+            if getattr(reader, "connect_level", 4) not in (None, 4):
+                # amqtt reads an MQTT 5 CONNECT as 3.1.1 and may find it malformed: say what it is
+                await ConnackPacket.build(0, UNACCEPTABLE_PROTOCOL_VERSION).to_stream(writer)
+                await writer.close()
+            abort_connection(writer)
             raise AMQTTError(str(exc)) from None
         except Refused as exc:
             log.warning("%s", exc)
@@ -446,64 +318,6 @@ def _why(exc: BaseException, host: str, port: int) -> str:
             return f"cannot find the host {host!r}: give an address of this machine with --host"
         cause = cause.__cause__ or cause.__context__
     return f"the embedded broker cannot start on {host}:{port}: {exc}"
-
-
-@dataclass(frozen=True)
-class BrokerSettings:
-    """What ``mqtt-connector broker`` and :class:`BrokerThread` let a user choose beyond the address."""
-
-    #: seconds a new connection has to send its CONNECT
-    connect_timeout: float = CONNECT_TIMEOUT
-    #: what the broker holds for each client at most
-    queue_limits: QueueLimits = field(default_factory=QueueLimits)
-    #: Mosquitto password file: clients must give a user name and password from it
-    password_file: Path | None = None
-    #: with a password file, still admit clients without a user name
-    allow_anonymous: bool = False
-    #: Mosquitto ACL file: what each client may read and write
-    acl_file: Path | None = None
-    #: TLS: the broker's certificate and key (PEM); with ``ca_file``, clients need a certificate it signed
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    ca_file: Path | None = None
-
-    @property
-    def anonymous_allowed(self) -> bool:
-        return self.password_file is None or self.allow_anonymous
-
-
-def _tls_context(settings: BrokerSettings) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(str(settings.cert_file), str(settings.key_file) if settings.key_file else None)
-        if settings.ca_file is not None:
-            context.load_verify_locations(cafile=str(settings.ca_file))
-            context.verify_mode = ssl.CERT_REQUIRED
-    except (OSError, ssl.SSLError) as exc:
-        files = ", ".join(str(f) for f in (settings.cert_file, settings.key_file, settings.ca_file) if f)
-        reason = (exc.strerror if not isinstance(exc, ssl.SSLError) and exc.strerror else
-                  "not a PEM certificate with its key, or the key does not belong to it")
-        raise AuthFileError(f"cannot use the TLS files {files}: {reason}") from None
-    return context
-
-
-def check_files(settings: BrokerSettings) -> None:
-    """Read the password, ACL and TLS files now; AuthFileError names the first that cannot be used."""
-    if settings.password_file is not None:
-        Passwords(settings.password_file)
-    if settings.acl_file is not None:
-        Acl.load(settings.acl_file)
-    if settings.cert_file is not None:
-        _tls_context(settings)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve beyond this machine
 
 
 async def start_broker(host: str, port: int, ws_port: int | None = None,

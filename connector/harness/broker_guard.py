@@ -188,6 +188,8 @@ class FramingReader(ReaderAdapter):
 
     def __init__(self, inner: ReaderAdapter) -> None:
         self._inner = inner
+        self._connect_start = bytearray()  # the first bytes of the first packet's body (the CONNECT)
+        self._packets = 0
         self._state = "type"  # then "length" (its bytes), "body", "done" (until the guard saw it)
         self._left = 0
         self._length = 0
@@ -217,13 +219,21 @@ class FramingReader(ReaderAdapter):
             self._left -= len(data)
             if not self._left:
                 self._state = "done"
+            if self._packets == 0 and len(self._connect_start) < 7:
+                self._connect_start += data[:7 - len(self._connect_start)]
         return data
+
+    @property
+    def connect_level(self) -> int | None:
+        """The protocol level the CONNECT asked for (4 is MQTT 3.1.1, 5 is MQTT 5), once read."""
+        return self._connect_start[6] if len(self._connect_start) == 7 else None
 
     def packet_decoded(self) -> None:
         """amqtt decoded a packet: all of its body must have been read."""
         if self._state == "body" and self._left:
             raise _refused(f"{self._left} bytes left over at the end of a packet")
         self._state = "type"
+        self._packets += 1
 
     def feed_eof(self) -> None:
         self._inner.feed_eof()

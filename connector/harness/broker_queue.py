@@ -18,7 +18,6 @@ import asyncio
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
 
 from amqtt.session import Session
 
