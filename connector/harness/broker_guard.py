@@ -190,6 +190,9 @@ class FramingReader(ReaderAdapter):
         self._inner = inner
         self._connect_start = bytearray()  # the first bytes of the first packet's body (the CONNECT)
         self._packets = 0
+        #: set by the connection's handler: while it says so, the next packet is not read (the
+        #: client's PUBLISHes wait in its socket, not in the broker's memory)
+        self.hold_back: Callable[[], bool] | None = None
         self._state = "type"  # then "length" (its bytes), "body", "done" (until the guard saw it)
         self._left = 0
         self._length = 0
@@ -200,6 +203,8 @@ class FramingReader(ReaderAdapter):
         _framing.set(self)
         if n == 0:
             return b""
+        while self._state == "type" and self.hold_back is not None and self.hold_back():
+            await asyncio.sleep(0.005)  # the broker is handing on this client's earlier PUBLISHes
         if self._state == "body" and (n < 0 or n > self._left) or self._state == "done":
             raise _refused(f"a field runs past the end of its packet (Remaining Length {self._length})")
         data = await self._inner.read(n)

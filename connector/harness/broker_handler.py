@@ -21,9 +21,13 @@ from amqtt.mqtt.publish import PublishPacket
 from amqtt.session import OutgoingApplicationMessage
 
 from connector.harness.broker_auth import READ
+from connector.harness.broker_guard import FramingReader
 from connector.harness.broker_queue import Entry, Outbox
 
 log = logging.getLogger("connector.harness.broker")
+
+#: PUBLISHes of one client read and not yet handed on, at most: then its socket is not read.
+INCOMING_BACKLOG = 64
 
 # The outbox entry whose PUBLISH the current task is writing (each delivery is its own task).
 _writing: contextvars.ContextVar[Entry | None] = contextvars.ContextVar("writing", default=None)
@@ -82,6 +86,9 @@ class EmbeddedHandler(KeepInflightHandler):
         # then goes on reading; a timeout between a header's first byte and its length puts the
         # stream out of step. Keep alive is ours now: its reader loop starts without a timeout.
         self.session.keep_alive = 0
+        if isinstance(self.reader, FramingReader):  # amqtt reads on, whatever its backlog: bound it
+            incoming = self.session.delivered_message_queue
+            self.reader.hold_back = lambda: incoming.qsize() >= INCOMING_BACKLOG
         try:
             await super().start()
         finally:
