@@ -22,7 +22,18 @@ Fixes, each shown by a test in tests/test_broker.py:
   session's in-flight list; amqtt's own retry on reconnect then sends it again with DUP set
   [MQTT-4.4.0-1] (or the PUBREL, for a QoS 2 message whose PUBREC came).
 
-Added: shared subscriptions ($share/GROUP/FILTER, connector/harness/shared.py), which amqtt lacks.
+* Confirmed PUBLISHes of a client that leaves: amqtt ends the client's loop at its DISCONNECT, and
+  wipes the session's queues when the same client ID connects again with clean session, losing
+  PUBLISHes it had acknowledged and not yet handed on; they are handed on, in order.
+
+Added: shared subscriptions ($share/GROUP/FILTER, connector/harness/shared.py), which amqtt lacks;
+and the defences amqtt lacks against misbehaving clients:
+
+* Keep alive [MQTT-3.1.2-24]: a client that sends no packet for one and a half times its keep alive
+  is closed, and its will published; a connection that has not sent its CONNECT within
+  ``connect_timeout`` seconds is closed.
+* Malformed packets close the connection (connector/harness/broker_guard.py).
+* What is queued for each client is bounded (connector/harness/broker_queue.py).
 
 Not fixed (see docs/embedded-broker.md): no MQTT 5.
 """
@@ -37,20 +48,34 @@ import socket
 import threading
 from typing import Any
 
-from amqtt.broker import Broker
-from amqtt.mqtt.constants import QOS_1, QOS_2
+from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter, WebSocketsReader, WebSocketsWriter
+from amqtt.broker import Broker, RetainedApplicationMessage
+from amqtt.contexts import Action
+from amqtt.errors import AMQTTError
+from amqtt.mqtt.connack import NOT_AUTHORIZED, UNACCEPTABLE_PROTOCOL_VERSION, ConnackPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
-from amqtt.mqtt.protocol.handler import OUTGOING
 from amqtt.plugins.base import BaseAuthPlugin
 from amqtt.session import Session
 
-from connector.harness.shared import SharedSubscriptions
+from connector.harness.broker_auth import READ, WRITE, Acl, Passwords
+from connector.harness.broker_guard import FramingReader, Malformed, PacketGuard
+from connector.harness.broker_handler import EmbeddedHandler, KeepInflightHandler, abort_connection
+from connector.harness.broker_queue import held, room_offline
+from connector.harness.broker_settings import BrokerSettings, check_files, is_loopback, tls_context
+from connector.harness.shared import SHARE, SharedSubscriptions, split_share
+
+__all__ = ["BrokerError", "BrokerSettings", "BrokerThread", "EmbeddedBroker", "KeepInflightHandler", "check_files",
+           "free_port", "serve", "start_broker"]
 
 log = logging.getLogger("connector.harness.broker")
 
 
 class BrokerError(Exception):
     """The embedded broker cannot start; the message says why, in words."""
+
+
+class Refused(Exception):
+    """A CONNECT refused by the password file: answered with CONNACK 5 (not authorized)."""
 
 
 class OpenAuthPlugin(BaseAuthPlugin):
@@ -77,44 +102,117 @@ class _Broadcast(dict):  # type: ignore[type-arg]
         return super().get(key, default)
 
 
-class KeepInflightHandler(BrokerProtocolHandler):
-    """amqtt's protocol handler, but an outgoing QoS 1/2 message stays in the session's in-flight
-    list until it is acknowledged (PUBACK, or PUBCOMP for QoS 2) instead of being dropped when the
-    wait ends without one (disconnect, 5 s timeout): the retry on reconnect then resends it."""
-
-    async def _handle_qos1_message_flow(self, app_message: Any) -> None:
-        await self._keeping(super()._handle_qos1_message_flow, app_message, QOS_1)
-
-    async def _handle_qos2_message_flow(self, app_message: Any) -> None:
-        await self._keeping(super()._handle_qos2_message_flow, app_message, QOS_2)
-
-    async def _keeping(self, flow: Any, app_message: Any, qos: int) -> None:
-        session = self.session
-        try:
-            await flow(app_message)
-        finally:
-            done = app_message.puback_packet if qos == QOS_1 else app_message.pubcomp_packet
-            if (app_message.direction == OUTGOING and session is not None and done is None
-                    and app_message.publish_packet is not None and app_message.packet_id is not None):
-                # amqtt popped it in its own ``finally``: put it back for the retry on reconnect
-                session.inflight_out.setdefault(app_message.packet_id, app_message)
-
-
 class EmbeddedBroker(SharedSubscriptions, Broker):
     """amqtt's broker with the fixes described in this module's docstring, and shared subscriptions."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, settings: BrokerSettings | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._connecting: set[str] = set()
         self._connections: dict[str, tuple[Any, asyncio.Event]] = {}  # client ID -> its handler, ended
         self._shared_init()
+        settings = settings or BrokerSettings()
+        self.connect_timeout = settings.connect_timeout
+        self.queue_limits = settings.queue_limits
+        self.allow_anonymous = settings.anonymous_allowed
+        self.passwords = Passwords(settings.password_file) if settings.password_file else None
+        self.acl = Acl.load(settings.acl_file) if settings.acl_file else None
+        self._ssl = tls_context(settings) if settings.cert_file else None
+        # every packet a client sends passes the guard before amqtt handles it
+        self.guard = self.plugins_manager = PacketGuard(self.plugins_manager, self._check_credentials)
+
+    def _check_credentials(self, connect: Any) -> None:
+        """Before amqtt looks at any session (it would take over or wipe one of the same client
+        ID first): a CONNECT the password file refuses goes no further."""
+        if self.passwords is None:
+            return
+        user = connect.username if connect.username_flag else None
+        if user is None:
+            if not self.allow_anonymous:
+                raise Refused(f"anonymous client {connect.client_id!r} refused (the broker has a password file)")
+            return
+        password = connect.password.encode("utf-8", "surrogateescape") if connect.password_flag else None
+        if not self.passwords.check(user, password):
+            raise Refused(f"client {connect.client_id!r} refused: wrong user name or password for {user!r}")
+
+    def may(self, session: Session, topic: str, access: int) -> bool:
+        """Does the ACL file let this client read or write ``topic`` (a filter, to subscribe)?"""
+        if self.acl is None:
+            return True
+        return self.acl.allowed(session.username, session.client_id or "", topic, access)
+
+    async def _topic_filtering(self, session: Session, topic: str, action: Action) -> bool:
+        if self.acl is None or action == Action.RECEIVE:  # delivery is checked by EmbeddedHandler
+            return await super()._topic_filtering(session, topic, action)
+        subscribing = action == Action.SUBSCRIBE
+        plain = split_share(topic) if subscribing and topic.startswith(SHARE) else topic
+        if self.may(session, plain, READ if subscribing else WRITE):
+            return True
+        log.warning("ACL: %s may not %s %r: %s", session.client_id, "subscribe to" if subscribing else "publish to",
+                    topic, "SUBACK 0x80" if subscribing else "message dropped")
+        return False
+
+    def _create_ssl_context(self, listener: Any) -> ssl.SSLContext:
+        assert self._ssl is not None
+        return self._ssl
+
+    async def _initialize_client_session(self, reader: Any, writer: Any, remote_address: str,
+                                         remote_port: int) -> Any:
+        try:
+            return await asyncio.wait_for(
+                super()._initialize_client_session(reader, writer, remote_address, remote_port), self.connect_timeout)
+        except asyncio.TimeoutError:
+            log.warning("closing the connection from %s:%s: no CONNECT within %g s", remote_address, remote_port,
+                        self.connect_timeout)
+            abort_connection(writer)
+            raise AMQTTError("no CONNECT in time") from None
+        except Malformed as exc:  # logged by the guard
+            if getattr(reader, "connect_level", 4) not in (None, 4):
+                # amqtt reads an MQTT 5 CONNECT as 3.1.1 and may find it malformed: say what it is
+                await ConnackPacket.build(0, UNACCEPTABLE_PROTOCOL_VERSION).to_stream(writer)
+                await writer.close()
+            abort_connection(writer)
+            raise AMQTTError(str(exc)) from None
+        except Refused as exc:
+            log.warning("%s", exc)
+            await ConnackPacket.build(0, NOT_AUTHORIZED).to_stream(writer)
+            await writer.close()
+            raise AMQTTError(str(exc)) from None
+
+    async def stream_connected(self, reader: Any, writer: Any, listener_name: str) -> None:
+        await self._client_connected(listener_name, FramingReader(StreamReaderAdapter(reader)),
+                                     StreamWriterAdapter(writer))
+
+    async def ws_connected(self, websocket: Any, listener_name: str) -> None:
+        await self._client_connected(listener_name, FramingReader(WebSocketsReader(websocket)),
+                                     WebSocketsWriter(websocket))
+
+    def bound_port(self) -> int:
+        """The TCP port the default listener got (the one asked for, or a free one for port 0)."""
+        return self._servers["default"].instance.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def queue_offline(self, session: Session, topic: str, data: bytes, qos: int) -> None:
+        """Keep a QoS 1/2 message for a persistent session that is away, within its limits."""
+        if room_offline(session, len(data), self.queue_limits):
+            session.retained_messages.put_nowait(RetainedApplicationMessage(None, topic, data, qos))
+
+    async def _retain_broadcast_message(self, broadcast: dict[str, Any], qos: int, target_session: Session) -> None:
+        if room_offline(target_session, len(broadcast["data"] or b""), self.queue_limits):
+            await super()._retain_broadcast_message(broadcast, qos, target_session)
+
+    def queued(self, client_id: str) -> tuple[int, int]:
+        """Messages and payload bytes the broker holds for a client (0, 0 when it has no session)."""
+        session, handler = self._sessions.get(client_id, (None, None))
+        if isinstance(handler, EmbeddedHandler) and handler.session is not None:
+            return handler.queued()
+        return held(session) if session is not None else (0, 0)
 
     async def _handle_client_session(self, reader: Any, writer: Any, client_session: Session, handler: Any,
                                      *args: Any, **kwargs: Any) -> None:
         # amqtt builds a plain BrokerProtocolHandler from the CONNECT; ours only changes behaviour
         # (no state of its own), so the instance takes our class before it handles anything.
         if type(handler) is BrokerProtocolHandler:
-            handler.__class__ = KeepInflightHandler
+            handler.__class__ = EmbeddedHandler
+            handler.setup(self)
         ended = await self._take_over(client_session.client_id, handler)
         try:
             await super()._handle_client_session(reader, writer, client_session, handler, *args, **kwargs)
@@ -183,10 +281,42 @@ class EmbeddedBroker(SharedSubscriptions, Broker):
     async def _client_message_loop(self, client_session: Session, handler: Any) -> None:
         self._connecting.discard(client_session.client_id)
         await super()._client_message_loop(client_session, handler)
+        # after the message amqtt's loop was handling when the client left, in their order
+        await self._hand_on(client_session, handler, getattr(handler, "left_over", []))
+
+    async def _hand_on(self, session: Session, handler: Any, messages: list[Any]) -> None:
+        """Deliver PUBLISHes a client sent (and was confirmed) that amqtt's loop did not get to."""
+        for message in messages:
+            delivered = asyncio.get_running_loop().create_future()
+            delivered.set_result(message)
+            await self._handle_message_delivery(session, handler, delivered)
+
+    async def _delete_session(self, client_id: str) -> None:
+        # a new connection with clean session wipes the old session's queues, and with them what
+        # the old connection published and was confirmed but amqtt had not handed on yet
+        session, handler = self._sessions.get(client_id, (None, None))
+        waiting = []
+        while session is not None and not session.delivered_message_queue.empty():
+            waiting.append(session.delivered_message_queue.get_nowait())
+        await super()._delete_session(client_id)
+        if session is not None:
+            await self._hand_on(session, handler, waiting)
+
+    async def _handle_disconnect(self, client_session: Session, handler: Any, disconnect_waiter: Any) -> None:
+        # amqtt ends a client's loop at its DISCONNECT (or at the end of its connection): PUBLISHes
+        # it had already acknowledged and not yet handed on were lost. Take them before anything
+        # (the session monitor) clears the session's queues; they go on when the loop has ended.
+        queue = client_session.delivered_message_queue
+        if isinstance(handler, EmbeddedHandler):
+            while not queue.empty():
+                handler.left_over.append(queue.get_nowait())
+        await super()._handle_disconnect(client_session, handler, disconnect_waiter)
 
 
-def broker_config(host: str, port: int, ws_port: int | None = None) -> dict[str, Any]:
+def broker_config(host: str, port: int, ws_port: int | None = None, tls: bool = False) -> dict[str, Any]:
     listeners: dict[str, Any] = {"default": {"type": "tcp", "bind": f"{host}:{port}", "max_connections": 0}}
+    if tls:  # the context itself comes from EmbeddedBroker._create_ssl_context
+        listeners["default"].update(ssl=True, certfile="", keyfile="")
     if ws_port is not None:  # MQTT over WebSocket (ws://HOST:WS_PORT/, any path)
         listeners["websocket"] = {"type": "ws", "bind": f"{host}:{ws_port}", "max_connections": 0}
     return {"listeners": listeners, "plugins": {f"{OpenAuthPlugin.__module__}.{OpenAuthPlugin.__qualname__}": {}}}
@@ -214,9 +344,12 @@ def _why(exc: BaseException, host: str, port: int) -> str:
     return f"the embedded broker cannot start on {host}:{port}: {exc}"
 
 
-async def start_broker(host: str, port: int, ws_port: int | None = None) -> EmbeddedBroker:
+async def start_broker(host: str, port: int, ws_port: int | None = None,
+                       settings: BrokerSettings | None = None) -> EmbeddedBroker:
     """Start the broker on the running event loop; raise BrokerError with a reason in words."""
-    broker = EmbeddedBroker(broker_config(host, port, ws_port))
+    settings = settings or BrokerSettings()
+    broker = EmbeddedBroker(broker_config(host, port, ws_port, tls=settings.cert_file is not None),
+                            settings=settings)  # AuthFileError for a bad password, ACL or TLS file
     try:
         await broker.start()
     except Exception as exc:
@@ -234,8 +367,11 @@ class BrokerThread:
             ... broker.host, broker.port ...
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None, *, websocket: bool = False) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, *, websocket: bool = False,
+                 **settings: Any) -> None:
+        """``settings``: the fields of :class:`BrokerSettings`."""
         self.host = host
+        self.settings = BrokerSettings(**settings)
         self.port = port if port is not None else free_port(host)
         #: With ``websocket=True``, the port of its MQTT-over-WebSocket listener (ws://host:ws_port/).
         self.ws_port = free_port(host) if websocket else None
@@ -263,7 +399,7 @@ class BrokerThread:
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
-            self._broker = loop.run_until_complete(start_broker(self.host, self.port, self.ws_port))
+            self._broker = loop.run_until_complete(start_broker(self.host, self.port, self.ws_port, self.settings))
         except BaseException as exc:  # reported to start()
             self._error = exc
             self._started.set()
@@ -272,6 +408,13 @@ class BrokerThread:
         self._started.set()
         loop.run_forever()
         loop.run_until_complete(self._broker.shutdown())
+        # amqtt leaves the tasks of connections still open running: end them before the loop
+        # closes, or their coroutines fail later, wherever the garbage collector finds them
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.wait(pending, timeout=5))
         loop.close()
 
     def call(self, coro_factory: Any, timeout: float = 10.0) -> Any:
@@ -291,18 +434,29 @@ class BrokerThread:
         self.stop()
 
 
-def serve(host: str, port: int) -> int:
+def serve(host: str, port: int, settings: BrokerSettings | None = None) -> int:
     """``mqtt-connector broker``: run in the foreground until Ctrl-C or SIGTERM."""
     import signal
     import sys
 
+    settings = settings or BrokerSettings()
+
     async def main() -> None:
-        broker = await start_broker(host, port)
+        broker = await start_broker(host, port, settings=settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        print(f"embedded MQTT broker listening on mqtt://{host}:{port} (MQTT 3.1.1 only; Ctrl-C to stop)", flush=True)
+        if settings.anonymous_allowed and not is_loopback(host):
+            sys.stderr.write(f"warning: listening on {host}, beyond this machine, with anonymous access: anyone who "
+                             "reaches it can publish and subscribe; give --password-file (and --acl-file)\n")
+        if settings.acl_file is not None and settings.password_file is None:
+            sys.stderr.write("warning: --acl-file without --password-file: user names are not checked, so any "
+                             "client can claim any user's rights\n")
+        scheme = "mqtts" if settings.cert_file else "mqtt"
+        bound = broker.bound_port()  # the one chosen for --port 0
+        print(f"embedded MQTT broker listening on {scheme}://{host}:{bound} (MQTT 3.1.1 only; Ctrl-C to stop)",
+              flush=True)
         await stop.wait()
         sys.stderr.write("stopping the broker\n")
         await broker.shutdown()

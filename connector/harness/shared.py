@@ -15,7 +15,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from amqtt.broker import RetainedApplicationMessage
 from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.session import Session
 
@@ -35,7 +34,7 @@ class _Sent:
     message: Any = None  # amqtt's OutgoingApplicationMessage once the flow ended
 
 
-def _split(shared: str) -> str:
+def split_share(shared: str) -> str:
     """The plain filter of ``$share/GROUP/FILTER``."""
     return shared[len(SHARE):].partition("/")[2]
 
@@ -56,7 +55,7 @@ class SharedSubscriptions:
         for group, members in list(self._subscriptions.items()):
             if not group.startswith(SHARE) or (only is not None and group != only):
                 continue
-            if not self._matches(topic, _split(group)):  # type: ignore[attr-defined]
+            if not self._matches(topic, split_share(group)):  # type: ignore[attr-defined]
                 continue
             candidates = [(s, q) for s, q in members if s.client_id != exclude]
             connected = [(s, q) for s, q in candidates if s.transitions.state == "connected"]
@@ -69,7 +68,7 @@ class SharedSubscriptions:
             qos = sub_qos if published_qos is None else min(published_qos, sub_qos)
             if not connected:  # nobody there: it waits in a persistent member's session
                 if qos in (QOS_1, QOS_2):
-                    await session.retained_messages.put(RetainedApplicationMessage(None, topic, data, qos))
+                    self.queue_offline(session, topic, bytes(data), qos)  # type: ignore[attr-defined]
                 continue
             handler = self._get_handler(session)  # type: ignore[attr-defined]
             if handler is None:
