@@ -71,7 +71,7 @@ def wheel_program(distribution: str, name: str) -> str:
         files = []
     for file in files:
         if file.name in (name, f"{name}.exe"):
-            return str(file.locate())
+            return str(Path(str(file.locate())).resolve())
     missing(f"{name} not installed (pip install -e '.[cluster]' installs {distribution})")
 
 
