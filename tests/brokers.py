@@ -209,9 +209,9 @@ class NatsBroker:
 
     NATS needs JetStream and a server name for MQTT; its client port is free too, HTTP monitoring off.
     NATS sends an unacknowledged QoS 1 message again after ``ack_wait`` (default 30 s), not at the
-    reconnect: 5 s here (or ``ack_wait``), so that the redelivery case does not wait half a minute. ``more`` is more
-    configuration (a node of a :class:`NatsCluster`), ``mqtt`` more options of the MQTT block,
-    ``binary`` another nats-server than the system's.
+    reconnect: 5 s here unless ``ack_wait`` says otherwise, so that the redelivery case does not
+    wait half a minute. ``more`` is more configuration (a node of a :class:`NatsCluster`), ``mqtt``
+    more options of the MQTT block, ``binary`` another nats-server than the system's.
     """
 
     ACK_WAIT = 5
