@@ -19,6 +19,7 @@ from amqtt.broker import Broker
 from paho.mqtt.enums import CallbackAPIVersion
 
 from connector.harness.broker import BrokerThread, broker_config, free_port
+from raw_mqtt import RawClient, connect, packet, publish, subscribe
 
 #: How long a test waits to show that nothing more arrives (bounded; never used to synchronise).
 QUIET = 0.5
@@ -306,3 +307,30 @@ def test_canary_plain_amqtt_drops_unacknowledged_messages_on_disconnect(unique: 
         got = _unacked_then_back(plain.port, unique, clients)
     # If this fails, amqtt keeps in-flight messages itself (issue 401): KeepInflightHandler can go.
     assert got == []
+
+
+def test_a_client_that_leaves_while_its_messages_are_resent_can_come_back_at_once(broker: BrokerThread,
+                                                                                 unique: str) -> None:
+    # amqtt resends the session's unacknowledged messages and waits for their acknowledgements
+    # before it listens for the end of the connection: a DISCONNECT in that time went unnoticed,
+    # the session stayed connected, and the next CONNECT of the client ID waited 5 s to take over.
+    client_id, topic = f"{unique}-leaves".encode(), f"{unique}/l".encode()
+    persistent = connect(client_id, flags=0x00)
+    first = RawClient(broker.port, client_id, first=persistent)
+    first.sock.sendall(subscribe(topic, options=1))
+    assert first.read_packet(TIMEOUT)[0] == 0x90  # SUBACK
+    publisher = RawClient(broker.port, f"{unique}-pub".encode())
+    publisher.sock.sendall(publish(topic, b"unacknowledged", first=0x32, packet_id=1))
+    assert publisher.read_packet(TIMEOUT)[0] == 0x40  # PUBACK
+    assert first.read_packet(TIMEOUT)[0] & 0xF0 == 0x30  # the PUBLISH, never acknowledged
+    first.close()
+    back = RawClient(broker.port, client_id, first=persistent)
+    assert back.read_packet(TIMEOUT)[0] == 0x3A  # sent again, DUP: amqtt waits for its PUBACK
+    back.sock.sendall(packet(0xE0, b""))  # DISCONNECT instead
+    back.close()
+    start = time.monotonic()
+    again = RawClient(broker.port, client_id, first=persistent)  # asserts its CONNACK
+    waited = time.monotonic() - start
+    again.close()
+    publisher.close()
+    assert waited < 2, f"CONNACK after {waited:.1f} s"
