@@ -245,7 +245,7 @@ def test_with_a_ca_file_a_client_certificate_is_required(tls_ports: dict[str, in
     (["--connect-timeout", "nan"], "--connect-timeout"),
     (["--max-queued-messages", "0"], "--max-queued-messages"),
     (["--port", "99999"], "not a TCP port"),
-    (["--host", "bad\udcffhost"], "--host is not valid text"),
+    (["--host", "bad\udcffhost"], "--host is not valid UTF-8 text"),
 ])
 def test_bad_broker_options_are_exit_2_with_one_line(tmp_path: Path, flags: list[str], expected: str) -> None:
     junk = tmp_path / "junk"
