@@ -19,6 +19,7 @@ from amqtt.broker import Broker
 from paho.mqtt.enums import CallbackAPIVersion
 
 from connector.harness.broker import BrokerThread, broker_config, free_port
+from raw_mqtt import RawClient, connect, packet, publish, subscribe
 
 #: How long a test waits to show that nothing more arrives (bounded; never used to synchronise).
 QUIET = 0.5
@@ -306,3 +307,56 @@ def test_canary_plain_amqtt_drops_unacknowledged_messages_on_disconnect(unique: 
         got = _unacked_then_back(plain.port, unique, clients)
     # If this fails, amqtt keeps in-flight messages itself (issue 401): KeepInflightHandler can go.
     assert got == []
+
+
+def _resending(port: int, unique: str) -> tuple[RawClient, RawClient, bytes]:
+    """A persistent client leaves without acknowledging a QoS 1 message and comes back: returns
+    (its connection, which just got the message again with DUP, the publisher, its CONNECT) while
+    amqtt waits for the PUBACK. amqtt listened for the end of a connection only after that wait:
+    a DISCONNECT or a takeover in that time went unnoticed, the session stayed connected, and the
+    next CONNECT of the client ID waited 5 s to take over."""
+    client_id, topic = f"{unique}-resent".encode(), f"{unique}/r".encode()
+    persistent = connect(client_id, flags=0x00)
+    first = RawClient(port, client_id, first=persistent)
+    first.sock.sendall(subscribe(topic, options=1))
+    assert first.read_packet(TIMEOUT)[0] == 0x90  # SUBACK
+    publisher = RawClient(port, f"{unique}-pub".encode())
+    publisher.sock.sendall(publish(topic, b"unacknowledged", first=0x32, packet_id=1))
+    assert publisher.read_packet(TIMEOUT)[0] == 0x40  # PUBACK
+    assert first.read_packet(TIMEOUT)[0] & 0xF0 == 0x30  # the PUBLISH, never acknowledged
+    first.close()
+    back = RawClient(port, client_id, first=persistent)
+    assert back.read_packet(TIMEOUT)[0] == 0x3A  # sent again, DUP
+    return back, publisher, persistent
+
+
+def _connack_seconds(port: int, connect_packet: bytes) -> tuple[RawClient, float]:
+    start = time.monotonic()
+    client = RawClient(port, b"", first=connect_packet)  # asserts its CONNACK
+    return client, time.monotonic() - start
+
+
+def test_a_client_that_leaves_while_its_messages_are_resent_can_come_back_at_once(broker: BrokerThread,
+                                                                                 unique: str) -> None:
+    back, publisher, persistent = _resending(broker.port, unique)
+    back.sock.sendall(packet(0xE0, b""))  # DISCONNECT instead of the PUBACK
+    back.close()
+    again, waited = _connack_seconds(broker.port, persistent)
+    again.close()
+    publisher.close()
+    assert waited < 2, f"CONNACK after {waited:.1f} s"
+
+
+def test_a_takeover_while_messages_are_resent_is_at_once_and_keeps_the_session(broker: BrokerThread,
+                                                                              unique: str) -> None:
+    back, publisher, persistent = _resending(broker.port, unique)
+    again, waited = _connack_seconds(broker.port, persistent)  # the same client ID, while back is open
+    try:
+        assert waited < 2, f"CONNACK after {waited:.1f} s"
+        assert back.closed_within(TIMEOUT) is not None, "the older connection was left open"
+        first, body = again.read_packet(TIMEOUT)
+        assert (first, body.endswith(b"unacknowledged")) == (0x3A, True)  # still unacknowledged: sent again
+    finally:
+        again.close()
+        back.close()
+        publisher.close()

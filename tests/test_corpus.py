@@ -384,7 +384,7 @@ CORPUS: dict[str, Row] = {
         "--ws-path with a line break": (["check", "--transport", "websockets", "--ws-path", "/mqtt\r\nX-A: 1",
                                          "@BROKER"], 2, ("connection ws_path:", "U+000D"), {}),
         "broker --port 99999": ("broker --port 99999", 2, ("--port 99999 is not a TCP port: give 1 to 65535",), {}),
-        "broker --port -1": ("broker --port=-1", 2, ("--port -1 is not a TCP port",), {}),
+        "broker --port -1": ("broker --port=-1", 2, ("--port -1 is not a TCP port: give 1 to 65535",), {}),
         # -- input files ----------------------------------------------------------------------------------
         "--file of 2 GB (sparse): refused by its size, unread": (f"{SEND_F} --file @D/huge.bin", 2,
                                                                  ("is 2,147,483,648 bytes", "larger than"),

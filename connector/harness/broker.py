@@ -21,6 +21,8 @@ Fixes, each shown by a test in tests/test_broker.py:
   persistent Listen did not acknowledge was never sent again. Our protocol handler keeps it in the
   session's in-flight list; amqtt's own retry on reconnect then sends it again with DUP set
   [MQTT-4.4.0-1] (or the PUBREL, for a QoS 2 message whose PUBREC came).
+  amqtt listens for the end of the connection only after that retry got its acknowledgements: a
+  DISCONNECT, closed socket or takeover meanwhile went unnoticed; our handler notes it from the start.
 
 * Confirmed PUBLISHes of a client that leaves: amqtt ends the client's loop at its DISCONNECT, and
   wipes the session's queues when the same client ID connects again with clean session, losing

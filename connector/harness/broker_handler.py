@@ -74,6 +74,11 @@ class EmbeddedHandler(KeepInflightHandler):
         self.left_over: list[Any] = []  # PUBLISHes acknowledged and not yet handed on when the client left
         self._outbox: Outbox | None = None
         self._alive_timer: asyncio.TimerHandle | None = None
+        # How the connection ended (its DISCONNECT, or None), set once. amqtt makes its own
+        # disconnect waiter only at the end of start(), after resending the session's in-flight
+        # messages and waiting for their acknowledgements: a DISCONNECT, a closed socket or a
+        # takeover in that time found no waiter, and the client's loop then waited forever.
+        self._ended: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
     async def start(self) -> None:
         assert self.session is not None
@@ -94,6 +99,22 @@ class EmbeddedHandler(KeepInflightHandler):
         finally:
             self.session.keep_alive = keep_alive
 
+    def _end(self, disconnect: Any) -> None:
+        """The connection ends: with its DISCONNECT packet, or None (the will is published)."""
+        if not self._ended.done():
+            self._ended.set_result(disconnect)
+
+    async def handle_disconnect(self, disconnect: Any) -> None:  # also called when the socket closes
+        self._end(disconnect)
+        await super().handle_disconnect(disconnect)
+
+    async def handle_connect(self, connect: Any) -> None:  # a second CONNECT [MQTT-3.1.0-2]
+        self._end(None)
+        await super().handle_connect(connect)
+
+    async def wait_disconnect(self) -> Any:
+        return await asyncio.shield(self._ended)  # amqtt cancels this wait when its loop ends
+
     def _check_alive(self) -> None:
         """MQTT 3.1.1 section 3.1.2.10: no packet for 1.5 x keep alive closes the connection."""
         session = self.session
@@ -110,6 +131,7 @@ class EmbeddedHandler(KeepInflightHandler):
         asyncio.ensure_future(self.handle_connection_closed())  # amqtt then publishes the will
 
     async def stop(self) -> None:
+        self._end(None)
         if self._alive_timer is not None:
             self._alive_timer.cancel()
             if self.session is not None:
