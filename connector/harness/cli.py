@@ -145,16 +145,6 @@ def _timeout(text: str) -> float:
     return value
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text[:40]!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 1 to 65535, not {text[:40]}")
-    return value
-
-
 def _key_value(text: str) -> list[str]:
     key, sep, value = text.partition("=")
     if not sep:

@@ -338,9 +338,14 @@ def address_problem(address: str) -> str | None:
     return host_problem(host)
 
 
+def _space_or_control(text: str) -> str | None:
+    """The first space or control character of ``text`` (none in a host name or a URL path)."""
+    return next((char for char in text if char.isspace() or not char.isprintable()), None)
+
+
 def host_problem(host: str) -> str | None:
     """Why ``host`` is no host name or address, or None (without asking the DNS)."""
-    bad = next((char for char in host if char.isspace() or not char.isprintable()), None)
+    bad = _space_or_control(host)
     if bad is not None:
         return f"the host {host!r} contains U+{ord(bad):04X}: a host name has no spaces or control characters"
     try:
@@ -352,7 +357,7 @@ def host_problem(host: str) -> str | None:
 
 def path_problem(path: str) -> str | None:
     """Why ``path`` cannot be a WebSocket path (it goes into the HTTP request line), or None."""
-    bad = next((char for char in path if char.isspace() or not char.isprintable()), None)
+    bad = _space_or_control(path)
     if bad is not None:
         return f"the WebSocket path contains U+{ord(bad):04X}: a URL path has no spaces or control characters"
     return None
@@ -665,6 +670,12 @@ class MqttConnection:
                     self.silent_since = None
             return None
         return since + patience
+
+    def gave_up(self, patience: float) -> bool:
+        """Whether what waits for the broker has waited ``patience`` seconds of an outage already
+        (see :meth:`gives_up_at`)."""
+        at = self.gives_up_at(patience)
+        return at is not None and at <= time.monotonic()
 
     def silent(self, since: float) -> None:
         """A message published at ``since`` (monotonic) got no answer, and nothing else came since."""

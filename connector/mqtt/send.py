@@ -123,10 +123,8 @@ def _publish(conn: MqttConnection, index: int, document: Document, default_topic
         if too_big is not None:
             return _Pending(index, None, deadline, Result(index, Status.APPLICATION_ERROR, too_big))
         fits[fits_key] = size
-    if conn.silent_since is not None:  # an outage: past ack_timeout nothing more waits for it
-        gives_up = conn.gives_up_at(ack_timeout)
-        if gives_up is not None and gives_up <= time.monotonic():
-            return _Pending(index, None, deadline, Result(index, Status.FAILURE, _unreachable(conn, "not sent")))
+    if conn.silent_since is not None and conn.gave_up(ack_timeout):  # an outage: past ack_timeout nothing waits
+        return _Pending(index, None, deadline, Result(index, Status.FAILURE, _unreachable(conn, "not sent")))
     if qos == 0 and not conn.up.is_set():  # paho does not keep QoS 0 messages for a reconnect
         gives_up = conn.gives_up_at(ack_timeout)
         conn.up.wait(min(deadline, gives_up if gives_up is not None else deadline) - time.monotonic())
@@ -135,8 +133,7 @@ def _publish(conn: MqttConnection, index: int, document: Document, default_topic
     except ValueError as exc:  # paho's own checks (topic, size)
         return _Pending(index, None, deadline, Result(index, Status.APPLICATION_ERROR, str(exc)))
     if info.rc == paho.MQTT_ERR_NO_CONN and qos == 0:
-        gives_up = conn.gives_up_at(ack_timeout)
-        error = (_unreachable(conn, "not sent") if gives_up is not None and gives_up <= time.monotonic()
+        error = (_unreachable(conn, "not sent") if conn.gave_up(ack_timeout)
                  else "the connection was lost before the message was sent")
         return _Pending(index, None, deadline, Result(index, Status.FAILURE, error))
     if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
@@ -229,8 +226,7 @@ def _settle(conn: MqttConnection, pending: _Pending) -> Result:
     ack_timeout = conn.config["ack_timeout"]
     if conn.connected:  # and silent all the time the message waited: as good as unreachable
         conn.silent(pending.deadline - ack_timeout)
-    gives_up = conn.gives_up_at(ack_timeout)
-    if gives_up is not None and gives_up <= time.monotonic():
+    if conn.gave_up(ack_timeout):
         error = _unreachable(conn, "not confirmed")
     else:
         state = "connected" if conn.connected else "not connected"
