@@ -34,7 +34,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from connector.harness.broker import free_port
+from connector.mqtt.broker import free_port
 
 START_SECONDS = 10.0
 #: Debian installs the broker in /usr/sbin, which is not on every user's PATH. The virtual

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.harness.broker import free_port
+from connector.mqtt.broker import free_port
 
 KEY_PASSPHRASE = "Key-Passphrase-7f3a9c"
 

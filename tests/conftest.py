@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from brokers import Endpoint, MosquittoBroker, NatsBroker, RabbitBroker, find_program
-from connector.harness.broker import BrokerThread
+from connector.mqtt.broker import BrokerThread
 from connector.harness.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent

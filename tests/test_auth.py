@@ -13,7 +13,7 @@ import pytest
 
 from brokers import MosquittoBroker
 from conftest import run_cli
-from connector.harness.broker import BrokerThread
+from connector.mqtt.broker import BrokerThread
 from connector.harness.runtime import Runtime
 from connector.sdk.documents import Document, Status
 

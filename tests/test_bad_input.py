@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.harness.broker import BrokerThread, free_port
+from connector.mqtt.broker import BrokerThread, free_port
 from connector.harness.outbox import Outbox
 from connector.harness.runtime import Runtime
 from connector.sdk.documents import Document, Status

@@ -1,4 +1,4 @@
-"""The embedded broker (connector/harness/broker.py): each amqtt 0.12.1 bug it fixes is shown here
+"""The embedded broker (connector/mqtt/broker/__init__.py): each amqtt 0.12.1 bug it fixes is shown here
 with plain MQTT clients (paho, no connector in between, so nothing filters what the broker sends),
 and a canary per bug runs the same steps on amqtt's own ``Broker``: when a canary fails, amqtt fixed
 the bug and our workaround can go.
@@ -18,7 +18,7 @@ import pytest
 from amqtt.broker import Broker
 from paho.mqtt.enums import CallbackAPIVersion
 
-from connector.harness.broker import BrokerThread, broker_config, free_port
+from connector.mqtt.broker import BrokerThread, broker_config, free_port
 from raw_mqtt import RawClient, connect, packet, publish, subscribe
 
 #: How long a test waits to show that nothing more arrives (bounded; never used to synchronise).

@@ -16,8 +16,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from brokers import MosquittoBroker
-from connector.harness.broker import BrokerThread
-from connector.harness.broker_queue import QueueLimits
+from connector.mqtt.broker import BrokerThread
+from connector.mqtt.broker.queue import QueueLimits
 from raw_mqtt import RawClient, connect, publish, subscribe, unsubscribe, will_connect
 
 #: The queue limit both brokers get here (Mosquitto: ``max_queued_messages``).

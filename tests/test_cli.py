@@ -17,7 +17,7 @@ from typing import IO
 import pytest
 from jsonschema import Draft202012Validator
 
-from connector.harness.broker import BrokerThread, free_port
+from connector.mqtt.broker import BrokerThread, free_port
 from connector.harness.runtime import BackgroundListen, Runtime
 from brokers import silent_tcp_server, stop_process
 from conftest import run_cli, start_cli

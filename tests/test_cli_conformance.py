@@ -15,7 +15,7 @@ from conftest import run_cli
 from test_cli import conn_args
 from test_cli_promises import cli_listen, cli_send, documents
 
-from connector.harness.broker import BrokerThread
+from connector.mqtt.broker import BrokerThread
 
 
 def test_retained_under_r_reach_a_wildcard_listen_once_each(broker: BrokerThread, unique: str) -> None:

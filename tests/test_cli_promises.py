@@ -12,7 +12,7 @@ from brokers import stop_process
 from conftest import run_cli, start_cli
 from test_cli import LineReader, assert_ok, conn_args, document_line
 
-from connector.harness.broker import BrokerThread
+from connector.mqtt.broker import BrokerThread
 
 READY_SECONDS = 15
 

@@ -12,7 +12,7 @@ from brokers import MosquittoBroker
 from conftest import run_cli
 from faultproxy import FaultProxy
 
-from connector.harness.broker import BrokerThread, free_port
+from connector.mqtt.broker import BrokerThread, free_port
 from connector.harness.runtime import Runtime
 from connector.mqtt.connection import MqttConnection
 from connector.sdk.documents import Status

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from connector.harness import cli
-from connector.harness.broker import BrokerThread, free_port
+from connector.mqtt.broker import BrokerThread, free_port
 from connector.harness.runtime import Runtime
 from brokers import MosquittoBroker, silent_tcp_server
 from conftest import run_cli

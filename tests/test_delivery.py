@@ -441,7 +441,7 @@ def test_a_broker_behind_a_network_that_goes_down_for_good(qos: int, tmp_path: P
     """The embedded broker behind the proxy, which goes down and never comes back: whatever the QoS
     (QoS 0 documents waited for a reconnect, each up to ack_timeout), the Send ends about
     ack_timeout after the outage, with one result per document."""
-    from connector.harness.broker import BrokerThread
+    from connector.mqtt.broker import BrokerThread
 
     with BrokerThread() as embedded, FaultProxy("127.0.0.1", embedded.port) as proxy:
         results, took = _send_while(Runtime(), proxy.down, proxy.port, qos)

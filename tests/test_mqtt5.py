@@ -11,7 +11,7 @@ from brokers import MosquittoBroker
 from conftest import run_cli, start_cli
 from test_cli import LineReader
 
-from connector.harness.broker import BrokerThread
+from connector.mqtt.broker import BrokerThread
 from connector.harness.runtime import Runtime
 from connector.mqtt import send as send_module
 from connector.mqtt.connection import _Client

@@ -44,18 +44,31 @@ def test_wheel_is_named_with_the_package_version(wheel: Path) -> None:
 def test_wheel_contains_the_package_data(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
-        for data in ("connector/mqtt/manifest.json", "connector/mqtt/schemas/connection.schema.json",
-                     "connector/mqtt/schemas/operation.schema.json", "connector/sdk/manifest.schema.json"):
-            assert data in names, f"{data} is not in the wheel"
-            assert zf.read(data) == (ROOT / data).read_bytes()
+        # the MQTT connector's manifest and schemas: the single copy at the repository's top level,
+        # carried inside the package
+        for top, packaged in [("manifest.json", "connector/mqtt/manifest.json")] + [
+                (f"schemas/{p.name}", f"connector/mqtt/schemas/{p.name}") for p in (ROOT / "schemas").glob("*.json")]:
+            assert packaged in names, f"{packaged} is not in the wheel"
+            assert zf.read(packaged) == (ROOT / top).read_bytes()
+        assert zf.read("connector/sdk/manifest.schema.json") == (ROOT / "connector/sdk/manifest.schema.json").read_bytes()
         manifest = json.loads(zf.read("connector/mqtt/manifest.json"))
         for key in ("connection_schema", "operation_schema"):
             assert f"connector/mqtt/{manifest[key]}" in names
         schemas = {n for n in names if n.startswith("connector/mqtt/schemas/")}
-        assert schemas == {f"connector/mqtt/schemas/{p.name}" for p in (ROOT / "connector/mqtt/schemas").glob("*.json")}
+        assert schemas == {f"connector/mqtt/schemas/{p.name}" for p in (ROOT / "schemas").glob("*.json")}
         for module in ("connector/__main__.py", "connector/sdk/hookspecs.py", "connector/mqtt/plugin.py",
                        "connector/harness/cli.py"):
             assert module in names
+
+
+def test_the_repository_holds_one_copy_of_the_manifest_and_schemas() -> None:
+    tracked = subprocess.run(["git", "ls-files"], capture_output=True, text=True, cwd=ROOT)
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout")
+    names = tracked.stdout.splitlines()
+    assert [n for n in names if n.endswith("manifest.json")] == ["manifest.json"]
+    assert sorted(n for n in names if n.endswith(".schema.json") and n != "connector/sdk/manifest.schema.json") == \
+        sorted(f"schemas/{p.name}" for p in (ROOT / "schemas").glob("*.json"))
 
 
 def test_wheel_ships_only_the_package(wheel: Path) -> None:
@@ -117,3 +130,7 @@ def test_non_editable_install_in_a_fresh_venv(wheel: Path, tmp_path: Path) -> No
     described = json.loads(done.stdout)
     assert described["operation_schema"]["x-order"][:4] == ["action", "topic", "qos", "retained"]
     assert described["connection_schema"]["properties"]["password"]["writeOnly"] is True
+    # served from the installed package: exactly the files at the top of the repository
+    manifest = json.loads((ROOT / "manifest.json").read_text(encoding="utf-8"))
+    assert described == {**manifest, **{key: json.loads((ROOT / manifest[key]).read_text(encoding="utf-8"))
+                                        for key in ("connection_schema", "operation_schema")}}

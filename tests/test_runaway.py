@@ -20,7 +20,7 @@ from brokers import MosquittoBroker, stop_process
 from conftest import run_cli
 from faultproxy import FaultProxy
 
-from connector.harness.broker import BrokerThread, free_port
+from connector.mqtt.broker import BrokerThread, free_port
 from connector.harness.runtime import Runtime
 from connector.mqtt.listen import dead_letter
 from connector.mqtt.plugin import connector_validate

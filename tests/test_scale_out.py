@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from brokers import MosquittoBroker, stop_process
 
-from connector.harness.broker import BrokerThread
+from connector.mqtt.broker import BrokerThread
 from connector.mqtt.listen import BATCH_MAX
 from test_delivery import (Cli, address, broker, count_lines, lines_file, listen_args,  # noqa: F401 (a fixture)
                            lost_and_duplicated, numbered, payloads)
@@ -214,7 +214,7 @@ def test_on_the_embedded_broker_the_survivor_finishes_the_stream(tmp_path: Path,
     ``$share/workers/jobs/#`` on the embedded broker, 2,000 QoS 1 documents, worker-1 killed (SIGKILL)
     in the middle: worker-2 alone finishes the stream, nothing lost, without worker-1 coming back.
     The embedded broker gives a member's unacknowledged messages to the rest of its group as soon
-    as its connection ends (connector/harness/shared.py)."""
+    as its connection ends (connector/mqtt/broker/shared.py)."""
     with BrokerThread() as broker:
         sent = numbered(TOTAL)
         first = worker(broker, tmp_path, processes, "worker-1", "worker-1")

@@ -17,16 +17,15 @@ from connector.sdk.errors import ConfigError, PluginError
 from connector.sdk.manifest import REDACTED, Manifest, redact, secret_fields
 
 ROOT = Path(__file__).resolve().parent.parent
-MQTT = ROOT / "connector" / "mqtt"
 
 
 def _json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-MANIFEST_JSON = _json(MQTT / "manifest.json")
-CONNECTION = _json(MQTT / "schemas" / "connection.schema.json")
-OPERATION = _json(MQTT / "schemas" / "operation.schema.json")
+MANIFEST_JSON = _json(ROOT / "manifest.json")
+CONNECTION = _json(ROOT / "schemas" / "connection.schema.json")
+OPERATION = _json(ROOT / "schemas" / "operation.schema.json")
 SCHEMAS = {"connection": CONNECTION, "operation": OPERATION}
 
 
@@ -45,8 +44,8 @@ def test_manifest_validates_against_the_sdk_manifest_schema() -> None:
 
 
 def test_manifest_names_the_schema_files_it_ships() -> None:
-    assert (MQTT / MANIFEST_JSON["connection_schema"]).resolve() == MQTT / "schemas" / "connection.schema.json"
-    assert (MQTT / MANIFEST_JSON["operation_schema"]).resolve() == MQTT / "schemas" / "operation.schema.json"
+    assert (ROOT / MANIFEST_JSON["connection_schema"]).resolve() == ROOT / "schemas" / "connection.schema.json"
+    assert (ROOT / MANIFEST_JSON["operation_schema"]).resolve() == ROOT / "schemas" / "operation.schema.json"
 
 
 @pytest.mark.parametrize("name", SCHEMAS)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import paho.mqtt.client as paho
 import pytest
 
-from connector.harness.broker import free_port
+from connector.mqtt.broker import free_port
 from connector.harness.runtime import Runtime
 from connector.harness.sinks import CollectingSink
 from connector.mqtt.connection import _Client
@@ -236,7 +236,7 @@ def persistent(connection: dict, unique: str, runtime: Runtime) -> Iterator[dict
     runtime.check({**config, "clean_session": True})  # a clean connect deletes the session
 
 
-# Needs the embedded broker's fix for amqtt issue 401 (KeepInflightHandler in connector/harness/broker.py).
+# Needs the embedded broker's fix for amqtt issue 401 (KeepInflightHandler in connector/mqtt/broker/__init__.py).
 def test_refused_message_is_redelivered_to_a_persistent_session(runtime: Runtime, persistent: dict,
                                                                 connection: dict, unique: str) -> None:
     topic = f"{unique}/orders"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from brokers import MosquittoBroker, stop_process
-from connector.harness.broker import BrokerThread
+from connector.mqtt.broker import BrokerThread
 from connector.harness.runtime import Runtime
 from connector.sdk.documents import Status
 from faultproxy import FaultProxy

@@ -736,7 +736,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from connector.harness.broker import serve
+    from connector.mqtt.broker import serve
 
     return serve(args.host, args.port, _broker_settings(args))
 
@@ -746,9 +746,9 @@ def _broker_settings(args: argparse.Namespace) -> Any:
     import dataclasses
     from pathlib import Path
 
-    from connector.harness.broker import BrokerSettings, check_files
-    from connector.harness.broker_auth import AuthFileError
-    from connector.harness.broker_queue import QueueLimits
+    from connector.mqtt.broker import BrokerSettings, check_files
+    from connector.mqtt.broker.auth import AuthFileError
+    from connector.mqtt.broker.queue import QueueLimits
 
     def path(value: str | None) -> Path | None:
         return Path(value) if value is not None else None
@@ -788,7 +788,7 @@ def _broker_settings(args: argparse.Namespace) -> Any:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from connector.harness.demo import run_demo
+    from connector.mqtt.demo import run_demo
 
     return run_demo(sys.stdout)
 
@@ -842,7 +842,7 @@ def _fail(code: int, message: str) -> int:
 
 
 def _fail_known(exc: Exception, verbose: bool) -> int:
-    from connector.harness.broker import BrokerError
+    from connector.mqtt.broker import BrokerError
     from connector.sdk.errors import ConfigError, ConnectError, PluginError
 
     if isinstance(exc, ConfigError | PluginError):

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from connector.sdk.errors import ConfigError, PluginError
@@ -39,9 +40,26 @@ if TYPE_CHECKING:
 REDACTED = "********"
 
 
+def _root(package: str) -> Any:
+    """Where ``package``'s manifest.json and schemas are: inside the package (an installed wheel),
+    or, in a source checkout or an editable install of a repository that keeps them at its top
+    level beside pyproject.toml, there."""
+    files = resources.files(package)
+    if package == __package__ or files.joinpath("manifest.json").is_file():  # the SDK's own: in its package
+        return files
+    try:
+        folder = Path(str(files)).resolve()
+    except (OSError, ValueError):
+        return files
+    for parent in folder.parents:
+        if (parent / "pyproject.toml").is_file():
+            return parent if (parent / "manifest.json").is_file() else files
+    return files
+
+
 def _read_json(package: str, path: str) -> Any:
     try:
-        text = resources.files(package).joinpath(path).read_text(encoding="utf-8")
+        text = _root(package).joinpath(path).read_text(encoding="utf-8")
     except (FileNotFoundError, ModuleNotFoundError) as exc:
         raise PluginError(f"connector package {package!r} has no {path}: {exc}") from None
     try:

@@ -28,14 +28,14 @@ Fixes, each shown by a test in tests/test_broker.py:
   wipes the session's queues when the same client ID connects again with clean session, losing
   PUBLISHes it had acknowledged and not yet handed on; they are handed on, in order.
 
-Added: shared subscriptions ($share/GROUP/FILTER, connector/harness/shared.py), which amqtt lacks;
+Added: shared subscriptions ($share/GROUP/FILTER, connector/mqtt/broker/shared.py), which amqtt lacks;
 and the defences amqtt lacks against misbehaving clients:
 
 * Keep alive [MQTT-3.1.2-24]: a client that sends no packet for one and a half times its keep alive
   is closed, and its will published; a connection that has not sent its CONNECT within
   ``connect_timeout`` seconds is closed.
-* Malformed packets close the connection (connector/harness/broker_guard.py).
-* What is queued for each client is bounded (connector/harness/broker_queue.py).
+* Malformed packets close the connection (connector/mqtt/broker/guard.py).
+* What is queued for each client is bounded (connector/mqtt/broker/queue.py).
 
 Not fixed (see docs/embedded-broker.md): no MQTT 5.
 """
@@ -59,17 +59,17 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.plugins.base import BaseAuthPlugin
 from amqtt.session import Session
 
-from connector.harness.broker_auth import READ, WRITE, Acl, Passwords
-from connector.harness.broker_guard import FramingReader, Malformed, PacketGuard
-from connector.harness.broker_handler import EmbeddedHandler, KeepInflightHandler, abort_connection
-from connector.harness.broker_queue import held, room_offline
-from connector.harness.broker_settings import BrokerSettings, check_files, is_loopback, tls_context
-from connector.harness.shared import SHARE, SharedSubscriptions, split_share
+from connector.mqtt.broker.auth import READ, WRITE, Acl, Passwords
+from connector.mqtt.broker.guard import FramingReader, Malformed, PacketGuard
+from connector.mqtt.broker.handler import EmbeddedHandler, KeepInflightHandler, abort_connection
+from connector.mqtt.broker.queue import held, room_offline
+from connector.mqtt.broker.settings import BrokerSettings, check_files, is_loopback, tls_context
+from connector.mqtt.broker.shared import SHARE, SharedSubscriptions, split_share
 
 __all__ = ["BrokerError", "BrokerSettings", "BrokerThread", "EmbeddedBroker", "KeepInflightHandler", "check_files",
            "free_port", "serve", "start_broker"]
 
-log = logging.getLogger("connector.harness.broker")
+log = logging.getLogger("connector.mqtt.broker")
 
 
 class BrokerError(Exception):

@@ -28,7 +28,7 @@ from amqtt.mqtt.packet import (CONNECT, DISCONNECT, PINGREQ, PUBACK, PUBCOMP, PU
                                UNSUBSCRIBE)
 from amqtt.session import Session
 
-log = logging.getLogger("connector.harness.broker")
+log = logging.getLogger("connector.mqtt.broker")
 
 #: The fixed header flags each packet type must carry [MQTT-2.2.2-1, MQTT-2.2.2-2].
 _FLAGS = {CONNECT: 0, PUBACK: 0, PUBREC: 0, PUBREL: 2, PUBCOMP: 0, SUBSCRIBE: 2, UNSUBSCRIBE: 2, PINGREQ: 0,

@@ -12,7 +12,7 @@ import json
 import time
 from typing import IO, Any
 
-from connector.harness.broker import BrokerThread
+from connector.mqtt.broker import BrokerThread
 from connector.harness.runtime import Runtime
 from connector.harness.sinks import document_to_json
 from connector.sdk.documents import Document

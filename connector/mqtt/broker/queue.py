@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from amqtt.session import Session
 
-log = logging.getLogger("connector.harness.broker")
+log = logging.getLogger("connector.mqtt.broker")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.session import Session
 
-log = logging.getLogger("connector.harness.broker")
+log = logging.getLogger("connector.mqtt.broker")
 
 SHARE = "$share/"
 

@@ -8,8 +8,8 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from connector.harness.broker_auth import Acl, AuthFileError, Passwords
-from connector.harness.broker_queue import QueueLimits
+from connector.mqtt.broker.auth import Acl, AuthFileError, Passwords
+from connector.mqtt.broker.queue import QueueLimits
 
 #: Seconds a new connection has to send its CONNECT (Mosquitto closes it after 1.5 x 60 s).
 CONNECT_TIMEOUT = 10.0

@@ -3,7 +3,7 @@
 * it keeps a sent QoS 1/2 message in the session's in-flight list until it is acknowledged
   (amqtt issue 401), so that amqtt's retry on reconnect sends it again;
 * it enforces keep alive: no packet for 1.5 x the keep alive closes the connection;
-* it writes what it delivers through a bounded Outbox (connector/harness/broker_queue.py), and
+* it writes what it delivers through a bounded Outbox (connector/mqtt/broker/queue.py), and
   only what the client's ACL lets it read.
 """
 
@@ -20,11 +20,11 @@ from amqtt.mqtt.protocol.handler import OUTGOING
 from amqtt.mqtt.publish import PublishPacket
 from amqtt.session import OutgoingApplicationMessage
 
-from connector.harness.broker_auth import READ
-from connector.harness.broker_guard import FramingReader
-from connector.harness.broker_queue import Entry, Outbox
+from connector.mqtt.broker.auth import READ
+from connector.mqtt.broker.guard import FramingReader
+from connector.mqtt.broker.queue import Entry, Outbox
 
-log = logging.getLogger("connector.harness.broker")
+log = logging.getLogger("connector.mqtt.broker")
 
 #: PUBLISHes of one client read and not yet handed on, at most: then its socket is not read.
 INCOMING_BACKLOG = 64
