@@ -31,9 +31,10 @@ MAX_TOPIC_BYTES = MAX_STRING_BYTES
 SHARE_PREFIX = "$share/"
 
 
-#: Characters refused besides NUL: C0/C1 controls, surrogates, non-characters (see the module docstring).
-_DISCOURAGED = re.compile(
-    "[\x01-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef"
+#: Characters MQTT refuses in a UTF-8 string: NUL, C0/C1 controls, surrogates, non-characters
+#: (see the module docstring).
+_REFUSED = re.compile(
+    "[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef"
     + "".join(f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(17)) + "]"
 )
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -54,7 +55,7 @@ def check_string(text: str, what: str, error: type[TextError] = TextError) -> No
         raise error(f"the {what} must be text")
     if "\x00" in text:
         raise error(f"the {what} contains a NUL character, which MQTT does not allow")
-    bad = _DISCOURAGED.search(text)
+    bad = refused_character(text)
     if bad is not None:
         char = bad.group()
         if "\ud800" <= char <= "\udfff":
@@ -65,6 +66,22 @@ def check_string(text: str, what: str, error: type[TextError] = TextError) -> No
             kind = "a Unicode non-character, which MQTT says not to use (brokers such as Mosquitto drop the connection)"
         raise error(f"the {what} contains U+{ord(char):04X} at character {bad.start() + 1}: {kind}")
     _check_size(text, what, error)
+
+
+def refused_character(text: str) -> re.Match[str] | None:
+    """Where ``text`` holds the first character MQTT refuses in a UTF-8 string, or None."""
+    return _REFUSED.search(text)
+
+
+def wildcard_problem(topic_filter: str) -> str | None:
+    """Why the wildcards of a (plain, not shared) filter break MQTT's rules [MQTT-4.7.1-2, -3], or None."""
+    levels = topic_filter.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            return "'#' must be the whole last level (as in sensors/#)"
+        if "+" in level and level != "+":
+            return "'+' must be a whole level (as in sensors/+/temperature)"
+    return None
 
 
 def check_binary(data: str | bytes, what: str) -> None:
@@ -117,12 +134,9 @@ def check_topic_filter(topic_filter: str) -> None:
         if not plain:
             raise TopicError(f"the shared subscription {topic_filter!r} has no filter after the group: $share/GROUP/FILTER")
         _check_common(plain, "topic filter")
-    levels = plain.split("/")
-    for i, level in enumerate(levels):
-        if "#" in level and (level != "#" or i != len(levels) - 1):
-            raise TopicError(f"in the topic filter {topic_filter!r}, '#' must be the whole last level (as in sensors/#)")
-        if "+" in level and level != "+":
-            raise TopicError(f"in the topic filter {topic_filter!r}, '+' must be a whole level (as in sensors/+/temperature)")
+    why = wildcard_problem(plain)
+    if why is not None:
+        raise TopicError(f"in the topic filter {topic_filter!r}, {why}")
 
 
 def matches(topic_filter: str, topic: str) -> bool:

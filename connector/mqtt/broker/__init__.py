@@ -64,7 +64,8 @@ from connector.mqtt.broker.guard import FramingReader, Malformed, PacketGuard
 from connector.mqtt.broker.handler import EmbeddedHandler, KeepInflightHandler, abort_connection
 from connector.mqtt.broker.queue import held, room_offline
 from connector.mqtt.broker.settings import BrokerSettings, check_files, is_loopback, tls_context
-from connector.mqtt.broker.shared import SHARE, SharedSubscriptions, split_share
+from connector.mqtt.broker.shared import SharedSubscriptions
+from connector.mqtt.topics import split_shared
 
 __all__ = ["BrokerError", "BrokerSettings", "BrokerThread", "EmbeddedBroker", "KeepInflightHandler", "check_files",
            "free_port", "serve", "start_broker"]
@@ -146,7 +147,7 @@ class EmbeddedBroker(SharedSubscriptions, Broker):
         if self.acl is None or action == Action.RECEIVE:  # delivery is checked by EmbeddedHandler
             return await super()._topic_filtering(session, topic, action)
         subscribing = action == Action.SUBSCRIBE
-        plain = split_share(topic) if subscribing and topic.startswith(SHARE) else topic
+        plain = split_shared(topic)[1] if subscribing else topic
         if self.may(session, plain, READ if subscribing else WRITE):
             return True
         log.warning("ACL: %s may not %s %r: %s", session.client_id, "subscribe to" if subscribing else "publish to",

@@ -28,6 +28,8 @@ from amqtt.mqtt.packet import (CONNECT, DISCONNECT, PINGREQ, PUBACK, PUBCOMP, PU
                                UNSUBSCRIBE)
 from amqtt.session import Session
 
+from connector.mqtt.topics import refused_character, wildcard_problem
+
 log = logging.getLogger("connector.mqtt.broker")
 
 #: The fixed header flags each packet type must carry [MQTT-2.2.2-1, MQTT-2.2.2-2].
@@ -81,17 +83,17 @@ def _refused(why: str, who: str = "a client") -> Malformed:
 def text_problem(text: str) -> str | None:
     """Why an MQTT UTF-8 string is refused, or None. Mosquitto's rule: no invalid UTF-8, no
     U+0000 [MQTT-1.5.3-1, -2], no other control character, no non-character."""
-    for char in text:
-        code = ord(char)
-        if 0xD800 <= code <= 0xDFFF:
-            return "is not valid UTF-8"
-        if code == 0:
-            return "holds U+0000"
-        if code < 0x20 or 0x7F <= code <= 0x9F:
-            return f"holds the control character U+{code:04X}"
-        if (code & 0xFFFF) >= 0xFFFE or 0xFDD0 <= code <= 0xFDEF:
-            return f"holds the non-character U+{code:04X}"
-    return None
+    bad = refused_character(text)
+    if bad is None:
+        return None
+    code = ord(bad.group())
+    if 0xD800 <= code <= 0xDFFF:
+        return "is not valid UTF-8"
+    if code == 0:
+        return "holds U+0000"
+    if code <= 0x9F:
+        return f"holds the control character U+{code:04X}"
+    return f"holds the non-character U+{code:04X}"
 
 
 def topic_problem(topic: str) -> str | None:
@@ -107,12 +109,8 @@ def filter_problem(topic_filter: str) -> str | None:
     """Why a topic filter is refused [MQTT-4.7.1-2, -3, MQTT-4.7.3-1], or None."""
     if not topic_filter:
         return "is empty"
-    levels = topic_filter.split("/")
-    for index, level in enumerate(levels):
-        if "#" in level and (level != "#" or index != len(levels) - 1):
-            return "uses '#' other than as the whole last level"
-        if "+" in level and level != "+":
-            return "uses '+' other than as a whole level"
+    if (why := wildcard_problem(topic_filter)) is not None:
+        return f"breaks a wildcard rule: {why}"
     return text_problem(topic_filter)
 
 

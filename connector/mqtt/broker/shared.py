@@ -18,10 +18,9 @@ from typing import Any
 from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.session import Session
 
+from connector.mqtt.topics import SHARE_PREFIX, split_shared
+
 log = logging.getLogger("connector.mqtt.broker")
-
-SHARE = "$share/"
-
 
 @dataclass
 class _Sent:
@@ -32,11 +31,6 @@ class _Sent:
     data: bytes
     qos: int
     message: Any = None  # amqtt's OutgoingApplicationMessage once the flow ended
-
-
-def split_share(shared: str) -> str:
-    """The plain filter of ``$share/GROUP/FILTER``."""
-    return shared[len(SHARE):].partition("/")[2]
 
 
 class SharedSubscriptions:
@@ -53,9 +47,9 @@ class SharedSubscriptions:
                               only: str | None = None, exclude: str | None = None) -> None:
         """Give the message to one member of each matching group (or of the group ``only``)."""
         for group, members in list(self._subscriptions.items()):
-            if not group.startswith(SHARE) or (only is not None and group != only):
+            if not group.startswith(SHARE_PREFIX) or (only is not None and group != only):
                 continue
-            if not self._matches(topic, split_share(group)):  # type: ignore[attr-defined]
+            if not self._matches(topic, split_shared(group)[1]):  # type: ignore[attr-defined]
                 continue
             candidates = [(s, q) for s, q in members if s.client_id != exclude]
             connected = [(s, q) for s, q in candidates if s.transitions.state == "connected"]
