@@ -95,6 +95,7 @@ def test_help_shows_the_description_as_it_is_with_the_default_after_it() -> None
 def test_a_secret_flag_names_its_environment_variable_in_the_help() -> None:
     text = " ".join(build("check")[0].format_help().split())
     assert "Password for the user name. Never shown in any output. (or the environment variable MQTT_PASSWORD)" in text
+    assert "for this client ID. (this flag turns Clean Session off)" in text  # --persistent
 
 
 # -- today's command lines keep working -------------------------------------------------------
@@ -192,6 +193,7 @@ def test_operation_flags_give_typed_fields(command: str, argv: list[str], operat
     ("listen", ["--filter-qos", "a/#"], "argument --filter-qos: 'a/#' is not KEY=VALUE"),
     ("listen", ["--filter-qos", "a/#=3"], "'a/#=3': the value after '=' must be one of 0, 1, 2"),
     ("listen", ["--filter-qos", "a/#=x"], "'a/#=x': the value after '=' must be one of 0, 1, 2"),
+    ("listen", ["--filter-qos", "a/#=1.0"], "'a/#=1.0': the value after '=' must be one of 0, 1, 2"),
     ("listen", ["--retained"], "unrecognized arguments: --retained"),
     ("send", ["--no-local"], "unrecognized arguments: --no-local"),
     ("check", ["--topic", "a"], "unrecognized arguments: --topic a"),
@@ -286,6 +288,8 @@ def test_a_new_field_gets_its_flag_without_code() -> None:
     assert config_from_args(args, flags) == {"batch_size": 3, "mode": "fast", "verify": False, "weights": {"a": 0.5},
                                              "extra": {"k": [1]}, "root_dir": "/srv"}
     assert config_from_args(parser.parse_args([]), flags) == {}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--weights", "a=nan"])
 
 
 @pytest.mark.parametrize("flag", sorted(HARNESS_FLAGS - {"-h", "-v"}))

@@ -22,11 +22,11 @@ Annotations read on a property (all optional):
 from __future__ import annotations
 
 import argparse
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from connector.harness.flagtypes import argparse_options, choices_of, types_of
 from connector.sdk.errors import PluginError
 
 #: Flags the harness's commands take themselves: no schema property may take one of them.
@@ -68,86 +68,18 @@ class Flag:
         return self.file_option[2:].replace("-", "_") if self.file_option else None
 
 
-def _types(prop: Mapping[str, Any]) -> list[str]:
-    kinds = prop.get("type", [])
-    return [k for k in (kinds if isinstance(kinds, list) else [kinds]) if k != "null"]
-
-
-def _choices(prop: Mapping[str, Any]) -> list[Any] | None:
-    if "enum" in prop:
-        return [v for v in prop["enum"] if v is not None]
-    options = prop.get("oneOf") or ()
-    if options and all(isinstance(o, Mapping) and "const" in o for o in options):
-        return [o["const"] for o in options if o["const"] is not None]
-    return None
-
-
-def number(text: str) -> float:
-    """A number flag's value: NaN and infinities (also ``1e999``) are refused."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, not {text!r}")
-    return value
-
-
-def _boolean(text: str) -> bool:
-    if text.lower() not in ("true", "false"):
-        raise ValueError(text)
-    return text.lower() == "true"
-
-
-def _scalar(prop: Mapping[str, Any]) -> Callable[[str], Any]:
-    """How one value of ``prop`` is read from text (choices are checked by the caller)."""
-    choices, kinds = _choices(prop), _types(prop)
-    if choices:
-        kinds = ["integer"] if all(type(c) is int for c in choices) else kinds
-    return {"integer": int, "number": number, "boolean": _boolean}.get(kinds[0] if len(kinds) == 1 else "", str)
-
-
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
-    return key, value
-
-
-def _pair(text: str) -> list[str]:
-    return list(_key_value(text))
-
-
-def _typed_pair(prop: Mapping[str, Any]) -> Callable[[str], tuple[str, Any]]:
-    """KEY=VALUE with VALUE read as ``prop`` (an object's ``additionalProperties``) says."""
-    convert, choices = _scalar(prop), _choices(prop)
-
-    def pair(text: str) -> tuple[str, Any]:
-        key, raw = _key_value(text)
-        try:
-            value = convert(raw)
-        except (ValueError, argparse.ArgumentTypeError):
-            value = None
-        if value is None or (choices and value not in choices):
-            shown = f"one of {', '.join(map(str, choices))}" if choices else f"a {getattr(convert, '__name__', 'value')}"
-            raise argparse.ArgumentTypeError(f"{text!r}: the value after '=' must be {shown}")
-        return key, value
-
-    return pair
-
-
 def _kind(prop: Mapping[str, Any]) -> str:
-    kinds = _types(prop)
+    kinds = types_of(prop)
     items = prop.get("items") if isinstance(prop.get("items"), Mapping) else {}
-    if _choices(prop):
+    if choices_of(prop):
         return "choice"
     if kinds == ["boolean"]:
         return "false" if prop.get("default") is True else "true"
-    if kinds == ["array"] and _types(items) == ["array"] and len(items.get("prefixItems", ())) == 2:
+    if kinds == ["array"] and types_of(items) == ["array"] and len(items.get("prefixItems", ())) == 2:
         return "pairs"
-    if kinds == ["array"] and _types(items) == ["string"]:
+    if kinds == ["array"] and types_of(items) == ["string"]:
         return "list"
-    if sorted(kinds) == ["array", "string"] and _types(items) == ["string"]:
+    if sorted(kinds) == ["array", "string"] and types_of(items) == ["string"]:
         return "text-or-list"
     if kinds == ["object"] and isinstance(prop.get("additionalProperties"), Mapping):
         return "map"
@@ -158,28 +90,6 @@ def _kind(prop: Mapping[str, Any]) -> str:
 
 _METAVARS = {"text": "TEXT", "integer": "N", "number": "NUMBER", "list": "TEXT", "text-or-list": "TEXT",
              "pairs": "KEY=VALUE", "map": "KEY=VALUE", "json": "JSON"}
-
-
-def _json(text: str) -> Any:
-    from connector.sdk.jsontext import JsonError, loads
-
-    try:
-        return loads(text)
-    except JsonError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} {exc}") from None
-
-
-def _argparse_options(prop: Mapping[str, Any], kind: str) -> dict[str, Any]:
-    """add_argument's keywords for a property of ``kind`` (without name, help and metavar)."""
-    if kind in ("true", "false"):
-        return {"action": f"store_{kind}", "default": None}
-    if kind == "choice":
-        return {"type": _scalar(prop), "choices": _choices(prop)}
-    if kind == "map":
-        return {"action": "append", "type": _typed_pair(prop.get("additionalProperties", {}))}
-    return {"text": {}, "integer": {"type": int}, "number": {"type": number}, "json": {"type": _json},
-            "list": {"action": "append"}, "text-or-list": {"action": "append"},
-            "pairs": {"action": "append", "type": _pair}}[kind]
 
 
 def for_action(schema: Mapping[str, Any], name: str, action: str | None) -> Mapping[str, Any] | None:
@@ -207,8 +117,9 @@ def schema_flags(schema: Mapping[str, Any], action: str | None = None) -> list[F
     """The flags of ``schema`` (of an operation for ``action``, whose ``action`` property is the
     command itself), in the schema's ``x-order``."""
     props = schema.get("properties", {})
+    order = [name for name in schema.get("x-order", ()) if name in props]
     flags = []
-    for name in schema.get("x-order", list(props)):
+    for name in order + [name for name in props if name not in order]:
         prop = for_action(schema, name, action) if not (action and name == "action") else None
         if prop is None:
             continue
@@ -233,6 +144,8 @@ def _help(flag: Flag) -> Verbatim:
     text = Verbatim(flag.prop.get("description", ""))
     default = flag.prop.get("default")
     notes = [f"default: {default}"] if default not in (None, "", [], {}) and flag.kind not in ("true", "false") else []
+    if flag.kind == "false":
+        notes.append(f"this flag turns {flag.title} off")
     if flag.env:
         notes.append(f"or the environment variable {flag.env}")
     text.suffix = f" ({'; '.join(notes)})" if notes else ""
@@ -289,7 +202,7 @@ def add_schema_flags(parser: argparse.ArgumentParser, schema: Mapping[str, Any],
         try:
             group.add_argument(flag.option, dest=flag.dest, help=_help(flag), required=flag.field in required,
                                **({"metavar": _metavar(flag, action)} if flag.kind not in ("true", "false") else {}),
-                               **_argparse_options(flag.prop, flag.kind))
+                               **argparse_options(flag.prop, flag.kind))
             if flag.file_option:
                 group.add_argument(flag.file_option, dest=flag.file_dest, metavar="FILE",
                                    help=f"read the {flag.title.lower()} from the first line of FILE")
