@@ -4,13 +4,16 @@ field's description as help; and the way back to a configuration (connector.harn
 from __future__ import annotations
 
 import argparse
+import itertools
+import shlex
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from connector.harness import cli
 from connector.harness.flagconfig import config_from_args, secret_warnings
-from connector.harness.flags import HARNESS_FLAGS, Flag, add_schema_flags
+from connector.harness.flags import HARNESS_FLAGS, Flag, add_connector_flags, add_schema_flags
 from connector.sdk.errors import ConfigError, PluginError
 from connector.sdk.manifest import Manifest
 
@@ -24,9 +27,8 @@ def build(command: str, connection: dict = CONNECTION, operation: dict = OPERATI
     """A command's parser as the command line builds it: the connection's flags, and for send and
     listen the operation's for that action."""
     parser = cli.Parser(prog=f"mqtt-connector {command}")
-    taken: dict[str, str] = {}
-    connection_flags = add_schema_flags(parser, connection, title="connection", taken=taken)
-    operation_flags = [] if command == "check" else add_schema_flags(parser, operation, command, "operation", taken)
+    connection_flags, operation_flags = add_connector_flags(parser, connection, operation,
+                                                            None if command == "check" else command)
     return parser, connection_flags, operation_flags
 
 
@@ -132,6 +134,48 @@ def test_every_flag_of_todays_command_line_is_generated_with_the_same_type(comma
             assert option in generated, f"{command} {option} is gone"
             assert _shape(generated[option]) == _shape(action), f"{command} {option}"
 
+
+
+def _readme_commands() -> list[list[str]]:
+    """The send, listen and check command lines of README.md, as argument lists."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    commands = []
+    for line in text.splitlines():
+        words = shlex.split(line.partition("mqtt-connector ")[2], comments=True)
+        if line.startswith("$ ") and words and words[0] in COMMANDS:
+            commands.append(list(itertools.takewhile(lambda w: w not in ("&", "<", "|"), words)))
+    return commands
+
+
+def _harness_flags(parser: argparse.ArgumentParser, command: str) -> None:
+    """The flags the send and listen commands take beside the schemas' (as cli.py has them)."""
+    if command == "send":
+        for flag in ("--message", "--file"):
+            parser.add_argument(flag, action="append")
+        parser.add_argument("--lines", action="store_true")
+        parser.add_argument("--results")
+        parser.add_argument("--outbox")
+    if command == "listen":
+        parser.add_argument("--count", type=int)
+        parser.add_argument("--timeout", type=float)
+
+
+@pytest.mark.parametrize("argv", _readme_commands(), ids=" ".join)
+def test_the_readme_command_lines_give_what_they_gave(argv: list[str]) -> None:
+    command, rest = argv[0], argv[1:]
+    today = cli.build_parser()._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+    parser, connection_flags, operation_flags = build(command)
+    _harness_flags(parser, command)
+    before, after = today.parse_args(rest), parser.parse_args(rest)
+    generated = {o: a.dest for a in parser._actions for o in a.option_strings}
+    for action in today._actions:
+        if action.option_strings[0] in HARNESS_FLAGS or getattr(before, action.dest) is None:
+            continue
+        given, value = getattr(after, generated[action.option_strings[0]]), getattr(before, action.dest)
+        assert (given is not None) == value if action.nargs == 0 else given == value, action.dest
+    MANIFEST.validate_connection(config_from_args(after, connection_flags))
+    if operation_flags:
+        MANIFEST.validate_operation(config_from_args(after, operation_flags, action=command))
 
 # -- each kind of field, there and back --------------------------------------------------------
 

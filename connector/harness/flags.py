@@ -209,3 +209,15 @@ def add_schema_flags(parser: argparse.ArgumentParser, schema: Mapping[str, Any],
         except argparse.ArgumentError as exc:
             raise PluginError(f"the {what} field {flag.field!r} cannot have the flag {flag.option}: {exc}") from None
     return flags
+
+
+def add_connector_flags(parser: argparse.ArgumentParser, connection_schema: Mapping[str, Any],
+                        operation_schema: Mapping[str, Any] | None = None,
+                        action: str | None = None) -> tuple[list[Flag], list[Flag]]:
+    """A command's flags: the connection schema's, and with ``action`` the operation schema's
+    for it; returns both lists, for :func:`connector.harness.flagconfig.config_from_args`."""
+    taken: dict[str, str] = {}
+    connection = add_schema_flags(parser, connection_schema, None, "connection (flags override --connection FILE)",
+                                  taken)
+    operation = add_schema_flags(parser, operation_schema, action, "operation", taken) if action else []
+    return connection, operation
