@@ -1,0 +1,82 @@
+"""From the parsed schema flags (:mod:`connector.harness.flags`) back to a configuration.
+
+A configuration holds only what was given (the schema fills in the defaults when it is
+validated), over what a ``--connection FILE`` held: a flag wins over its ``x-file-flag``'s file
+(both at once are a usage error), which wins over its ``x-env`` variable, which wins over the
+configuration file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from connector.harness.flags import Flag
+from connector.sdk.errors import ConfigError
+
+
+def _read_first_line(path: str, what: str) -> str:
+    from connector.harness.cli import _read_text  # one reader of files for the whole command line
+
+    return _read_text(path, what, first_line=True)
+
+
+def flag_value(flag: Flag, value: Any) -> Any:
+    """A parsed flag's value as the configuration holds it."""
+    if flag.kind == "text-or-list":
+        return value[0] if len(value) == 1 else list(value)
+    if flag.kind == "map":
+        return dict(value)
+    if flag.kind in ("list", "pairs"):
+        return [list(v) if isinstance(v, (list, tuple)) else v for v in value]
+    return value
+
+
+def _given(args: argparse.Namespace, flag: Flag) -> tuple[bool, Any]:
+    """Whether ``flag`` (or its file, or its environment variable) gives a value, and which."""
+    value = getattr(args, flag.dest, None)
+    path = getattr(args, flag.file_dest, None) if flag.file_dest else None
+    if value is not None and path:
+        raise ConfigError(f"give {flag.option} or {flag.file_option}, not both")
+    if value is not None:
+        return True, flag_value(flag, value)
+    if path:
+        return True, _read_first_line(path, flag.title.lower())
+    if flag.env and os.environ.get(flag.env):
+        return True, os.environ[flag.env]
+    return False, None
+
+
+def config_from_args(args: argparse.Namespace, flags: Sequence[Flag], base: Mapping[str, Any] | None = None,
+                     action: str | None = None) -> dict[str, Any]:
+    """The configuration the flags give, over ``base`` (a ``--connection`` file's), with
+    ``action`` when the flags are an operation's. A flag whose ``x-flag-needs`` field stays empty
+    is a :class:`ConfigError` with the schema's message."""
+    config = dict(base or {})
+    for flag in flags:
+        given, value = _given(args, flag)
+        if given:
+            config[flag.field] = value
+    if action is not None:
+        config["action"] = action
+    for flag in flags:
+        if getattr(args, flag.dest, None) is not None:
+            for needed, message in flag.needs.items():
+                if not config.get(needed):
+                    raise ConfigError(message)
+    return config
+
+
+def secret_warnings(args: argparse.Namespace, flags: Sequence[Flag]) -> list[str]:
+    """One warning per secret given on the command line, where every user can see it, saying
+    what to use instead (never the secret)."""
+    warnings = []
+    for flag in flags:
+        if flag.secret and getattr(args, flag.dest, None):
+            better = " or ".join(filter(None, (flag.env and f"the environment variable {flag.env}",
+                                                flag.file_option))) or "a --connection file"
+            warnings.append(f"{flag.option} on the command line can be seen by other users (process list, shell "
+                            f"history): use {better} instead")
+    return warnings
