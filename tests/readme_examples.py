@@ -137,7 +137,7 @@ def environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in ("MQTT_PASSWORD", "MQTT_KEY_PASSWORD")}
 
 
-def run_shell(command: str, cwd: Path, stdin: bytes | None, timeout: float = 90) -> subprocess.CompletedProcess:
+def run_shell(command: str, cwd: Path, stdin: bytes | None, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-c", command], cwd=cwd, input=stdin if stdin is not None else b"",
                           capture_output=True, timeout=timeout, env=environment())
 
@@ -185,7 +185,8 @@ class Started:
         return self.finish()
 
     def finish(self, seconds: float = 20) -> int:
-        assert self.proc.stdout is not None
+        if self._master < 0:  # finished already
+            return self.proc.returncode
         try:
             rest, _ = self.proc.communicate(timeout=seconds)
         except subprocess.TimeoutExpired:
@@ -193,4 +194,5 @@ class Started:
             rest, _ = self.proc.communicate()
         self.stdout += rest or b""
         os.close(self._master)
+        self._master = -1
         return self.proc.returncode

@@ -173,7 +173,9 @@ def start_example(example: Example, shell: str, shown: tuple[str, ...], section:
     terminal, stderr, holds what it says only to a person at a terminal, which the documents leave out)."""
     started = Started(shell.removesuffix(" &"), section.folder)
     sign = WAITS_FOREVER.get(example.command, LISTENING)
-    assert started.wait_for(sign), f"{example}: never started ({started.stdout!r}, {started.terminal!r})"
+    if not started.wait_for(sign):
+        started.stop()
+        pytest.fail(f"{example}: never started ({started.stdout!r}, {started.terminal!r})")
     if shell.endswith(" &"):  # what it prints shows under the next example, with what that one prints
         section.background.append((example, started))
         return
