@@ -17,11 +17,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import paho.mqtt.client as paho
-
-# First the check: a paho-mqtt without the private names below fails with a clear line, naming them.
+# First the check: another paho-mqtt, or one without the private names below, fails in one clear line.
 from connector.mqtt import paho_check  # noqa: F401
-from paho.mqtt import _packet  # noqa: I001
+import paho.mqtt.client as paho
+from paho.mqtt import _packet
 from paho.mqtt.enums import MessageState, _ConnectionState
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
@@ -184,6 +183,7 @@ class PahoClient(paho.Client):
             self._received.clear()
 
     def reconnect(self) -> Any:
+        """paho's, counting the new connection first (see :meth:`ack`)."""
         with self._received_lock:
             self.connection += 1
         return super().reconnect()
