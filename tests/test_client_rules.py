@@ -14,7 +14,8 @@ import pytest
 from brokers import remaining_length
 
 from connector.harness.runtime import Runtime
-from connector.mqtt.connection import MqttConnection, _Client
+from connector.mqtt.connection import MqttConnection
+from connector.mqtt.paho_client import PahoClient
 
 CONNACK = 0x20
 PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 0x30, 0x40, 0x50, 0x60, 0x70
@@ -270,14 +271,14 @@ def test_a_suback_quicker_than_the_subscribing_thread_finds_its_subscription(
     """paho handles the SUBACK in its own thread: when it came before the subscribing thread had
     recorded the SUBSCRIBE's id (NATS under load, 2 runs in 13), the granted QoS was lost and the
     'granted QoS 1 where 2 was asked' warning never shown."""
-    real = _Client.subscribe
+    real = PahoClient.subscribe
 
-    def preempted(self: _Client, *args: object, **kwargs: object) -> object:
+    def preempted(self: PahoClient, *args: object, **kwargs: object) -> object:
         sent = real(self, *args, **kwargs)
         time.sleep(QUIET)  # the subscribing thread loses the processor; the SUBACK comes meanwhile
         return sent
 
-    monkeypatch.setattr(_Client, "subscribe", preempted)
+    monkeypatch.setattr(PahoClient, "subscribe", preempted)
     granted: list[list[tuple[str, int | None]]] = []
     client.on_subscribed = granted.append
     client.subscribe([("t", 2)])

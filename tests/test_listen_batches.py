@@ -11,7 +11,7 @@ import pytest
 
 from brokers import MosquittoBroker
 from connector.harness.runtime import ProcessListener, Runtime
-from connector.mqtt.connection import _Client
+from connector.mqtt.paho_client import PahoClient
 from connector.harness.sinks import JsonLinesSink
 from connector.sdk.documents import Document, Status
 from connector.sdk.listener import Listener
@@ -45,13 +45,13 @@ class RecordingSink:
 def acks(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     """Every acknowledgement the connector sends, recorded at its client's ack()."""
     events: list[tuple] = []
-    real_ack = _Client.ack
+    real_ack = PahoClient.ack
 
     def ack(client: paho.Client, message: paho.MQTTMessage) -> object:
         events.append(("ack", message.mid))
         return real_ack(client, message)
 
-    monkeypatch.setattr(_Client, "ack", ack)
+    monkeypatch.setattr(PahoClient, "ack", ack)
     return events
 
 

@@ -14,7 +14,7 @@ from test_cli import LineReader
 from connector.mqtt.broker import BrokerThread
 from connector.harness.runtime import Runtime
 from connector.mqtt import send as send_module
-from connector.mqtt.connection import _Client
+from connector.mqtt.paho_client import PahoClient
 from connector.sdk.documents import Document, Status
 
 WAIT = 15.0
@@ -242,14 +242,14 @@ def test_receive_maximum_slows_what_the_broker_sends_unacknowledged(mosquitto: M
     acknowledged; without it, it sends all 30 at once. (Mosquitto 2.0.11 keeps the limit loosely: up to
     15 unacknowledged were seen with 2; the connector only asks.)"""
     unacknowledged: list[int] = []
-    handle = _Client._handle_publish
+    handle = PahoClient._handle_publish
 
-    def counting(client: _Client) -> object:
+    def counting(client: PahoClient) -> object:
         done = handle(client)
         unacknowledged.append(len(client._received))  # received by the Listen, not yet acknowledged
         return done
 
-    monkeypatch.setattr(_Client, "_handle_publish", counting)
+    monkeypatch.setattr(PahoClient, "_handle_publish", counting)
     runtime, most = Runtime(), {}
     for limit in (None, 2):
         topic = f"{unique}/slow-{limit}"

@@ -12,7 +12,7 @@ import pytest
 from connector.mqtt.broker import free_port
 from connector.harness.runtime import Runtime
 from connector.harness.sinks import CollectingSink
-from connector.mqtt.connection import _Client
+from connector.mqtt.paho_client import PahoClient
 from connector.sdk.documents import Document, Status
 from connector.sdk.errors import ConnectError
 
@@ -208,13 +208,13 @@ def test_listen_acknowledges_only_what_the_process_accepted(runtime: Runtime, co
     # What goes back to the broker is watched at paho's ack(): amqtt forgets unacknowledged
     # messages anyway (see the xfail below), so the broker cannot show it.
     acked: list[tuple[int, int]] = []
-    real_ack = _Client.ack
+    real_ack = PahoClient.ack
 
     def ack(client: paho.Client, message: paho.MQTTMessage) -> object:
         acked.append((message.mid, message.qos))
         return real_ack(client, message)
 
-    monkeypatch.setattr(_Client, "ack", ack)
+    monkeypatch.setattr(PahoClient, "ack", ack)
     topic = f"{unique}/orders"
     sink = RefuseThird()
     bg = runtime.listen_in_background(connection, {**listen_op(topic), "max_attempts": 1}, sink)

@@ -7,6 +7,7 @@ exception can never kill it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -20,13 +21,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt import _packet
-from paho.mqtt.enums import CallbackAPIVersion, MessageState, _ConnectionState
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from connector.mqtt.paho_client import PahoClient
 from connector.mqtt.tls import alert_text, tls_context, tls_failure, uses_tls, warn_if_insecure
 from connector.sdk.errors import ConnectError
 
@@ -44,9 +45,6 @@ _HINTS = {
 
 #: How many received messages may wait for the process before paho's thread waits too.
 INBOX_SIZE = 10_000
-
-#: How long a deliberate close waits for the broker to read everything and close its side.
-CLOSE_DRAIN_SECONDS = 2.0
 
 #: MQTT 5 session expiry for a persistent session (clean_session off): never, as in MQTT 3.1.1.
 SESSION_NEVER_EXPIRES = 0xFFFFFFFF
@@ -81,247 +79,6 @@ def reason_text(reason: Any) -> str:
     if isinstance(reason, int):
         return paho.error_string(reason)
     return str(reason)
-
-
-class _Held:
-    """A received QoS 1/2 message under its id, until its acknowledgement went out."""
-
-    __slots__ = ("message", "connection", "accepted")
-
-    def __init__(self, message: paho.MQTTMessage, connection: int) -> None:
-        self.message = message
-        #: The connection on which the broker last sent it: only there does its id name it.
-        self.connection = connection
-        #: The process accepted it (for QoS 2: PUBREC sent, or due when the broker sends it again).
-        self.accepted = False
-
-    def sent_again(self, packet: Any) -> bool:
-        """Whether ``packet`` is this message sent again, not another message under the same id:
-        a re-delivery carries DUP and the same topic, QoS and payload."""
-        message = self.message
-        return (bool(packet.dup) and packet.qos == message.qos and packet.topic == message._topic
-                and packet.payload == message.payload)
-
-
-class _Client(paho.Client):
-    """paho's client with the delivery rules a runtime needs, where paho's own fall short.
-
-    - Received QoS 1/2 messages are acknowledged only by :meth:`ack`, after the process accepted
-      them. For QoS 2 that acknowledgement is the PUBREC: paho sends PUBREC on arrival, so a
-      process killed before it accepted the message lost it (the broker then only releases the
-      id), and a PUBREL for an id it no longer knows (after a restart) was never completed,
-      holding one of the broker's slots for good. Here a PUBREC means "accepted", so an unknown
-      PUBREL is completed at once.
-    - A message the broker sends again (DUP, same topic, QoS and payload) while the process still
-      has the first copy is not handed over twice: one acknowledgement answers both. Another
-      message under an id the process still holds (a broker that handed the id out again, as a
-      NATS cluster does after a failover) is a new message: handed over, and the id is its own.
-    - An acknowledgement goes out only while its message id names that very message: in the
-      same broker session, on a connection where the broker sent it (after a reconnect, once the
-      broker sent it again), and not given to another message since. Else it would acknowledge
-      whatever the broker now calls by that id, which the process may never have written.
-    - Reconnect attempts back off exponentially, capped, with jitter.
-    - The reason code of an MQTT 5 PUBREC, which paho ignores, is reported (a QoS 2 message
-      refused there, e.g. 'Not authorized', would otherwise end as a success after PUBCOMP).
-    - When the broker was last heard from, and whether a lost connection was closed by the broker
-      in good order or cut: paho reports both as 'Unspecified error' (see MqttConnection).
-    """
-
-    on_pubrec_refused: Any = None  # called with (mid, reason words) in paho's thread
-
-    def __init__(self, *args: Any, reconnect_delays: tuple[float, float] = (0.5, 30.0), **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        #: Increases with every network connection (counted when it starts, before its CONNECT).
-        self.connection = 0
-        self._first_delay, self._max_delay = reconnect_delays
-        self._attempt = 0
-        #: The brokers to try, in turn, whenever the one in use cannot be reached (failover).
-        self.addresses: list[tuple[str, int]] = []
-        #: mid -> the received QoS 1/2 message that id names, until acknowledged (QoS 2: released).
-        self._received: dict[int, _Held] = {}
-        self._received_lock = threading.Lock()
-
-    # -- received messages ---------------------------------------------------------------------
-
-    def _handle_publish(self) -> Any:
-        header = self._in_packet["command"]
-        if (header & 0x06) >> 1 == 0:  # QoS 0: nothing to acknowledge, paho's own path
-            return super()._handle_publish()
-        packet = _packet.decode_publish(header, self._in_packet["packet"], self._protocol)
-        mid = packet.mid
-        self._easy_log(paho.MQTT_LOG_DEBUG, "Received PUBLISH (d%d, q%d, r%d, m%d), %r, ...  (%d bytes)", packet.dup,
-                       packet.qos, packet.retain, mid, packet.topic, len(packet.payload))
-        with self._received_lock:
-            held = self._received.get(mid)
-            if held is not None and held.sent_again(packet):
-                held.connection = self.connection  # its id names it on this connection too
-                due = held.accepted
-                if due and packet.qos == 1:
-                    del self._received[mid]
-            else:
-                if held is not None:
-                    log.debug("message id %d given to another message while the process has the first: "
-                              "handed over; the first is no longer acknowledged by that id", mid)
-                message = paho.MQTTMessage(mid=mid, topic=packet.topic)
-                message.dup, message.qos, message.retain = packet.dup, packet.qos, packet.retain
-                message.properties, message.payload = packet.properties, packet.payload
-                message.timestamp = time.monotonic()
-                self._received[mid] = held = _Held(message, self.connection)
-                due = None
-        if due is None:
-            self._handle_on_message(held.message)
-            return paho.MQTT_ERR_SUCCESS
-        if due:  # accepted while its acknowledgement could not go out, or that one was lost
-            return self._send_puback(mid) if packet.qos == 1 else self._send_pubrec(mid)
-        log.debug("message %d sent again while the process has it: handed over once", mid)
-        return paho.MQTT_ERR_SUCCESS
-
-    def ack(self, message: paho.MQTTMessage) -> Any:
-        """Acknowledge a received message the process accepted: PUBACK (QoS 1) or PUBREC (QoS 2),
-        now or, after a reconnect, when the broker sent it again; never when its id names another
-        message by now (an earlier session's message, an id the broker gave out again)."""
-        if message.qos == 0:
-            return paho.MQTT_ERR_SUCCESS
-        mid = message.mid
-        # Under the lock up to the queueing: a reconnect counts its connection under it too, then
-        # empties paho's queue, so an acknowledgement never goes out on a later connection.
-        with self._received_lock:
-            held = self._received.get(mid)
-            if held is None or held.message is not message:
-                return paho.MQTT_ERR_SUCCESS
-            held.accepted = True
-            if held.connection != self.connection:
-                return paho.MQTT_ERR_SUCCESS  # sent when the broker sends the message again
-            if message.qos == 1:
-                del self._received[mid]
-                return self._send_puback(mid)
-            return self._send_pubrec(mid)
-
-    def _handle_pubrel(self) -> Any:
-        mid = _packet.decode_pubrel(self._in_packet["command"], self._in_packet["packet"], self._protocol).mid
-        with self._received_lock:  # the broker releases only what was PUBREC'd: accepted
-            held = self._received.get(mid)
-            if held is not None and held.accepted:
-                del self._received[mid]
-        return self._send_pubcomp(mid)
-
-    def new_session(self, continued: bool) -> None:
-        """A CONNACK came: ``continued`` when the broker kept the session (session present)."""
-        if continued:
-            return
-        with self._received_lock:  # the ids of the earlier session name nothing any more
-            self._received.clear()
-
-    def reconnect(self) -> Any:
-        with self._received_lock:
-            self.connection += 1
-        return super().reconnect()
-
-    # -- published messages --------------------------------------------------------------------
-
-    def _handle_pubrec(self) -> Any:
-        packet = self._in_packet["packet"]
-        if self._protocol == paho.MQTTv5 and len(packet) > 2 and packet[2] >= 0x80 and self.on_pubrec_refused:
-            mid = int.from_bytes(packet[0:2], "big")
-            self.on_pubrec_refused(mid, ReasonCode(PacketTypes.PUBREC, identifier=packet[2]).getName())
-        return super()._handle_pubrec()
-
-    def abandon(self, mid: int) -> bool:
-        """Stop sending a message the broker has not received yet (its document was reported as
-        FAILURE): paho would otherwise send it again after every reconnect. False when the broker
-        already has it (PUBREC came): paho then completes it."""
-        with self._out_message_mutex:
-            message = self._out_messages.get(mid)
-            if message is None:
-                return True
-            if message.state in (MessageState.MQTT_MS_WAIT_FOR_PUBCOMP, MessageState.MQTT_MS_RESEND_PUBREL):
-                return False
-            del self._out_messages[mid]
-            if message.state in (MessageState.MQTT_MS_WAIT_FOR_PUBACK, MessageState.MQTT_MS_WAIT_FOR_PUBREC):
-                self._inflight_messages = max(0, self._inflight_messages - 1)
-                if self.is_connected():
-                    self._update_inflight()
-            return True
-
-    # -- closing -------------------------------------------------------------------------------
-
-    def _sock_close(self) -> None:
-        # paho closes the socket right after writing DISCONNECT. Messages the broker sent meanwhile
-        # are then still unread here, and closing a socket with unread data sends a TCP reset, on
-        # which the broker's side drops what it had not read yet: the last acknowledgements (the
-        # broker sends those messages again), even the DISCONNECT (the broker then publishes the
-        # will). So a deliberate close first says "no more from us" and reads until the broker,
-        # having read everything, closes its side.
-        sock = self._sock
-        if sock is not None and self._state == _ConnectionState.MQTT_CS_DISCONNECTING:
-            deadline = time.monotonic() + CLOSE_DRAIN_SECONDS
-            sock = getattr(sock, "_socket", sock)  # under paho's WebSocket wrapper: the TCP socket
-            try:
-                sock.shutdown(socket.SHUT_WR)
-                while (remaining := deadline - time.monotonic()) > 0:
-                    sock.settimeout(remaining)
-                    if not sock.recv(1 << 16):
-                        break
-            except (OSError, ValueError):  # reset, timed out, or TLS state: close as it is
-                pass
-        super()._sock_close()
-
-    # -- reconnecting --------------------------------------------------------------------------
-
-    def _reconnect_wait(self) -> None:
-        # paho doubles its delay without jitter; many clients cut at once would come back at once.
-        with self._reconnect_delay_mutex:
-            if self._reconnect_delay is None:  # paho resets it on every accepted CONNACK
-                self._attempt = 0
-            delay = backoff(self._first_delay, self._max_delay, self._attempt)
-            self._attempt += 1
-            self._reconnect_delay = delay
-        target = time.monotonic() + delay
-        while (self._state not in (_ConnectionState.MQTT_CS_DISCONNECTING, _ConnectionState.MQTT_CS_DISCONNECTED)
-               and not self._thread_terminate):
-            remaining = target - time.monotonic()
-            if remaining <= 0:
-                break
-            time.sleep(min(remaining, 0.1))
-        if len(self.addresses) > 1:  # the next broker of the cluster
-            where = self.addresses.index((self._host, self._port)) if (self._host, self._port) in self.addresses else -1
-            self._host, self._port = self.addresses[(where + 1) % len(self.addresses)]
-
-    # -- signs of life -------------------------------------------------------------------------
-
-    #: When the last packet came from the broker (paho's own clock is reset by its PINGREQs).
-    heard_at = 0.0
-    #: Whether the connection that just ended was closed by the broker in good order (a FIN, not
-    #: a reset or a timeout): read by on_disconnect.
-    closed_by_broker = False
-
-    def _packet_handle(self) -> Any:
-        self.heard_at = time.monotonic()
-        return super()._packet_handle()
-
-    def unanswered(self) -> frozenset[int]:
-        """The ids of the QoS 1/2 messages sent and not yet confirmed."""
-        with self._out_message_mutex:
-            return frozenset(self._out_messages)
-
-    def _loop_rc_handle(self, rc: Any, *args: Any) -> Any:
-        # Only here, before paho closes the socket, can a close by the broker (TCP CLOSE_WAIT: its
-        # FIN came) be told from a network fault (reset, CLOSE) or a silent one (keep alive).
-        self.closed_by_broker = bool(rc) and _tcp_state(self._sock) == _TCP_CLOSE_WAIT
-        return super()._loop_rc_handle(rc, *args)
-
-
-#: Linux's TCP state of a socket whose peer closed its side in good order.
-_TCP_CLOSE_WAIT = 8
-
-
-def _tcp_state(sock: Any) -> int | None:
-    """The socket's TCP state (Linux TCP_INFO), or None where it cannot be read."""
-    sock = getattr(sock, "_socket", sock)  # under paho's WebSocket wrapper: the TCP socket
-    try:
-        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
-    except (AttributeError, OSError, ValueError):
-        return None
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -503,15 +260,15 @@ class MqttConnection:
 
     # -- set-up ------------------------------------------------------------------------------
 
-    def _make_client(self) -> paho.Client:
+    def _make_client(self) -> PahoClient:
         cfg = self.config
-        client = _Client(
+        client = PahoClient(
             CallbackAPIVersion.VERSION2,
-            reconnect_delays=(cfg["reconnect_delay"], cfg["reconnect_max_delay"]),
+            reconnect_delay=functools.partial(backoff, cfg["reconnect_delay"], cfg["reconnect_max_delay"]),
             client_id=self.client_id,
             clean_session=None if self.mqtt5 else cfg["clean_session"],  # MQTT 5: clean_start at connect
             protocol=paho.MQTTv5 if self.mqtt5 else paho.MQTTv311,
-            manual_ack=True,  # a message is acknowledged only after the process accepted it (_Client.ack)
+            manual_ack=True,  # a message is acknowledged only after the process accepted it (PahoClient.ack)
             transport=cfg.get("transport", "tcp"),
         )
         client.addresses = self.addresses
@@ -766,7 +523,7 @@ class MqttConnection:
                 self.closing.set()  # no "connection lost" warning for it
                 client.disconnect()  # do not retry a refused first connection
             return
-        self.host, self.port = client._host, client._port  # with failover, the broker now in use
+        self.host, self.port = client.address  # with failover, the broker now in use
         if self._ever_connected:
             log.warning("reconnected to %s:%s (session present: %s)", self.host, self.port, flags.session_present)
         announced = getattr(properties, "MaximumPacketSize", None)
@@ -806,7 +563,7 @@ class MqttConnection:
             if self.role == "Send":  # a Send may be waiting for its input: say so now
                 log.warning("another client took the client ID %r: the Send stops at its next document or the "
                             "end of its input", self.client_id)
-            client._reconnect_on_failure = False  # the other client would only take it back
+            client.stop_reconnecting()  # the other client would only take it back
             return
         if not self._ever_connected and not self._connack.is_set():
             if self._tls_error is not None:

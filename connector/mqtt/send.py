@@ -18,6 +18,7 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from connector.mqtt.connection import MqttConnection, reason_text
+from connector.mqtt.paho_client import is_published, wait_published
 from connector.mqtt.properties import MQTT5_FIELDS, PropertyError, operation_defaults, publish_properties
 from connector.mqtt.topics import TopicError, check_topic_name, operation_problems
 from connector.sdk.documents import Document, Result, Status
@@ -39,17 +40,6 @@ class _Pending:
     info: paho.MQTTMessageInfo | None
     deadline: float
     result: Result | None = None
-
-
-def _published(info: paho.MQTTMessageInfo, timeout: float) -> bool:
-    # paho's own wait_for_publish() raises when the message was queued while disconnected,
-    # even though paho re-sends it after reconnecting; wait on the flag itself.
-    if info._published:  # set once, never unset: no lock needed to see it (the common case)
-        return True
-    with info._condition:
-        if not info._published and timeout > 0:
-            info._condition.wait(timeout)
-        return info._published
 
 
 def send(conn: MqttConnection, operation: Mapping[str, Any], documents: Iterable[Document]) -> Iterator[Result]:
@@ -193,7 +183,7 @@ def oversize(conn: MqttConnection, topic: str, payload_size: int, qos: int, prop
 
 
 def _done(pending: _Pending) -> bool:
-    return pending.result is not None or (pending.info is not None and pending.info._published)
+    return pending.result is not None or (pending.info is not None and is_published(pending.info))
 
 
 def _unreachable(conn: MqttConnection, what: str) -> str:
@@ -216,7 +206,7 @@ def _settle(conn: MqttConnection, pending: _Pending) -> Result:
         gives_up = conn.gives_up_at(conn.config["ack_timeout"])
         if gives_up is not None:
             until = min(until, gives_up)
-    if _published(info, until - time.monotonic()):
+    if wait_published(info, until - time.monotonic()):
         if info.rc == paho.MQTT_ERR_CONN_LOST:  # QoS 0, not written before the connection was lost
             return Result(pending.index, Status.FAILURE, "the connection was lost before the message was sent")
         refused = conn.refused.pop(info.mid, None) if conn.refused else None
@@ -233,7 +223,7 @@ def _settle(conn: MqttConnection, pending: _Pending) -> Result:
         error = f"the broker did not confirm the message within {ack_timeout:g} s ({state})"
     if not conn.client.abandon(info.mid):
         error += "; the broker received it, and may still deliver it"
-    elif _published(info, 0):  # confirmed while it was being abandoned
+    elif wait_published(info, 0):  # confirmed while it was being abandoned
         return _settle(conn, pending)
     log.debug("document %d: %s", pending.index, error)
     return Result(pending.index, Status.FAILURE, error)
