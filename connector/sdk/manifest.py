@@ -181,6 +181,14 @@ class Manifest:
         return validate(self.operation_schema, config, "operation", self._validators["operation_schema"],
                         self._named("operation_schema"))
 
+    @cached_property
+    def byte_properties(self) -> frozenset[str]:
+        """The document properties that carry bytes: those whose schema in ``document_properties``
+        says ``"contentEncoding": "base64"``. In the Python API their values are bytes; in a JSON
+        line, text when the bytes are UTF-8, else base64 (:func:`~connector.sdk.documents.document_to_json`)."""
+        return frozenset(name for name, schema in self.document_properties.items()
+                         if isinstance(schema, Mapping) and schema.get("contentEncoding") == "base64")
+
     def _named(self, key: str) -> str:
         return f"{self.package or self.id}/{self.raw.get(key, key)}"
 
