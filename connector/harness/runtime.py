@@ -240,8 +240,7 @@ class Runtime:
         if outbox is not None:
             from connector.harness.outbox import Outbox
 
-            box = Outbox(outbox, {"connector": connector_id, "topic": op.get("topic"), "qos": op.get("qos"),
-                                  "retained": op.get("retained")})
+            box = Outbox(outbox, {"connector": connector_id, "operation": op})
         try:
             conn = self._open(connector_id, conn_cfg)
         except BaseException:
