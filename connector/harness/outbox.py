@@ -93,7 +93,9 @@ class Outbox:
             self._lock.close()
             raise ConfigError(problem)
         if not rows:
+            self.db.execute("begin")
             self.db.executemany("insert into send values (?, ?)", [("target", self.target), ("format", FORMAT)])
+            self.db.execute("commit")
         self._unrecorded: list[tuple[int, bytes, str, str | None]] = []
 
     def commit(self) -> None:
@@ -210,13 +212,13 @@ def _mismatch(path: str, rows: Mapping[str, str], target: str) -> str | None:
     """Why the outbox whose ``send`` table holds ``rows`` cannot record the Send of ``target``, or None."""
     if not rows:
         return None  # a new outbox
-    if rows.get("format") != FORMAT:
+    if rows.get("format") != FORMAT or "target" not in rows:
         return (f"the outbox {path!r} was written by an earlier version, which recorded a Send differently: finish "
                 "that Send with the version that began it, or give a new outbox file")
     if rows.get("target") == target:
         return None
-    return f"the outbox {path!r} records another Send ({_differences(json.loads(rows['target']), json.loads(target))}): " \
-        "give each Send its own outbox file"
+    differences = _differences(json.loads(rows["target"]), json.loads(target))
+    return f"the outbox {path!r} records another Send ({differences}): give each Send its own outbox file"
 
 
 def _differences(recorded: Any, this: Any, where: str = "") -> str:
