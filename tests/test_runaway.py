@@ -22,7 +22,7 @@ from faultproxy import FaultProxy
 
 from connector.mqtt.broker import BrokerThread, free_port
 from connector.harness.runtime import Runtime
-from connector.mqtt.listen import dead_letter
+from connector.sdk.retry import dead_letter
 from connector.mqtt.plugin import connector_validate
 from connector.sdk.documents import Document
 from connector.sdk.errors import ConfigError

@@ -595,7 +595,7 @@ def _listen_and_report(runtime: Any, connection: dict[str, Any], operation: dict
 
     # Every byte of a line reaches stdout before its message is acknowledged, in UTF-8 (the sink
     # writes to the file descriptor itself, not through sys.stdout).
-    sink = JsonLinesSink(sys.stdout)
+    sink = JsonLinesSink(sys.stdout, runtime.manifest(connector_id).byte_properties)
     listener = ProcessListener(sink, count, on_subscribed)
     # Graceful: no new message is taken; the batch in hand is written, flushed and acknowledged;
     # the connection is closed with a DISCONNECT. What the broker sent meanwhile stays unacknowledged.

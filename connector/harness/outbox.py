@@ -1,9 +1,9 @@
-"""A Send's durable outbox: which input documents the broker confirmed, kept in SQLite.
+"""A Send's durable outbox: which input documents the endpoint confirmed, kept in SQLite.
 
-paho keeps its session in memory only, so a Send killed with kill -9 forgets what the broker
-confirmed. With an outbox, running the same command again skips every document confirmed
-before -- the same position in the input with the same content (a SHA-256 of its payload and
-topic) -- and sends the rest.
+A connector may keep its session in memory only, so a Send killed with kill -9 forgets what the
+endpoint confirmed. With an outbox, running the same command again (the same connector, the same
+operation) skips every document confirmed before -- the same position in the input with the same
+content (a SHA-256 of its payload and properties) -- and sends the rest.
 
 Confirmations are committed before a document that would leave more than the connection's
 in-flight window unrecorded is handed to the connector, so after a crash at most that window
@@ -29,7 +29,7 @@ _SCHEMA = """
 create table if not exists send (key text not null, value text not null, primary key (key));
 create table if not exists documents (
     position integer primary key,  -- the document's index in the input
-    digest blob not null,          -- SHA-256 of its topic and payload
+    digest blob not null,          -- SHA-256 of its properties and payload
     status text not null,          -- SUCCESS, APPLICATION_ERROR or FAILURE (the latest run's)
     error text
 );
@@ -39,18 +39,35 @@ CONFIRMED_EARLIER = "confirmed by an earlier run (outbox)"
 
 
 def _digest(document: Document) -> bytes:
-    h = hashlib.sha256(str(document.properties.get("topic", "")).encode("utf-8"))
+    """SHA-256 of the document's properties (canonical JSON; bytes as hex) and its payload."""
+    h = hashlib.sha256(json.dumps(document.properties, sort_keys=True, separators=(",", ":"), default=_hex).encode(
+        "utf-8", "surrogatepass") if document.properties else b"")
     h.update(b"\0")
     h.update(document.payload)
     return h.digest()
 
 
+def _hex(value: Any) -> str:
+    return bytes(value).hex() if isinstance(value, (bytes, bytearray)) else repr(value)
+
+
+#: The record's layout; an outbox without it was written by an earlier version, which recorded a
+#: Send by three fields of its operation rather than by the whole of it.
+FORMAT = "2"
+
+
+def canonical(target: Mapping[str, Any]) -> str:
+    """``target`` as canonical JSON: sorted keys, no spaces; equal targets give equal text."""
+    return json.dumps(dict(target), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 class Outbox:
-    """The record of one Send (its target: connector, broker, topic, QoS, retained)."""
+    """The record of one Send, keyed on its ``target``: the runtime's is the connector's id and
+    the whole validated operation (``{"connector": ..., "operation": {...}}``)."""
 
     def __init__(self, path: str, target: Mapping[str, Any]) -> None:
         self.path = path
-        self.target = json.dumps(dict(target), sort_keys=True)
+        self.target = canonical(target)
         if os.path.isdir(path):
             raise ConfigError(f"the outbox {path!r} is a directory: give a file name")
         if os.path.exists(path) and not os.path.isfile(path):  # a device, a pipe: SQLite needs a file
@@ -65,18 +82,20 @@ class Outbox:
             self.db.execute("pragma journal_mode=wal")
             self.db.execute("pragma synchronous=normal")
             self.db.executescript(_SCHEMA)
-            row = self.db.execute("select value from send where key = 'target'").fetchone()
+            rows = dict(self.db.execute("select key, value from send where key in ('target', 'format')"))
         except sqlite3.DatabaseError as exc:
             self._lock.close()
             raise ConfigError(f"cannot use {path!r} as an outbox: {exc} (give a new file, or the outbox of this "
                               "Send)") from None
-        if row is None:
-            self.db.execute("insert into send values ('target', ?)", (self.target,))
-        elif row[0] != self.target:
+        problem = _mismatch(path, rows, self.target)
+        if problem is not None:
             self.db.close()
             self._lock.close()
-            raise ConfigError(f"the outbox {path!r} records another Send ({_describe(json.loads(row[0]))}): give "
-                              "each Send its own outbox file")
+            raise ConfigError(problem)
+        if not rows:
+            self.db.execute("begin")
+            self.db.executemany("insert into send values (?, ?)", [("target", self.target), ("format", FORMAT)])
+            self.db.execute("commit")
         self._unrecorded: list[tuple[int, bytes, str, str | None]] = []
 
     def commit(self) -> None:
@@ -189,6 +208,28 @@ def _hold(path: str) -> Any:
     return lock
 
 
-def _describe(target: Mapping[str, Any]) -> str:
-    words = f"to {target.get('topic')!r} (QoS {target.get('qos')}{', retained' if target.get('retained') else ''})"
-    return f"{words} on {target.get('broker')}" if target.get("broker") else words
+def _mismatch(path: str, rows: Mapping[str, str], target: str) -> str | None:
+    """Why the outbox whose ``send`` table holds ``rows`` cannot record the Send of ``target``, or None."""
+    if not rows:
+        return None  # a new outbox
+    if rows.get("format") != FORMAT or "target" not in rows:
+        return (f"the outbox {path!r} was written by an earlier version, which recorded a Send differently: finish "
+                "that Send with the version that began it, or give a new outbox file")
+    if rows.get("target") == target:
+        return None
+    differences = _differences(json.loads(rows["target"]), json.loads(target))
+    return f"the outbox {path!r} records another Send ({differences}): give each Send its own outbox file"
+
+
+def _differences(recorded: Any, this: Any, where: str = "") -> str:
+    """What differs between the recorded target and this Send's, e.g. ``operation topic "a", not "b"``."""
+    if not (isinstance(recorded, dict) and isinstance(this, dict)):
+        return f"{where} {_short(recorded)}, not {_short(this)}".strip()
+    keys = sorted(k for k in {*recorded, *this} if recorded.get(k, None) != this.get(k, None))
+    parts = [_differences(recorded.get(k), this.get(k), f"{where} {k}".strip()) for k in keys[:3]]
+    return "; ".join(parts) + ("; ..." if len(keys) > 3 else "")
+
+
+def _short(value: Any) -> str:
+    text = "none" if value is None else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -190,7 +190,7 @@ class Runtime:
             except ConfigError as exc:
                 problems += [f"operation {p}" for p in exc.problems]
             if op is not None and action is not None and op["action"] != action:
-                problems.append(f"operation action: this runs a {action}, the operation says {op['action']!r}")
+                problems.append(_other_action(manifest, action, op["action"]))
         if not problems:  # the connector's own rules, once the schemas are satisfied
             assert conn is not None
             found = self.connectors.hook.connector_validate(connector_id=connector_id, connection=conn, operation=op)
@@ -240,8 +240,7 @@ class Runtime:
         if outbox is not None:
             from connector.harness.outbox import Outbox
 
-            box = Outbox(outbox, {"connector": connector_id, "topic": op.get("topic"), "qos": op.get("qos"),
-                                  "retained": op.get("retained")})
+            box = Outbox(outbox, {"connector": connector_id, "operation": op})
         try:
             conn = self._open(connector_id, conn_cfg)
         except BaseException:
@@ -309,6 +308,18 @@ class Runtime:
         self._configs(connector_id, connection, operation, "listen")
         _check_timeout(timeout)
         return BackgroundListen(self, connection, operation, sink, count, timeout, connector_id)
+
+
+#: The actions this harness runs (a connector may declare others, for other runtimes).
+RUNS = ("send", "listen")
+
+
+def _other_action(manifest: Manifest, runs: str, says: str) -> str:
+    """The problem of an operation whose action is not the one being run."""
+    if says not in RUNS:
+        return (f"operation action: {says!r} is an action of the connector {manifest.id!r}, but this harness runs "
+                f"only {' and '.join(RUNS)} actions")
+    return f"operation action: this runs a {runs}, the operation says {says!r}"
 
 
 def _check_timeout(timeout: float | None) -> None:

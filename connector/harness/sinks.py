@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from connector.harness.output import FdOutput, OutputError, as_output
-from connector.sdk.documents import Document, text_or_base64, document_from_json, document_to_json
+from connector.sdk.documents import Document, document_from_json, document_to_json, json_properties, text_or_base64
 
 __all__ = ["CollectingSink", "JsonLinesSink", "Sink", "document_from_json", "document_to_json"]
 
@@ -42,8 +42,10 @@ class JsonLinesSink:
     documents of the batch that went out whole: only these may be acknowledged.
     """
 
-    def __init__(self, output: Any) -> None:
+    def __init__(self, output: Any, byte_properties: Collection[str] = ()) -> None:
         self.output = as_output(output)
+        #: The document properties that carry bytes (the connector manifest's ``byte_properties``).
+        self.byte_properties = tuple(byte_properties)
         # A batch's lines, written at once by flush(): one system call per batch rather than one
         # per document, each of which hands the GIL to paho's busy thread.
         self._lines: list[bytes] = []
@@ -59,12 +61,10 @@ class JsonLinesSink:
             self._reader_gone = closed
 
     def write(self, document: Document) -> None:
-        # document_to_json without the copy of the properties, which only correlation_data needs
+        # document_to_json without a copy of the properties when none of them is bytes
         text, encoding = text_or_base64(document.payload)
-        properties = document.properties
-        if isinstance(properties.get("correlation_data"), (bytes, bytearray)):
-            properties = document_to_json(document)["properties"]
-        record = {"payload": text, "encoding": encoding, "properties": properties}
+        record = {"payload": text, "encoding": encoding,
+                  "properties": json_properties(document.properties, self.byte_properties)}
         try:
             line = (_encode(record) + "\n").encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate in a property: JSON escapes it, UTF-8 cannot carry it

@@ -53,7 +53,8 @@ class _Tour:
     def show(self, label: str, documents: list[Document], limit: int = 6) -> None:
         self.say(f"   {label}: {len(documents)} document{'s' if len(documents) != 1 else ''}")
         for doc in documents[:limit]:
-            self.say("     " + json.dumps(document_to_json(doc), ensure_ascii=False))
+            line = document_to_json(doc, self.runtime.manifest("mqtt").byte_properties)
+            self.say("     " + json.dumps(line, ensure_ascii=False))
         if len(documents) > limit:
             self.say(f"     ... and {len(documents) - limit} more")
 

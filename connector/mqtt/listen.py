@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import queue
 import time
@@ -13,12 +11,13 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from connector.mqtt.connection import MqttConnection, doubling
+from connector.mqtt.connection import MqttConnection
 from connector.mqtt.properties import document_properties, message_uid
 from connector.mqtt.topics import matches, operation_problems
-from connector.sdk.documents import Document, document_to_json
+from connector.sdk.documents import Document
 from connector.sdk.errors import ConfigError, ConnectError
 from connector.sdk.listener import Listener
+from connector.sdk.retry import Endpoint, Retries
 
 log = logging.getLogger("connector.mqtt.listen")
 
@@ -28,8 +27,8 @@ POLL_SECONDS = 0.2
 BATCH_MAX = 500
 #: How long the Listen waits after a message for more to join its batch.
 LINGER_SECONDS = 0.001
-#: The longest wait before handing a refused document to the process again.
-MAX_RETRY_DELAY = 60.0
+#: Dead letters are confirmed by the broker before the original is acknowledged.
+DEAD_LETTER_QOS = 1
 
 
 def topic_filters(operation: Mapping[str, Any]) -> list[str]:
@@ -62,8 +61,8 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
     Messages that arrived together (up to :data:`BATCH_MAX`) go to the process as one batch
     (``listener.submit_batch``): it writes them and flushes once, and only the documents it
     reports as flushed are acknowledged, after that. A document the process refuses is handed
-    over again (:class:`_Retries`); a message is never acknowledged unless the process accepted
-    it or the dead-letter topic confirmed it.
+    over again (the SDK's :class:`~connector.sdk.retry.Retries`); a message is never acknowledged
+    unless the process accepted it or the dead-letter topic confirmed it.
     """
     filters = topic_filters(operation)
     qos: int = operation["qos"]
@@ -75,7 +74,7 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
     repeats = _Repeats(window) if conn.mqtt5 and window else None
     inbox, stopping = conn.inbox, listener.stopping
     ack = _acknowledger(conn)
-    retries = _Retries(conn, operation, listener, ack)
+    retries = Retries(operation, listener, _endpoint(conn, ack))
     exact = set(filters) if not any(_is_wildcard(f) for f in filters) else None
     accepted = 0
     while not stopping.is_set():
@@ -155,108 +154,23 @@ def _acknowledger(conn: MqttConnection) -> Callable[[paho.MQTTMessage], None]:
     return ack
 
 
-class _Retries:
-    """Hands a batch to the process; a refused document is handed over again after a delay,
-    up to ``max_attempts`` times, then dead-lettered or given up on (the Listen then ends)."""
+def _endpoint(conn: MqttConnection, ack: Callable[[paho.MQTTMessage], None]) -> Endpoint[paho.MQTTMessage]:
+    """What the SDK's retry policy needs of MQTT: acknowledging, and dead letters published with
+    QoS 1 and confirmed by the broker, at most the largest payload it surely takes."""
+    from connector.mqtt.plugin import connector_manifest
+    from connector.mqtt.send import largest_payload, send  # the Send path: confirmation, refusals
 
-    def __init__(self, conn: MqttConnection, operation: Mapping[str, Any], listener: Listener,
-                 ack: Callable[[paho.MQTTMessage], None]) -> None:
-        self.conn, self.listener, self.ack = conn, listener, ack
-        self.max_attempts: int = operation["max_attempts"]
-        self.delay: float = operation["retry_delay"]
-        self.dead_letter_topic: str | None = operation["dead_letter_topic"]
-
-    def deliver(self, messages: list[paho.MQTTMessage], documents: list[Document]) -> int:
-        """Hand the batch over; return how many documents the process accepted."""
-        listener, ack, stopping = self.listener, self.ack, self.listener.stopping
-        accepted = position = 0
-        attempt = 1  # of documents[position]
-        while position < len(documents) and not stopping.is_set():
-            taken = listener.submit_batch(documents[position:] if position else documents)
-            for message in messages[position:position + taken]:  # written and flushed: acknowledge
-                ack(message)
-            accepted += taken
-            position += taken
-            if position == len(documents) or stopping.is_set():
-                break
-            if taken:
-                attempt = 1
-            document = documents[position]
-            error = listener.error or "the process refused the document"
-            if attempt < self.max_attempts:
-                wait = doubling(self.delay, MAX_RETRY_DELAY, attempt - 1)
-                log.warning("the process failed for the message on %r (attempt %d of %d: %s); trying again in %g s",
-                            document.properties["topic"], attempt, self.max_attempts, error, wait)
-                if stopping.wait(wait):
-                    break  # not acknowledged: the broker keeps it for a persistent session
-                attempt += 1
-                continue
-            if self.dead_letter_topic is None:
-                log.error("the process failed %d time%s for the message on %r (%s); it was not acknowledged: stopping",
-                          attempt, "s" if attempt > 1 else "", document.properties["topic"], error)
-                listener.gave_up(document, error, attempt)
-                listener.stop()
-                break
-            problem = self._dead_letter(document, error, attempt)
-            if problem is not None:
-                log.error("the message on %r could not be moved to the dead-letter topic %r (%s); it was not "
-                          "acknowledged: stopping", document.properties["topic"], self.dead_letter_topic, problem)
-                listener.gave_up(document, f"{error}; dead-letter topic: {problem}", attempt)
-                listener.stop()
-                break
-            ack(messages[position])
-            listener.dead_lettered(document, error, attempt, self.dead_letter_topic)
-            position += 1
-            attempt = 1
-        return accepted
-
-    def _dead_letter(self, document: Document, error: str, attempts: int) -> str | None:
-        """Publish the document with its error to the dead-letter topic and wait for the broker's
-        confirmation; None when confirmed, else why not."""
-        from connector.mqtt.send import largest_payload, send  # the Send path: confirmation, refusals
-
-        assert self.dead_letter_topic is not None
-        room = largest_payload(self.conn, self.dead_letter_topic, DEAD_LETTER_QOS)
-        letter = Document(dead_letter(document, error, attempts, room))
-        operation = {"action": "send", "topic": self.dead_letter_topic, "qos": DEAD_LETTER_QOS, "retained": False}
-        result = next(iter(send(self.conn, operation, [letter])))
+    def publish(topic: str, letter: bytes) -> str | None:
+        operation = {"action": "send", "topic": topic, "qos": DEAD_LETTER_QOS, "retained": False}
+        result = next(iter(send(conn, operation, [Document(letter)])))
         return None if result.ok else f"{result.status.value}: {result.error}"
+
+    return Endpoint(acknowledge=ack, publish_dead_letter=publish,
+                    dead_letter_room=lambda topic: largest_payload(conn, topic, DEAD_LETTER_QOS),
+                    describe=lambda document: f"the message on {document.properties['topic']!r}",
+                    byte_properties=connector_manifest().byte_properties)
 
 
 def _is_wildcard(topic_filter: str) -> bool:
     return topic_filter.startswith("$") or "+" in topic_filter or "#" in topic_filter
 
-
-#: Dead letters are confirmed by the broker before the original is acknowledged.
-DEAD_LETTER_QOS = 1
-#: The most of the process's error a dead letter carries, in characters.
-DEAD_LETTER_ERROR_MAX = 4_096
-
-
-def dead_letter(document: Document, error: str, attempts: int, room: int) -> bytes:
-    """The dead letter of ``document``: its JSON form plus the error and the attempts, at most
-    ``room`` bytes. When the whole payload does not fit, the dead letter carries as much of its
-    start as fits, ``"truncated": true`` and ``"size"``, the payload's size in bytes: so a dead
-    letter never exceeds what the broker takes, however often it is wrapped again."""
-    if len(error) > DEAD_LETTER_ERROR_MAX:
-        error = error[:DEAD_LETTER_ERROR_MAX] + "..."
-    envelope = document_to_json(document)
-    envelope.update(error=error, attempts=attempts)
-    whole = json.dumps(envelope, ensure_ascii=False).encode("utf-8")
-    if len(whole) <= room:
-        return whole
-    payload = document.payload
-    envelope.update(payload="", truncated=True, size=len(payload))
-    left = room - len(json.dumps(envelope, ensure_ascii=False).encode("utf-8"))
-    text = envelope["encoding"] == "utf-8"
-    keep = max(0, left if text else left // 4 * 3)  # base64: 4 characters for 3 bytes
-    while keep > 0:  # escapes (\", \n, \u0001) make text longer in JSON: shrink until it fits
-        part = payload[:keep]
-        envelope["payload"] = part.decode("utf-8", "ignore") if text else base64.b64encode(part).decode("ascii")
-        size = len(json.dumps(envelope["payload"], ensure_ascii=False).encode("utf-8")) - 2
-        if size <= left:
-            break
-        keep = min(keep - 1, keep * left // size)
-    else:
-        envelope["payload"] = ""
-    return json.dumps(envelope, ensure_ascii=False).encode("utf-8")

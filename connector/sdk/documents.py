@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import enum
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,20 +73,45 @@ def text_or_base64(data: bytes) -> tuple[str, str]:
         return base64.b64encode(data).decode("ascii"), "base64"
 
 
-def document_to_json(document: Document) -> dict[str, Any]:
+def json_properties(properties: dict[str, Any], byte_properties: Collection[str]) -> dict[str, Any]:
+    """``properties`` as a JSON line holds them: each of ``byte_properties`` whose value is bytes
+    as text when it is UTF-8, else base64. ``properties`` itself (no copy) when none is bytes."""
+    encoded = None
+    for name in byte_properties:
+        value = properties.get(name)
+        if isinstance(value, (bytes, bytearray)):
+            if encoded is None:
+                encoded = dict(properties)
+            encoded[name] = text_or_base64(bytes(value))[0]
+    return properties if encoded is None else encoded
+
+
+def document_to_json(document: Document, byte_properties: Collection[str] = ()) -> dict[str, Any]:
     """The JSON form of a document (one line of a Listen's output): the payload as text when it
-    is UTF-8, else base64 (``encoding`` says which), and the properties."""
+    is UTF-8, else base64 (``encoding`` says which), and the properties.
+
+    ``byte_properties``: the document properties that carry bytes, those the connector's manifest
+    marks ``"contentEncoding": "base64"`` (:attr:`Manifest.byte_properties
+    <connector.sdk.manifest.Manifest.byte_properties>`); each is written as text when its bytes are
+    UTF-8, else as their base64."""
     payload, encoding = text_or_base64(document.payload)
-    properties = dict(document.properties)
-    if isinstance(properties.get("correlation_data"), (bytes, bytearray)):
-        properties["correlation_data"] = text_or_base64(bytes(properties["correlation_data"]))[0]
+    properties = json_properties(document.properties, byte_properties)
+    if properties is document.properties:
+        properties = dict(properties)
     return {"payload": payload, "encoding": encoding, "properties": properties}
 
 
-def document_from_json(line: dict[str, Any]) -> Document:
-    """The inverse of :func:`document_to_json`."""
+def document_from_json(line: dict[str, Any], byte_properties: Collection[str] = ()) -> Document:
+    """The inverse of :func:`document_to_json`.
+
+    A property of ``byte_properties`` given as text becomes its UTF-8 bytes. (The JSON form does
+    not say whether such a property was written as text or as base64; text is taken as text.)"""
     if line.get("encoding", "utf-8") == "base64":
         payload = base64.b64decode(line["payload"])
     else:
         payload = line["payload"].encode("utf-8")
-    return Document(payload, dict(line.get("properties", {})))
+    properties = dict(line.get("properties", {}))
+    for name in byte_properties:
+        if isinstance(properties.get(name), str):
+            properties[name] = properties[name].encode("utf-8")
+    return Document(payload, properties)

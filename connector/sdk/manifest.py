@@ -177,9 +177,50 @@ class Manifest:
                         self._named("connection_schema"))
 
     def validate_operation(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        """Validate an operation configuration; return it with the schema's defaults filled in."""
-        return validate(self.operation_schema, config, "operation", self._validators["operation_schema"],
-                        self._named("operation_schema"))
+        """Validate an operation configuration; return it with the schema's defaults filled in.
+
+        Its ``action`` must be one of the manifest's ``actions``: a missing or unknown one is a
+        problem naming the choices. A schema need not declare ``action`` (then it is validated
+        without it, and kept)."""
+        action = self._action_problem(config)
+        schema = self.operation_schema
+        declared = isinstance(schema, Mapping) and "action" in schema.get("properties", {})
+        given = config if declared or not isinstance(config, Mapping) else {
+            k: v for k, v in config.items() if k != "action"}
+        try:
+            operation = validate(self.operation_schema, given, "operation", self._validators["operation_schema"],
+                                 self._named("operation_schema"))
+        except ConfigError as exc:
+            if action is None or any(p.startswith("action:") or "'action'" in p for p in exc.problems):
+                raise  # the schema said it already, in its own words
+            problems = [action, *exc.problems]
+            raise ConfigError("invalid operation: " + "; ".join(problems), problems) from None
+        if action is not None:
+            raise ConfigError(f"invalid operation: {action}", [action])
+        if given is not config:  # the defaults of the fields marked for this action, and the action
+            operation = {**defaults(schema, config), **operation, "action": config["action"]}
+        return operation
+
+    def _action_problem(self, config: Any) -> str | None:
+        """Why ``config``'s action is not one the manifest declares, or None."""
+        if not isinstance(config, Mapping):
+            return None  # the schema reports it
+        choices = ", ".join(f"'{name}'" for name in sorted(self.actions))
+        if "action" not in config:
+            return f"action: missing; give one of {choices}"
+        action = config["action"]
+        if isinstance(action, str) and action in self.actions:
+            return None
+        shown = f"'{action}'" if isinstance(action, str) and len(action) <= 80 else "the value given"
+        return f"action: {shown} is not an action of this connector; give one of {choices}"
+
+    @cached_property
+    def byte_properties(self) -> frozenset[str]:
+        """The document properties that carry bytes: those whose schema in ``document_properties``
+        says ``"contentEncoding": "base64"``. In the Python API their values are bytes; in a JSON
+        line, text when the bytes are UTF-8, else base64 (:func:`~connector.sdk.documents.document_to_json`)."""
+        return frozenset(name for name, schema in self.document_properties.items()
+                         if isinstance(schema, Mapping) and schema.get("contentEncoding") == "base64")
 
     def _named(self, key: str) -> str:
         return f"{self.package or self.id}/{self.raw.get(key, key)}"
