@@ -198,8 +198,8 @@ def build_parser(prog: str = "connector", default_connector: str | None = None, 
 
 
 def _harness_commands(sub: Any, default_connector: str | None) -> None:
+    """send, listen, run, describe, check."""
     from connector.harness.commands import connector_arg
-
 
     p = sub.add_parser("send", help="the Send action: publish documents to a topic")
     p.add_argument("--topic", required=True, help="topic to publish to (no wildcards)")
@@ -333,7 +333,7 @@ def _remember_secrets(connection: Any, args: argparse.Namespace) -> None:
     from connector.harness.commands import runtime
     from connector.sdk.manifest import secret_fields
 
-    for name in secret_fields(runtime(args).manifest(args.connector).connection_schema):
+    for name in secret_fields(runtime(args).manifest(getattr(args, "connector", None)).connection_schema):
         _remember_secret(connection.get(name))
 
 
