@@ -6,7 +6,7 @@ traceback, the words that say what is wrong, done within seconds. A Send that is
 proves that nothing reached the broker: a Listen on the row's topics watches the embedded broker
 and sees only a marker sent after the command ended.
 
-Most rows run ``connector.harness.cli.main(argv)`` in this process (fast); rows marked ``process``
+Most rows run ``connector.__main__.main(argv)`` (the console script) in this process (fast); rows marked ``process``
 run ``python -m connector`` as a user would. A new rule adds a row.
 
 Tokens in a row: ``@D`` the row's folder (files written there first), ``@U`` a topic prefix only
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.harness import cli
+from connector.__main__ import main as console_main
 from connector.mqtt.broker import BrokerThread, free_port
 from connector.harness.runtime import Runtime
 from brokers import MosquittoBroker, silent_tcp_server
@@ -481,7 +481,7 @@ def _in_process(argv: list[str], stdin: bytes, capsys: pytest.CaptureFixture[str
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
     try:
         try:
-            code = cli.main(argv)
+            code = console_main(argv)
         except SystemExit as exc:  # argparse
             code = exc.code if isinstance(exc.code, int) else 1
     finally:

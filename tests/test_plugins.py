@@ -1,9 +1,9 @@
 """Meta-tests of the plugin contract, in the style of datasette's tests/test_plugins.py.
 
-Every hook is specified, prefixed, documented and implemented; the plugin manager loads
-connectors only through entry points, fails loudly on a misspelled hook, honours the block
-list, and dispatches by connector id when several connectors are installed; the one-way doors
-between sdk, mqtt and harness hold.
+Every hook is specified, prefixed, documented (with its exact signature) and implemented; the
+plugin manager loads connectors only through entry points, fails loudly on a misspelled hook,
+honours the block list, registers each connector under its manifest id and calls one connector's
+hooks only for it when several are installed; the one-way doors between sdk, mqtt and harness hold.
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ HOOKS = sorted(_specs())
 
 
 def test_the_spec_module_has_the_hooks() -> None:
-    assert HOOKS == ["connector_check", "connector_listen", "connector_manifest", "connector_max_document_size",
-                     "connector_open", "connector_send", "connector_validate"]
+    assert HOOKS == ["connector_check", "connector_commands", "connector_describe_operation", "connector_listen",
+                     "connector_manifest", "connector_max_document_size", "connector_open", "connector_send",
+                     "connector_validate"]
 
 
 # -- every hook: specified, prefixed, documented, implemented --------------------------------------
@@ -65,13 +66,14 @@ def test_hookspec_dispatch_rules(name: str) -> None:
     opts = getattr(spec, SPEC_ATTR)
     params = list(inspect.signature(spec).parameters)
     doc = inspect.getdoc(spec) or ""
+    # no hook takes a connector id: a connector's hooks are called for it only
+    assert "connector_id" not in params, name
     if name == "connector_manifest":
         assert not opts["firstresult"] and params == []
     else:
-        # several connectors can be installed: the first non-None answer wins, for its own id
+        # called for one plugin: its one answer is the result (None when it does not implement it)
         assert opts["firstresult"], name
-        assert params[0] == "connector_id", name
-        assert "firstresult=True" in doc and "None" in doc, f"{name}: say firstresult in the docstring too"
+    assert "connector_id" not in doc, f"{name}: the docstring still speaks of a connector id"
 
 
 @pytest.mark.parametrize("name", HOOKS)
@@ -92,9 +94,26 @@ def sdk_doc() -> str:
     return path.read_text(encoding="utf-8")
 
 
+def _documented_signatures(sdk_doc: str) -> dict[str, list[str]]:
+    """The hook table of docs/sdk.md: ``| `connector_x(a, b)` | ...`` per hook, as datasette's docs do."""
+    found: dict[str, list[str]] = {}
+    for name, params in re.findall(r"^\|\s*`(connector_[a-z_]+)\(([^)`]*)\)`\s*\|", sdk_doc, re.MULTILINE):
+        assert name not in found, f"docs/sdk.md documents {name} twice"
+        found[name] = [p.strip() for p in params.split(",") if p.strip()]
+    return found
+
+
 @pytest.mark.parametrize("name", HOOKS)
-def test_hook_is_documented(sdk_doc: str, name: str) -> None:
-    assert f"`{name}`" in sdk_doc or f"{name}(" in sdk_doc, f"docs/sdk.md does not document {name}"
+def test_hook_is_documented_with_its_exact_signature(sdk_doc: str, name: str) -> None:
+    documented = _documented_signatures(sdk_doc)
+    assert name in documented, f"docs/sdk.md's hook table does not document {name}"
+    assert documented[name] == list(inspect.signature(_specs()[name]).parameters), \
+        f"docs/sdk.md documents {name}({', '.join(documented[name])}), the spec says {inspect.signature(_specs()[name])}"
+
+
+def test_the_signature_parser_reads_the_table() -> None:
+    table = "| hook | x |\n|---|---|\n| `connector_open(connection)` | y |\n| `connector_commands()` | z |\n"
+    assert _documented_signatures(table) == {"connector_open": ["connection"], "connector_commands": []}
 
 
 def test_docs_name_no_hook_that_does_not_exist(sdk_doc: str) -> None:
@@ -108,11 +127,16 @@ def test_mqtt_plugin_implements_nothing_but_hooks() -> None:
     assert impls == set(HOOKS)
 
 
-@pytest.mark.parametrize("name", [h for h in HOOKS if h != "connector_manifest"])
-def test_mqtt_returns_none_for_another_connector_id(name: str) -> None:
-    args = {p: object() for p in inspect.signature(getattr(mqtt_plugin, name)).parameters}
-    args["connector_id"] = "fake"
-    assert getattr(mqtt_plugin, name)(**args) is None
+@pytest.mark.parametrize("path", [Path(mqtt_plugin.__file__), Path(__file__)])
+def test_no_hook_implementation_compares_connector_ids(path: Path) -> None:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("connector_"):
+            assert "connector_id" not in [a.arg for a in node.args.args], f"{path.name}: {node.name}"
+            if node.name != "connector_manifest":  # the manifest says the id; nothing else looks at one
+                names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+                names |= {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
+                assert not names & {"connector_id", "CONNECTOR_ID", "ID"}, f"{path.name}: {node.name} looks at an id"
 
 
 # -- loading -------------------------------------------------------------------------------------
@@ -140,13 +164,13 @@ class Misspelled:
         raise AssertionError
 
     @hookimpl
-    def connector_sned(self, connector_id: str, connection: Any, operation: Any, documents: Any) -> None:  # pragma: no cover
+    def connector_sned(self, connection: Any, operation: Any, documents: Any) -> None:  # pragma: no cover
         return None
 
 
 class WrongArgument:
     @hookimpl
-    def connector_open(self, connector_id: str, conn: Any) -> None:  # pragma: no cover
+    def connector_open(self, conn: Any) -> None:  # pragma: no cover
         return None
 
 
@@ -167,7 +191,7 @@ def test_pluggy_alone_would_have_ignored_the_misspelling() -> None:
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     pm.register(Misspelled())
-    assert pm.hook.connector_send(connector_id="x", connection=None, operation={}, documents=[]) is None
+    assert pm.hook.connector_send(connection=None, operation={}, documents=[]) is None
 
 
 def test_block_list_parameter_prevents_loading() -> None:
@@ -253,7 +277,9 @@ class FakeConnection:
 
 
 class FakeConnector:
-    """A second connector, id "fake", that records every call it gets."""
+    """A second connector, id "fake", that records every call it gets. Like every connector, it
+    never asks which connector a call is meant for: before connectors were registered under their
+    ids, it would have answered for every id."""
 
     ID = "fake"
 
@@ -272,34 +298,26 @@ class FakeConnector:
                         operation_schema=FAKE_OPERATION_SCHEMA, raw=raw)
 
     @hookimpl
-    def connector_validate(self, connector_id: str, connection: Mapping[str, Any],
+    def connector_validate(self, connection: Mapping[str, Any],
                            operation: Mapping[str, Any] | None) -> list[str] | None:
-        if connector_id != self.ID:
-            return None
         self.calls.append(("validate", operation))
         if operation is not None and operation.get("upper") and operation.get("action") == "listen":
             return ["operation upper: the fake cannot shout while it listens"]
         return []
 
     @hookimpl
-    def connector_open(self, connector_id: str, connection: Mapping[str, Any]) -> FakeConnection | None:
-        if connector_id != self.ID:
-            return None
+    def connector_open(self, connection: Mapping[str, Any]) -> FakeConnection | None:
         self.calls.append(("open", dict(connection)))
         return FakeConnection(self, connection)
 
     @hookimpl
-    def connector_check(self, connector_id: str, connection: Mapping[str, Any]) -> str | None:
-        if connector_id != self.ID:
-            return None
+    def connector_check(self, connection: Mapping[str, Any]) -> str | None:
         self.calls.append(("check", dict(connection)))
         return f"fake at {connection['path']}"
 
     @hookimpl
-    def connector_send(self, connector_id: str, connection: Any, operation: Mapping[str, Any],
+    def connector_send(self, connection: Any, operation: Mapping[str, Any],
                        documents: Iterable[Document]) -> Iterator[Result] | None:
-        if connector_id != self.ID:
-            return None
         assert isinstance(connection, FakeConnection)
         self.calls.append(("send", dict(operation)))
 
@@ -312,12 +330,10 @@ class FakeConnector:
         return results()
 
     @hookimpl
-    def connector_listen(self, connector_id: str, connection: Any, operation: Mapping[str, Any],
+    def connector_listen(self, connection: Any, operation: Mapping[str, Any],
                          listener: Listener) -> int | None:
-        if connector_id != self.ID:
-            return None
         self.calls.append(("listen", dict(operation)))
-        listener.subscribed([("fake/#", 0)])
+        listener.listening("everything the fake makes up")
         accepted = 0
         for n in range(100):
             if listener.stopping.is_set():
@@ -334,14 +350,126 @@ def fake() -> FakeConnector:
 
 @pytest.fixture
 def two(fake: FakeConnector) -> Runtime:
-    # fake is registered first, so pluggy asks mqtt first (LIFO): mqtt must pass with None
-    return Runtime(Connectors(create_plugin_manager(plugins=[fake])))
+    # the fake answers every call it gets: only its own reach it
+    return Runtime(Connectors(create_plugin_manager(plugins=[fake])), default_connector="mqtt")
 
 
-def test_both_connectors_are_installed(two: Runtime) -> None:
+def test_both_connectors_are_installed_each_under_its_manifest_id(two: Runtime, fake: FakeConnector) -> None:
     assert set(two.connectors.manifests) == {"mqtt", "fake"}
-    impls = [i.plugin_name for i in two.connectors.hook.connector_send.get_hookimpls()]
-    assert impls[-1] == "mqtt"  # called first
+    pm = two.connectors.pm
+    assert pm.get_plugin("fake") is fake and pm.get_plugin("mqtt") is mqtt_plugin
+    impls = [i.plugin_name for i in pm.hook.connector_send.get_hookimpls()]
+    assert sorted(impls) == ["fake", "mqtt"]  # both implement Send ...
+    fake_send = two.connectors.get("fake")
+    assert (fake_send.id, fake_send.manifest.name) == ("fake", "Fake")
+    assert two.connectors.get("fake") is fake_send
+
+
+def test_a_connector_s_hooks_reach_its_plugin_only(two: Runtime, fake: FakeConnector) -> None:
+    # ... but a call for mqtt never reaches the fake, which would answer anything it is asked
+    mqtt = two.connectors.get("mqtt")
+    assert mqtt.validate(mqtt.manifest.validate_connection({}), None) == []
+    assert two.connectors.get("mqtt").describe_operation({"action": "send", "topic": "a", "qos": 1}) == \
+        "to 'a' (QoS 1)"
+    assert fake.calls == []
+    assert two.connectors.get("fake").validate({}, None) == []
+    assert fake.calls == [("validate", None)]
+
+
+def test_two_connectors_that_answer_everything_answer_only_for_themselves() -> None:
+    class Other(FakeConnector):
+        ID = "other"
+
+    fake, other = FakeConnector(), Other()
+    connectors = Connectors(create_plugin_manager(plugins=[fake, other], entry_points=False))
+    assert connectors.get("other").check({"path": "/o"}) == "fake at /o"
+    assert (fake.calls, other.calls) == ([], [("check", {"path": "/o"})])
+    assert connectors.get("fake").open({"path": "/f"}).connector is fake
+    assert [c[0] for c in other.calls] == ["check"]
+
+
+def test_a_plugin_is_registered_again_under_its_manifest_id(fake: FakeConnector) -> None:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.register(fake, name="files")  # as an entry point named otherwise would be
+    with pytest.raises(PluginError, match="registered as 'files' has the manifest id 'fake'"):
+        Connectors(pm).manifests
+    from connector.sdk.plugins import _register_under_ids
+
+    _register_under_ids(pm)
+    assert pm.get_plugin("fake") is fake and pm.get_plugin("files") is None
+    assert list(Connectors(pm).manifests) == ["fake"]
+
+
+def test_an_entry_point_named_otherwise_is_registered_under_the_manifest_id(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = tmp_path / "site"
+    info = site / "drop_connector_dist-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: drop-connector-dist\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\nfiles = drop_connector_plugin:PLUGIN\n")
+    (site / "drop_connector_plugin.py").write_text(
+        "from test_plugins import FakeConnector\n\nclass Drop(FakeConnector):\n    ID = 'drop'\n\nPLUGIN = Drop()\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, "drop_connector_plugin", raising=False)
+    pm = create_plugin_manager()
+    assert pm.get_plugin("files") is None and pm.get_plugin("drop") is not None
+    assert set(Connectors(pm).manifests) == {"mqtt", "drop"}
+    assert create_plugin_manager(block=["files"]).get_plugin("drop") is None  # blocked by its entry-point name
+    assert create_plugin_manager(block=["drop"]).get_plugin("drop") is None  # or by its id
+
+
+def test_a_plugin_without_a_manifest_is_refused() -> None:
+    class Nameless:
+        @hookimpl
+        def connector_check(self, connection: Any) -> str:  # pragma: no cover
+            return "?"
+
+    with pytest.raises(PluginError, match="implements no connector_manifest"):
+        create_plugin_manager(plugins=[Nameless()], entry_points=False)
+
+
+def test_resolve_picks_the_connector() -> None:
+    class Other(FakeConnector):
+        ID = "other"
+
+    one = Connectors(create_plugin_manager(entry_points=False, plugins=[FakeConnector()]))
+    assert one.resolve(None) == "fake" and one.resolve(None, "mqtt") == "fake"  # the only one installed
+    assert one.resolve("fake") == "fake"
+    several = Connectors(create_plugin_manager(entry_points=False, plugins=[FakeConnector(), Other()]))
+    assert several.resolve(None, "other") == "other" and several.resolve("fake", "other") == "fake"
+    with pytest.raises(PluginError, match=r"^several connectors are installed \(fake, other\): say which one"):
+        several.resolve(None)
+    with pytest.raises(PluginError, match=r"^no connector 'mqtt' is installed \(installed: fake, other\)$"):
+        several.resolve(None, "mqtt")
+    with pytest.raises(PluginError, match=r"^no connector 'nope' is installed \(installed: fake, other\)$"):
+        several.resolve("nope", "other")
+    with pytest.raises(PluginError, match=r"^no connector 'nope' is installed \(installed: fake, other\)$"):
+        several.get("nope")
+    with pytest.raises(PluginError, match="^no connector is installed$"):
+        Connectors(create_plugin_manager(entry_points=False)).resolve(None)
+
+
+def test_the_runtime_has_no_default_connector_of_its_own(fake: FakeConnector) -> None:
+    pm = create_plugin_manager(plugins=[fake])
+    with pytest.raises(PluginError, match="several connectors are installed"):
+        Runtime(Connectors(pm)).manifest()
+    assert Runtime(Connectors(pm), default_connector="fake").manifest().id == "fake"
+    assert Runtime(Connectors(create_plugin_manager())).manifest().id == "mqtt"  # the only one
+
+
+def test_a_misspelled_hook_still_fails_through_a_connector(two: Runtime) -> None:
+    with pytest.raises(AttributeError):
+        two.connectors.get("fake")._call("connector_sned", connection={})
+
+
+def test_the_summary_phrase_is_the_connector_s_or_none(two: Runtime) -> None:
+    assert two.describe_operation({"action": "send", "topic": "a/b", "qos": 1, "retained": True}) == \
+        "to 'a/b' (QoS 1, retained)"
+    assert two.describe_operation({"action": "listen", "topic": ["a/#", "b"], "qos": 1, "filter_qos": {"b": 0}}) == \
+        "on 'a/#' (QoS 1), 'b' (QoS 0)"
+    assert two.describe_operation({"action": "send"}, "fake") is None  # the fake has no such hook
+    assert two.connectors.get("fake").commands() == []
 
 
 def test_send_reaches_the_fake_connector_only(two: Runtime, fake: FakeConnector) -> None:
@@ -377,9 +505,10 @@ def test_the_fake_connector_is_validated_by_its_own_schemas(two: Runtime, fake: 
 def test_mqtt_is_still_dispatched_to_mqtt(two: Runtime, fake: FakeConnector) -> None:
     # the mqtt schemas apply to "mqtt", and the fake never hears of it
     with pytest.raises(ConfigError, match="operation qos"):
-        two.send({}, {"action": "send", "topic": "a", "qos": 5}, ["x"])
+        two.send({}, {"action": "send", "topic": "a", "qos": 5}, ["x"])  # the default connector
     assert two.manifest("mqtt").id == "mqtt"
-    assert two.connectors.hook.connector_open(connector_id="nobody", connection={}) is None
+    with pytest.raises(PluginError, match=r"no connector 'nobody' is installed \(installed: fake, mqtt\)"):
+        two.connectors.get("nobody")
     assert fake.calls == []
 
 
@@ -416,9 +545,8 @@ def test_the_authors_check_at_registration_fails_loudly_on_a_broken_connector(mo
 
 def test_two_connectors_with_one_id_are_refused(fake: FakeConnector) -> None:
     other = FakeConnector()
-    pm = create_plugin_manager(plugins=[fake, other], entry_points=False)
     with pytest.raises(PluginError, match="two installed connectors share the id 'fake'"):
-        Connectors(pm).manifests
+        create_plugin_manager(plugins=[fake, other], entry_points=False)
 
 
 # -- the doors between the packages ------------------------------------------------------------
@@ -494,14 +622,24 @@ print(sorted({{m.split(".")[0] if not m.startswith("connector") else ".".join(m.
 @pytest.mark.parametrize("code", [
     "import connector.harness.cli",
     "from connector.harness.cli import build_parser; build_parser().format_help()",
-    "from connector.harness.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
     "from connector.harness.cli import main\ntry:\n    main(['send', '--help'])\nexcept SystemExit:\n    pass",
+    "from connector.__main__ import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n    pass",
 ])
 def test_the_command_line_starts_without_the_heavy_imports(code: str) -> None:
     done = subprocess.run([sys.executable, "-c", CHECK_LAZY.format(code=code)], capture_output=True, text=True,
                           timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_top_level_help_loads_the_connectors_but_not_their_clients() -> None:
+    # it lists the commands the installed connectors add, so it finds them: nothing more
+    code = "from connector.__main__ import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass"
+    done = subprocess.run([sys.executable, "-c", CHECK_LAZY.format(code=code)], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "['connector.mqtt', 'pluggy']"
+    assert re.search(r"^    broker +run the embedded MQTT broker", done.stdout, re.MULTILINE), done.stdout
 
 
 def test_describe_does_not_import_paho() -> None:

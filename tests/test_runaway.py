@@ -57,8 +57,7 @@ def test_the_python_api_and_run_refuse_the_loop_too(topic_filter: str, dead_lett
     operation = {"action": "listen", "topic": topic_filter, "dead_letter_topic": dead_letters}
     with pytest.raises(ConfigError, match="dead_letter_topic"):
         Runtime().listen({"port": free_port()}, operation, print, timeout=1)
-    problems = connector_validate(connector_id="mqtt", connection=_connection(),
-                                  operation={**operation, "qos": 0})
+    problems = connector_validate(connection=_connection(), operation={**operation, "qos": 0})
     assert problems and "dead-letter topic" in problems[-1]
     (tmp_path / "conn.json").write_text(json.dumps({"port": free_port()}))
     (tmp_path / "op.json").write_text(json.dumps(operation))
@@ -69,7 +68,7 @@ def test_the_python_api_and_run_refuse_the_loop_too(topic_filter: str, dead_lett
 @pytest.mark.parametrize(("topic_filter", "dead_letters"), [("a/#", "b/dead"), ("#", "$dead"), ("a/+", "a/b/dead")])
 def test_a_dead_letter_topic_outside_the_filters_is_fine(topic_filter: str, dead_letters: str) -> None:
     operation = {"action": "listen", "topic": topic_filter, "qos": 0, "dead_letter_topic": dead_letters}
-    assert connector_validate(connector_id="mqtt", connection=_connection(), operation=operation) == []
+    assert connector_validate(connection=_connection(), operation=operation) == []
 
 
 def test_no_local_keeps_own_dead_letters_away_but_not_from_a_shared_subscription() -> None:
@@ -77,9 +76,9 @@ def test_no_local_keeps_own_dead_letters_away_but_not_from_a_shared_subscription
     except through a shared subscription, where no_local is not allowed."""
     connection = _connection(protocol="5")
     operation = {"action": "listen", "topic": "a/#", "qos": 0, "dead_letter_topic": "a/dead", "no_local": True}
-    assert connector_validate(connector_id="mqtt", connection=connection, operation=operation) == []
+    assert connector_validate(connection=connection, operation=operation) == []
     shared = {**operation, "topic": "$share/G/a/#"}
-    assert "dead-letter topic" in connector_validate(connector_id="mqtt", connection=connection, operation=shared)[-1]
+    assert "dead-letter topic" in connector_validate(connection=connection, operation=shared)[-1]
 
 
 def test_a_dead_letter_too_big_for_the_broker_carries_the_start_of_the_payload(broker: BrokerThread) -> None:

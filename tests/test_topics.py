@@ -375,7 +375,7 @@ def _schema_accepts(action: str, topic: str) -> bool:
 
     global _OPERATION_VALIDATOR
     if _OPERATION_VALIDATOR is None:
-        path = Path(__file__).resolve().parent.parent / "schemas" / "operation.schema.json"
+        path = Path(__file__).resolve().parent.parent / "schemas" / "operation.schema.json"  # the single copy
         _OPERATION_VALIDATOR = Draft202012Validator(json.loads(path.read_text(encoding="utf-8")))
     return _OPERATION_VALIDATOR.is_valid({"action": action, "topic": topic})
 

@@ -1,7 +1,9 @@
-"""The ``mqtt-connector`` command line (see docs/cli.md and ../shared/CONTRACT.md).
+"""The harness's command line (see docs/cli.md and ../shared/CONTRACT.md).
 
-Only the standard library is imported at start-up; each command imports what it needs, so
-``--help`` answers at once.
+An entry point outside the harness (``connector/__main__.py``) gives it its program name and
+default connector. Only the standard library is imported at start-up; each command imports what
+it needs, so ``send --help`` answers at once. Installed connectors add their own commands
+(:mod:`connector.harness.commands`).
 """
 
 from __future__ import annotations
@@ -173,32 +175,31 @@ def _listen_args(p: argparse.ArgumentParser) -> None:
                    help="drop a message whose msg-id (send --stamp-id) was among the last N (QoS 1 repeats)")
 
 
-def build_parser() -> Parser:
-    parser = Parser(prog="mqtt-connector", description="The MQTT connector and its local runtime harness.")
+def build_parser(prog: str = "connector", default_connector: str | None = None, *,
+                 connector_commands: dict[str, Callable[[argparse.Namespace], int]] | None = None) -> Parser:
+    """The parser of the harness's commands; with ``connector_commands`` (filled in here), also of
+    every installed connector's (which loads the connectors)."""
+    from connector.harness.commands import add_connector_commands, connector_arg
+
+    parser = Parser(prog=prog, description="Connectors and their local runtime harness.")
     _common(parser)
     from connector import __version__
 
-    parser.add_argument("--version", action="version", version=f"mqtt-connector {__version__}")
+    parser.add_argument("--version", action="version", version=f"{prog} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-
-    p = sub.add_parser("broker", help="run the embedded MQTT broker in the foreground")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=1883, help="port to listen on (default 1883)")
-    p.add_argument("--password-file", metavar="FILE", help="Mosquitto password file (mosquitto_passwd): clients "
-                   "must log in with a user name and password from it")
-    p.add_argument("--allow-anonymous", action="store_true",
-                   help="with --password-file, still admit clients that give no user name")
-    p.add_argument("--acl-file", metavar="FILE", help="Mosquitto ACL file: which topics each user may read and write")
-    p.add_argument("--cert-file", metavar="FILE", help="TLS: the broker's certificate (PEM); the port speaks TLS only")
-    p.add_argument("--key-file", metavar="FILE", help="TLS: the private key of --cert-file (PEM)")
-    p.add_argument("--ca-file", metavar="FILE", help="TLS: require client certificates signed by these CAs (PEM)")
-    p.add_argument("--connect-timeout", type=float, metavar="S",
-                   help="close a connection that has not sent its CONNECT within S seconds (default 10)")
-    p.add_argument("--max-queued-messages", type=int, metavar="N",
-                   help="messages held per client at most, then new ones are dropped (default 1000)")
-    p.add_argument("--max-queued-bytes", type=int, metavar="N",
-                   help="payload bytes held per client at most (default 16 MiB)")
+    _harness_commands(sub, default_connector)
+    p = sub.add_parser("connectors", help="list the installed connectors: id, version, actions")
+    p.add_argument("--json", action="store_true", help="as JSON")
+    connector_arg(p, default_connector, ignored=True)
     _common(p)
+    if connector_commands is not None:
+        connector_commands.update(add_connector_commands(sub, _common, default_connector))
+    return parser
+
+
+def _harness_commands(sub: Any, default_connector: str | None) -> None:
+    """send, listen, run, describe, check."""
+    from connector.harness.commands import connector_arg
 
     p = sub.add_parser("send", help="the Send action: publish documents to a topic")
     p.add_argument("--topic", required=True, help="topic to publish to (no wildcards)")
@@ -227,6 +228,7 @@ def build_parser() -> Parser:
     g.add_argument("--stamp-id", action="store_true", default=None,
                    help="add a user property msg-id, unique per document, for a Listen's --dedupe-window")
     _connection_args(p)
+    connector_arg(p, default_connector)
     _common(p)
 
     p = sub.add_parser("listen", help="the Listen action: write each message as a JSON line")
@@ -239,12 +241,13 @@ def build_parser() -> Parser:
                    help="keep the broker session so that messages published while away arrive later (needs --client-id)")
     _listen_args(p)
     _connection_args(p)
+    connector_arg(p, default_connector)
     _common(p)
 
     p = sub.add_parser("run", help="run any installed connector from a connection file and an operation file")
     p.add_argument("--connection", metavar="FILE", required=True, help="connection file (JSON)")
     p.add_argument("--operation", metavar="FILE", required=True, help="operation file (JSON): the Options tab")
-    p.add_argument("--connector", default=None, help="connector id (default: mqtt)")
+    connector_arg(p, default_connector)
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="Send: files, one document each (default: standard input)")
     p.add_argument("--lines", action="store_true", help="Send: each line of standard input is one document")
     p.add_argument("--results", metavar="FILE", help="Send: write one JSON line per document")
@@ -255,16 +258,13 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("describe", help="show the connector, its connection fields and the Options tab")
     p.add_argument("--json", action="store_true", help="the manifest with its schemas, as JSON")
-    p.add_argument("--connector", default=None, help="connector id (default: mqtt)")
+    connector_arg(p, default_connector)
     _common(p)
 
     p = sub.add_parser("check", help="test the connection: 'ok' or the reason it fails")
     _connection_args(p)
+    connector_arg(p, default_connector)
     _common(p)
-
-    p = sub.add_parser("demo", help="offline tour on the embedded broker: retained, wildcards, QoS 0/1/2")
-    _common(p)
-    return parser
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -326,14 +326,14 @@ def load_json_file(path: str, what: str) -> Any:
         raise UsageError(f"the {what} file {path!r} {exc}") from None
 
 
-def _remember_secrets(connection: Any, connector_id: str | None = None) -> None:
+def _remember_secrets(connection: Any, args: argparse.Namespace) -> None:
     """Mask every secret of a connection configuration (the fields its schema marks writeOnly)."""
     if not isinstance(connection, dict):
         return
-    from connector.harness.runtime import DEFAULT_CONNECTOR, Runtime
+    from connector.harness.commands import runtime
     from connector.sdk.manifest import secret_fields
 
-    for name in secret_fields(Runtime().manifest(connector_id or DEFAULT_CONNECTOR).connection_schema):
+    for name in secret_fields(runtime(args).manifest(getattr(args, "connector", None)).connection_schema):
         _remember_secret(connection.get(name))
 
 
@@ -349,7 +349,7 @@ def connection_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if not isinstance(loaded, dict):
             raise UsageError(f"the connection file {args.connection!r} must hold a JSON object")
         config.update(loaded)
-    _remember_secrets(config)  # masked at once, even if the file turns out to be invalid
+    _remember_secrets(config, args)  # masked at once, even if the file turns out to be invalid
     file_secret = _holds_secret(config)
     if os.environ.get(PASSWORD_ENV):
         config["password"] = os.environ[PASSWORD_ENV]
@@ -365,7 +365,7 @@ def connection_from_args(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, name, None)
         if value is not None:
             config[name] = value
-    _remember_secrets(config)
+    _remember_secrets(config, args)
     _warn_exposed_secrets(args, config, file_secret)
     return config
 
@@ -521,7 +521,7 @@ def _say(text: str) -> None:
     write_text(sys.stderr, text)
 
 
-def _report_send(results: Iterator[Any], results_path: str | None, what: str, stop: Any = None) -> int:
+def _report_send(results: Iterator[Any], results_path: str | None, what: str | None, stop: Any = None) -> int:
     """One result line per document (stderr for each failure, ``--results``), then the summary;
     with ``stop`` (a GracefulStop), also for the documents a second signal left unsettled."""
     from connector.sdk.documents import Status
@@ -552,7 +552,9 @@ def _report_send(results: Iterator[Any], results_path: str | None, what: str, st
                 unwritten = unwritten or exc.strerror or str(exc)
     total = sum(counts.values())
     failed = total - counts[Status.SUCCESS]
-    summary = f"sent {counts[Status.SUCCESS]:,} of {total:,} document{'s' if total != 1 else ''} {what}"
+    summary = f"sent {counts[Status.SUCCESS]:,} of {total:,} document{'s' if total != 1 else ''}"
+    if what:  # the connector's own words for where they went
+        summary += f" {what}"
     if earlier:
         summary += f", {earlier:,} of them confirmed by an earlier run (outbox)"
     if failed:
@@ -588,15 +590,14 @@ def _listen_and_report(runtime: Any, connection: dict[str, Any], operation: dict
         raise UsageError("--timeout must be more than 0 seconds")
     chatty = sys.stderr.isatty() or logging.getLogger().isEnabledFor(logging.DEBUG)
 
-    def on_subscribed(granted: list[tuple[str, int | None]]) -> None:
+    def on_listening(description: str) -> None:
         if chatty:
-            shown = ", ".join(f"{f!r} (QoS {q})" if q is not None else f"{f!r} (refused)" for f, q in granted)
-            _say(f"listening on {shown}; Ctrl-C to stop\n")
+            _say(f"listening on {description}; Ctrl-C to stop\n")
 
     # Every byte of a line reaches stdout before its message is acknowledged, in UTF-8 (the sink
     # writes to the file descriptor itself, not through sys.stdout).
     sink = JsonLinesSink(sys.stdout, runtime.manifest(connector_id).byte_properties)
-    listener = ProcessListener(sink, count, on_subscribed)
+    listener = ProcessListener(sink, count, on_listening)
     # Graceful: no new message is taken; the batch in hand is written, flushed and acknowledged;
     # the connection is closed with a DISCONNECT. What the broker sent meanwhile stays unacknowledged.
     # A write blocked on a reader that does not read gives up within a second (not acknowledged).
@@ -632,7 +633,7 @@ def _listen_and_report(runtime: Any, connection: dict[str, Any], operation: dict
 # -- commands --------------------------------------------------------------------------------
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from connector.harness.runtime import Runtime
+    from connector.harness.commands import runtime as make_runtime
     from connector.harness.stopping import GracefulStop
 
     operation: dict[str, Any] = {"action": "send", "topic": args.topic}
@@ -649,16 +650,14 @@ def cmd_send(args: argparse.Namespace) -> int:
     _check_outputs(args)
     connection = connection_from_args(args)
     _persistent(args, connection)
-    runtime = Runtime()
-    limit = runtime.max_document_size(connection, operation)
+    runtime = make_runtime(args)
+    limit = runtime.max_document_size(connection, operation, args.connector)
     stop = GracefulStop()
     documents = stop.documents(_input_documents(args.file, args.lines, (m.encode("utf-8") for m in args.message or ()),
                                                 stop.stopped, limit))
-    results = runtime.send(connection, operation, documents, outbox=args.outbox)
+    results = runtime.send(connection, operation, documents, connector_id=args.connector, outbox=args.outbox)
     stop.install()
-    qos = operation.get("qos", 0)
-    return _report_send(results, args.results, f"to {args.topic!r} (QoS {qos}{', retained' if args.retained else ''})",
-                        stop)
+    return _report_send(results, args.results, runtime.describe_operation(operation, args.connector), stop)
 
 
 def _persistent(args: argparse.Namespace, connection: dict[str, Any]) -> None:
@@ -669,7 +668,7 @@ def _persistent(args: argparse.Namespace, connection: dict[str, Any]) -> None:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
-    from connector.harness.runtime import Runtime
+    from connector.harness.commands import runtime
 
     connection = connection_from_args(args)
     _persistent(args, connection)
@@ -685,19 +684,19 @@ def cmd_listen(args: argparse.Namespace) -> int:
             operation["filter_qos"] = {name: int(qos) for name, qos in args.filter_qos}
         except ValueError:
             raise UsageError("--filter-qos is FILTER=QOS with a QoS of 0, 1 or 2") from None
-    return _listen_and_report(Runtime(), connection, operation, args.count, args.timeout, "mqtt")
+    return _listen_and_report(runtime(args), connection, operation, args.count, args.timeout, args.connector)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from connector.harness.runtime import DEFAULT_CONNECTOR, Runtime
+    from connector.harness.commands import runtime as make_runtime
     from connector.harness.stopping import GracefulStop
 
     connection = load_json_file(args.connection, "connection")
     operation = load_json_file(args.operation, "operation")
-    connector_id = args.connector or DEFAULT_CONNECTOR
-    _remember_secrets(connection, connector_id)
+    runtime = make_runtime(args)
+    connector_id = runtime.connectors.resolve(args.connector, runtime.default_connector)
+    _remember_secrets(connection, args)
     _warn_exposed_secrets(args, connection, _holds_secret(connection))
-    runtime = Runtime()
     action = operation.get("action") if isinstance(operation, dict) else None
     if action == "listen":
         if args.inputs or args.lines or args.results or args.outbox:
@@ -712,22 +711,21 @@ def cmd_run(args: argparse.Namespace) -> int:
                                                 stop.stopped, limit))
     results = runtime.send(connection, operation, documents, connector_id=connector_id, outbox=args.outbox)
     stop.install()
-    topic = operation.get("topic") if isinstance(operation, dict) else None
-    return _report_send(results, args.results, f"to {topic!r}", stop)
+    return _report_send(results, args.results, runtime.describe_operation(operation, connector_id), stop)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from connector.harness.runtime import Runtime
+    from connector.harness.commands import runtime
 
-    print(f"ok: {Runtime().check(connection_from_args(args))}")
+    print(f"ok: {runtime(args).check(connection_from_args(args), args.connector)}")
     return EXIT_OK
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
+    from connector.harness.commands import runtime
     from connector.harness.describe import describe_text
-    from connector.harness.runtime import DEFAULT_CONNECTOR, Runtime
 
-    manifest = Runtime().manifest(args.connector or DEFAULT_CONNECTOR)
+    manifest = runtime(args).manifest(args.connector)
     if args.json:
         print(json.dumps(manifest.to_json(), indent=2, ensure_ascii=False))
     else:
@@ -735,66 +733,14 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_broker(args: argparse.Namespace) -> int:
-    from connector.mqtt.broker import serve
+def cmd_connectors(args: argparse.Namespace) -> int:
+    from connector.harness.commands import cmd_connectors
 
-    return serve(args.host, args.port, _broker_settings(args))
-
-
-def _broker_settings(args: argparse.Namespace) -> Any:
-    """The broker command's options, checked (exit 2) before it listens."""
-    import dataclasses
-    from pathlib import Path
-
-    from connector.mqtt.broker import BrokerSettings, check_files
-    from connector.mqtt.broker.auth import AuthFileError
-    from connector.mqtt.broker.queue import QueueLimits
-
-    def path(value: str | None) -> Path | None:
-        return Path(value) if value is not None else None
-
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"--port {args.port} is not a TCP port: give 1 to 65535 (0: any free port)")
-    for flag, value in (("--host", args.host), ("--password-file", args.password_file), ("--acl-file", args.acl_file),
-                        ("--cert-file", args.cert_file), ("--key-file", args.key_file), ("--ca-file", args.ca_file)):
-        if value is not None and (not value.isprintable() or value.encode("utf-8", "replace") != value.encode(
-                "utf-8", "surrogatepass")):
-            raise UsageError(f"{flag} is not valid text (a control character or bytes that are not UTF-8)")
-    if args.allow_anonymous and not args.password_file:
-        raise UsageError("--allow-anonymous goes with --password-file (without one, every client is anonymous)")
-    if (args.key_file or args.ca_file) and not args.cert_file:
-        raise UsageError("--key-file and --ca-file need --cert-file, the broker's certificate")
-    limits = QueueLimits()
-    options: dict[str, Any] = {}
-    if args.connect_timeout is not None:
-        if not (0 < args.connect_timeout <= 3600):  # also refuses nan and inf
-            raise UsageError("--connect-timeout must be between 0 and 3600 seconds")
-        options["connect_timeout"] = args.connect_timeout
-    for flag, value, field_name in (("--max-queued-messages", args.max_queued_messages, "messages"),
-                                    ("--max-queued-bytes", args.max_queued_bytes, "bytes")):
-        if value is not None:
-            if value < 1:
-                raise UsageError(f"{flag} must be 1 or more")
-            limits = dataclasses.replace(limits, **{field_name: value})
-    settings = BrokerSettings(queue_limits=limits, password_file=path(args.password_file),
-                              allow_anonymous=args.allow_anonymous, acl_file=path(args.acl_file),
-                              cert_file=path(args.cert_file), key_file=path(args.key_file),
-                              ca_file=path(args.ca_file), **options)
-    try:  # read every file now: a bad one is exit 2 with one line, before the port is opened
-        check_files(settings)
-    except AuthFileError as exc:
-        raise UsageError(str(exc)) from None
-    return settings
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from connector.mqtt.demo import run_demo
-
-    return run_demo(sys.stdout)
+    return cmd_connectors(args)
 
 
 COMMANDS = {"send": cmd_send, "listen": cmd_listen, "run": cmd_run, "check": cmd_check,
-            "describe": cmd_describe, "broker": cmd_broker, "demo": cmd_demo}
+            "describe": cmd_describe, "connectors": cmd_connectors}
 
 
 def _utf8_streams() -> None:
@@ -809,17 +755,28 @@ def _utf8_streams() -> None:
                 pass
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, default_connector: str | None = None, prog: str = "connector") -> int:
+    """Run one command; ``default_connector`` is the connector used when several are installed and
+    ``--connector`` is not given, ``prog`` the name the command line goes by."""
+    from connector.harness.commands import needs_connector_commands
+
     _utf8_streams()
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands: dict[str, Callable[[argparse.Namespace], int]] = dict(COMMANDS)
+    try:
+        parser = build_parser(prog, default_connector,
+                              connector_commands=commands if needs_connector_commands(argv) else None)
+    except Exception as exc:  # an installed connector is broken (PluginError: exit 2)
+        return _fail_known(exc, "--verbose" in argv or "-v" in argv)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
+    args.default_connector = default_connector
     _setup_logging(args.verbose)
     try:
         _check_text_args(args)
-        return COMMANDS[args.command](args)
+        return commands[args.command](args)
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return 130
@@ -842,12 +799,11 @@ def _fail(code: int, message: str) -> int:
 
 
 def _fail_known(exc: Exception, verbose: bool) -> int:
-    from connector.mqtt.broker import BrokerError
     from connector.sdk.errors import ConfigError, ConnectError, PluginError
 
     if isinstance(exc, ConfigError | PluginError):
         return _fail(EXIT_BAD_INPUT, str(exc))
-    if isinstance(exc, ConnectError | BrokerError):
+    if isinstance(exc, ConnectError):
         return _fail(EXIT_CONNECT, str(exc))
     if verbose:
         logging.getLogger("connector").exception("unexpected failure")

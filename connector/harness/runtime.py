@@ -26,11 +26,9 @@ from connector.sdk.documents import Document, Result
 from connector.sdk.errors import ConfigError, PluginError
 from connector.sdk.listener import Listener
 from connector.sdk.manifest import Manifest
-from connector.sdk.plugins import Connectors, installed_connectors
+from connector.sdk.plugins import Connector, Connectors, installed_connectors
 
 log = logging.getLogger("connector.harness")
-
-DEFAULT_CONNECTOR = "mqtt"
 
 
 def _as_document(item: Document | bytes | str) -> Document:
@@ -65,7 +63,7 @@ class ProcessListener(Listener):
     """Hands documents to a sink; stops after ``count`` accepted documents."""
 
     def __init__(self, sink: Sink, count: int | None = None,
-                 on_subscribed: Callable[[list[tuple[str, int | None]]], None] | None = None) -> None:
+                 on_listening: Callable[[str], None] | None = None) -> None:
         super().__init__()
         self.sink = sink
         self.count = count
@@ -74,7 +72,7 @@ class ProcessListener(Listener):
         self.reason = "stopped"
         self.dead_letters = 0
         self.repeats = 0
-        self._on_subscribed = on_subscribed
+        self._on_listening = on_listening
         attach = getattr(sink, "attach", None)
         if attach is not None:  # a sink that may block on its reader, or lose it (see sinks)
             attach(self.stopping, lambda: self.stop_for("closed"))
@@ -141,12 +139,12 @@ class ProcessListener(Listener):
 
     def _refuse(self, document: Document, exc: Exception) -> None:
         self.error = f"{type(exc).__name__}: {exc}"
-        log.debug("the process refused a document on %r: %s", document.properties.get("topic"), self.error)
+        log.debug("the process refused a document: %s", self.error)
 
     def dead_lettered(self, document: Document, error: str, attempts: int, destination: str) -> None:
         self.dead_letters += 1
-        log.warning("the process failed %d time%s for the message on %r (%s): moved to %r", attempts,
-                    "s" if attempts > 1 else "", document.properties.get("topic"), error, destination)
+        log.warning("the process failed %d time%s for a message (%s): moved to %r", attempts,
+                    "s" if attempts > 1 else "", error, destination)
 
     def repeat_dropped(self, document: Document) -> None:
         self.repeats += 1
@@ -155,10 +153,10 @@ class ProcessListener(Listener):
         self.error = error
         self.stop_for("refused")
 
-    def subscribed(self, granted: list[tuple[str, int | None]]) -> None:
+    def listening(self, description: str) -> None:
         self.ready.set()
-        if self._on_subscribed is not None:
-            self._on_subscribed(granted)
+        if self._on_listening is not None:
+            self._on_listening(description)
 
     def stop_for(self, reason: str) -> None:
         if not self.stopping.is_set():
@@ -167,17 +165,30 @@ class ProcessListener(Listener):
 
 
 class Runtime:
-    """Runs installed connectors: the harness's Python API."""
+    """Runs installed connectors: the harness's Python API.
 
-    def __init__(self, connectors: Connectors | None = None) -> None:
+    A method's ``connector_id`` defaults to the only installed connector, else to
+    ``default_connector`` (see :meth:`Connectors.resolve`).
+    """
+
+    def __init__(self, connectors: Connectors | None = None, default_connector: str | None = None) -> None:
         self.connectors = connectors or installed_connectors()
+        self.default_connector = default_connector
 
-    def manifest(self, connector_id: str = DEFAULT_CONNECTOR) -> Manifest:
-        return self.connectors.manifest(connector_id)
+    def connector(self, connector_id: str | None = None) -> Connector:
+        return self.connectors.get(self.connectors.resolve(connector_id, self.default_connector))
 
-    def _configs(self, connector_id: str, connection: Mapping[str, Any], operation: Mapping[str, Any] | None,
+    def manifest(self, connector_id: str | None = None) -> Manifest:
+        return self.connector(connector_id).manifest
+
+    def describe_operation(self, operation: Mapping[str, Any], connector_id: str | None = None) -> str | None:
+        """The connector's phrase for what ``operation`` sends to or listens on (None: it has none)."""
+        connector = self.connector(connector_id)
+        return connector.describe_operation(connector.manifest.validate_operation(operation))
+
+    def _configs(self, connector: Connector, connection: Mapping[str, Any], operation: Mapping[str, Any] | None,
                  action: str | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        manifest = self.manifest(connector_id)
+        manifest = connector.manifest
         problems: list[str] = []
         conn = op = None
         try:
@@ -193,37 +204,40 @@ class Runtime:
                 problems.append(_other_action(manifest, action, op["action"]))
         if not problems:  # the connector's own rules, once the schemas are satisfied
             assert conn is not None
-            found = self.connectors.hook.connector_validate(connector_id=connector_id, connection=conn, operation=op)
+            found = connector.validate(conn, op)
             problems += found or []
         if problems:
             raise ConfigError("; ".join(problems), problems)
         assert conn is not None
         return conn, op
 
-    def _open(self, connector_id: str, connection: dict[str, Any]) -> Any:
-        conn = self.connectors.hook.connector_open(connector_id=connector_id, connection=connection)
+    @staticmethod
+    def _open(connector: Connector, connection: dict[str, Any]) -> Any:
+        conn = connector.open(connection)
         if conn is None:
-            raise PluginError(f"the connector {connector_id!r} did not open a connection")
+            raise PluginError(f"the connector {connector.id!r} did not open a connection")
         return conn
 
-    def check(self, connection: Mapping[str, Any], connector_id: str = DEFAULT_CONNECTOR) -> str:
+    def check(self, connection: Mapping[str, Any], connector_id: str | None = None) -> str:
         """Test the connection; return a line describing what was reached, or raise ConnectError."""
-        conn, _ = self._configs(connector_id, connection, None, None)
-        line = self.connectors.hook.connector_check(connector_id=connector_id, connection=conn)
+        connector = self.connector(connector_id)
+        conn, _ = self._configs(connector, connection, None, None)
+        line = connector.check(conn)
         if line is None:
-            raise PluginError(f"the connector {connector_id!r} does not test connections")
+            raise PluginError(f"the connector {connector.id!r} does not test connections")
         return line
 
     def max_document_size(self, connection: Mapping[str, Any], operation: Mapping[str, Any],
-                          connector_id: str = DEFAULT_CONNECTOR) -> int | None:
+                          connector_id: str | None = None) -> int | None:
         """Validate both configurations (ConfigError) and return the largest payload a Send with
         them could carry, or None for no limit; nothing is opened."""
-        conn_cfg, op = self._configs(connector_id, connection, operation, "send")
-        return self.connectors.hook.connector_max_document_size(connector_id=connector_id, connection=conn_cfg,
-                                                                operation=op)
+        connector = self.connector(connector_id)
+        conn_cfg, op = self._configs(connector, connection, operation, "send")
+        assert op is not None
+        return connector.max_document_size(conn_cfg, op)
 
     def send(self, connection: Mapping[str, Any], operation: Mapping[str, Any],
-             documents: Iterable[Document | bytes | str], connector_id: str = DEFAULT_CONNECTOR, *,
+             documents: Iterable[Document | bytes | str], connector_id: str | None = None, *,
              outbox: str | None = None) -> Iterator[Result]:
         """Validate, connect, and return an iterator of one Result per document, in order.
 
@@ -234,23 +248,25 @@ class Runtime:
         with the same input after a crash, the Send skips them (their Results say so in
         ``note``) and sends the rest. See :mod:`connector.harness.outbox`.
         """
-        conn_cfg, op = self._configs(connector_id, connection, operation, "send")
+        connector = self.connector(connector_id)
+        conn_cfg, op = self._configs(connector, connection, operation, "send")
         assert op is not None
         box = None
         if outbox is not None:
             from connector.harness.outbox import Outbox
 
-            box = Outbox(outbox, {"connector": connector_id, "operation": op})
+            box = Outbox(outbox, {"connector": connector.id, "operation": op})
         try:
-            conn = self._open(connector_id, conn_cfg)
+            conn = self._open(connector, conn_cfg)
         except BaseException:
             if box is not None:
                 box.close()
             raise
-        hook = self.connectors.hook.connector_send
-
         def connector_send(docs: Iterable[Document]) -> Iterator[Result]:
-            return hook(connector_id=connector_id, connection=conn, operation=op, documents=docs)
+            results = connector.send(conn, op, docs)
+            if results is None:
+                raise PluginError(f"the connector {connector.id!r} does not send")
+            return results
 
         try:
             if box is None:
@@ -277,22 +293,22 @@ class Runtime:
 
     def listen(self, connection: Mapping[str, Any], operation: Mapping[str, Any], sink: Sink, *,
                count: int | None = None, timeout: float | None = None, listener: ProcessListener | None = None,
-               connector_id: str = DEFAULT_CONNECTOR) -> ListenOutcome:
+               connector_id: str | None = None) -> ListenOutcome:
         """Run a Listen in this thread until ``count`` documents, ``timeout`` seconds, or
         ``listener.stop()``; each document goes to ``sink`` and is acknowledged after it returned."""
-        conn_cfg, op = self._configs(connector_id, connection, operation, "listen")
+        connector = self.connector(connector_id)
+        conn_cfg, op = self._configs(connector, connection, operation, "listen")
         assert op is not None
         _check_timeout(timeout)
         listener = listener or ProcessListener(sink, count)
         timer = None
-        conn = self._open(connector_id, conn_cfg)
+        conn = self._open(connector, conn_cfg)
         try:
             if timeout is not None:
                 timer = threading.Timer(timeout, listener.stop_for, args=("timeout",))
                 timer.daemon = True
                 timer.start()
-            self.connectors.hook.connector_listen(connector_id=connector_id, connection=conn, operation=op,
-                                                  listener=listener)
+            connector.listen(conn, op, listener)
         finally:
             listener.stopping.set()  # it ended, also by an error: what watches the sink ends too
             if timer is not None:
@@ -303,9 +319,10 @@ class Runtime:
 
     def listen_in_background(self, connection: Mapping[str, Any], operation: Mapping[str, Any],
                              sink: Sink | None = None, *, count: int | None = None, timeout: float | None = None,
-                             connector_id: str = DEFAULT_CONNECTOR) -> BackgroundListen:
+                             connector_id: str | None = None) -> BackgroundListen:
         """Start a Listen in a thread; configuration errors raise here, at once."""
-        self._configs(connector_id, connection, operation, "listen")
+        connector_id = self.connectors.resolve(connector_id, self.default_connector)
+        self._configs(self.connectors.get(connector_id), connection, operation, "listen")
         _check_timeout(timeout)
         return BackgroundListen(self, connection, operation, sink, count, timeout, connector_id)
 
@@ -344,7 +361,7 @@ class BackgroundListen:
     sink: Sink | None
     count: int | None
     timeout: float | None
-    connector_id: str
+    connector_id: str | None
     outcome: ListenOutcome | None = None
     exception: BaseException | None = None
     collected: CollectingSink = field(default_factory=CollectingSink)

@@ -12,6 +12,7 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from connector.mqtt.connection import MqttConnection
+from connector.mqtt.phrases import describe_granted
 from connector.mqtt.properties import document_properties, message_uid
 from connector.mqtt.topics import matches, operation_problems
 from connector.sdk.documents import Document
@@ -68,7 +69,7 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
     qos: int = operation["qos"]
     own_qos = operation.get("filter_qos") or {}
     conn.role = "Listen"
-    conn.on_subscribed = listener.subscribed
+    conn.on_subscribed = lambda granted: listener.listening(describe_granted(granted))
     conn.subscribe([(f, own_qos.get(f, qos)) for f in filters], operation)
     window = operation.get("dedupe_window", 0)
     repeats = _Repeats(window) if conn.mqtt5 and window else None

@@ -1,4 +1,8 @@
-"""The MQTT connector's hook implementations: thin, each hands over to its module."""
+"""The MQTT connector's hook implementations: thin, each hands over to its module.
+
+The plugin is registered under its manifest id, ``mqtt``: a runtime calls these hooks for
+this connector only, so none of them asks which connector is meant.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,10 @@ from functools import cache
 from typing import Any
 
 from connector.sdk import hookimpl
+from connector.sdk.commands import Command
 from connector.sdk.documents import Document, Result
 from connector.sdk.listener import Listener
 from connector.sdk.manifest import Manifest
-
-CONNECTOR_ID = "mqtt"
 
 
 @cache
@@ -25,10 +28,7 @@ def connector_manifest() -> Manifest:
 
 
 @hookimpl
-def connector_validate(connector_id: str, connection: Mapping[str, Any],
-                       operation: Mapping[str, Any] | None) -> list[str] | None:
-    if connector_id != CONNECTOR_ID:
-        return None
+def connector_validate(connection: Mapping[str, Any], operation: Mapping[str, Any] | None) -> list[str]:
     from connector.mqtt.connection import connection_problems
     from connector.mqtt.tls import tls_problems
 
@@ -43,28 +43,21 @@ def connector_validate(connector_id: str, connection: Mapping[str, Any],
 
 
 @hookimpl
-def connector_max_document_size(connector_id: str, connection: Mapping[str, Any],
-                                operation: Mapping[str, Any]) -> int | None:
-    if connector_id != CONNECTOR_ID:
-        return None
+def connector_max_document_size(connection: Mapping[str, Any], operation: Mapping[str, Any]) -> int | None:
     from connector.mqtt.send import payload_limit
 
     return payload_limit(connection, operation)
 
 
 @hookimpl
-def connector_open(connector_id: str, connection: Mapping[str, Any]) -> Any | None:
-    if connector_id != CONNECTOR_ID:
-        return None
+def connector_open(connection: Mapping[str, Any]) -> Any:
     from connector.mqtt.connection import MqttConnection
 
     return MqttConnection(connection).open()
 
 
 @hookimpl
-def connector_check(connector_id: str, connection: Mapping[str, Any]) -> str | None:
-    if connector_id != CONNECTOR_ID:
-        return None
+def connector_check(connection: Mapping[str, Any]) -> str:
     from connector.mqtt.connection import MqttConnection
 
     with MqttConnection(connection).open() as conn:
@@ -74,20 +67,28 @@ def connector_check(connector_id: str, connection: Mapping[str, Any]) -> str | N
 
 
 @hookimpl
-def connector_send(connector_id: str, connection: Any, operation: Mapping[str, Any],
-                   documents: Iterable[Document]) -> Iterator[Result] | None:
-    if connector_id != CONNECTOR_ID:
-        return None
+def connector_send(connection: Any, operation: Mapping[str, Any], documents: Iterable[Document]) -> Iterator[Result]:
     from connector.mqtt.send import send
 
     return send(connection, operation, documents)
 
 
 @hookimpl
-def connector_listen(connector_id: str, connection: Any, operation: Mapping[str, Any],
-                     listener: Listener) -> int | None:
-    if connector_id != CONNECTOR_ID:
-        return None
+def connector_listen(connection: Any, operation: Mapping[str, Any], listener: Listener) -> int:
     from connector.mqtt.listen import listen
 
     return listen(connection, operation, listener)
+
+
+@hookimpl
+def connector_describe_operation(operation: Mapping[str, Any]) -> str | None:
+    from connector.mqtt.phrases import describe_operation
+
+    return describe_operation(operation)
+
+
+@hookimpl
+def connector_commands() -> list[Command]:
+    from connector.mqtt.commands import COMMANDS
+
+    return list(COMMANDS)

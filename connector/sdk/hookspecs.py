@@ -2,9 +2,11 @@
 
 Every hook is named ``connector_*``. A connector implements them with :data:`hookimpl`; a
 runtime calls them through the plugin manager (:mod:`connector.sdk.plugins`). Several
-connectors can be installed at once: every hook but :func:`connector_manifest` takes the
-``connector_id`` it is meant for, is ``firstresult=True``, and a connector returns ``None``
-for an id that is not its own.
+connectors can be installed at once: each plugin is registered under its manifest id, and a
+runtime calls one connector's hooks through ``Connectors.get(id)``, which asks that plugin only.
+So no hook takes a connector id, and no implementation compares ids. Every hook but
+:func:`connector_manifest` is ``firstresult=True``: the plugin's one answer is the result, and a
+hook the connector does not implement answers ``None``.
 
 The docstrings below are the contract.
 """
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from connector.sdk.commands import Command
     from connector.sdk.documents import Document, Result
     from connector.sdk.listener import Listener
     from connector.sdk.manifest import Manifest
@@ -31,9 +34,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def connector_manifest() -> Manifest:
     """Return this connector's :class:`~connector.sdk.manifest.Manifest`.
 
-    Called once per plugin (not ``firstresult``): the runtime collects every installed
-    connector's manifest, keyed by ``manifest.id``. Must not open connections or do I/O other
-    than reading the connector's own package data.
+    Called once per plugin (not ``firstresult``), when the plugin is registered: the plugin
+    manager registers the plugin under ``manifest.id`` (an entry point named otherwise is
+    registered again under the id), and the runtime addresses the connector by it. Must not open
+    connections or do I/O other than reading the connector's own package data.
 
     Runs do not check the manifest and schemas against their metaschemas (it costs more than
     loading them): the connector's tests call ``Manifest.load(package).check()``.
@@ -42,13 +46,10 @@ def connector_manifest() -> Manifest:
 
 @hookspec(firstresult=True)
 def connector_validate(
-    connector_id: str,
     connection: Mapping[str, Any],
     operation: Mapping[str, Any] | None,
 ) -> list[str] | None:
     """Check what the schemas cannot express, before anything is opened.
-
-    ``firstresult=True``: return ``None`` when ``connector_id`` is not this connector's id.
 
     Called by the runtime after both configurations passed their schemas, with the schemas'
     defaults filled in; ``operation`` is None when only the connection is used (a test of the
@@ -62,14 +63,12 @@ def connector_validate(
 
 @hookspec(firstresult=True)
 def connector_max_document_size(
-    connector_id: str,
     connection: Mapping[str, Any],
     operation: Mapping[str, Any],
 ) -> int | None:
     """The largest payload, in bytes, a Send with these configurations could ever carry.
 
-    ``firstresult=True``: return ``None`` when ``connector_id`` is not this connector's id; a
-    connector that sets no limit returns ``None`` too.
+    A connector that sets no limit returns ``None`` (or does not implement the hook).
 
     Called with both configurations validated (:func:`connector_validate` passed), before
     anything is opened; must not do network I/O. A runtime refuses an input file larger than
@@ -80,10 +79,8 @@ def connector_max_document_size(
 
 
 @hookspec(firstresult=True)
-def connector_open(connector_id: str, connection: Mapping[str, Any]) -> Any | None:
+def connector_open(connection: Mapping[str, Any]) -> Any | None:
     """Open a connection to the endpoint and return it.
-
-    ``firstresult=True``: return ``None`` when ``connector_id`` is not this connector's id.
 
     :param connection: the connection configuration, already validated against the
         connector's connection schema, with the schema's defaults filled in.
@@ -96,10 +93,8 @@ def connector_open(connector_id: str, connection: Mapping[str, Any]) -> Any | No
 
 
 @hookspec(firstresult=True)
-def connector_check(connector_id: str, connection: Mapping[str, Any]) -> str | None:
+def connector_check(connection: Mapping[str, Any]) -> str | None:
     """Test a connection: connect, check the endpoint answers, disconnect.
-
-    ``firstresult=True``: return ``None`` when ``connector_id`` is not this connector's id.
 
     :returns: one line describing what was reached (shown after "ok").
     :raises ConnectError: as for :func:`connector_open`.
@@ -108,14 +103,11 @@ def connector_check(connector_id: str, connection: Mapping[str, Any]) -> str | N
 
 @hookspec(firstresult=True)
 def connector_send(
-    connector_id: str,
     connection: Any,
     operation: Mapping[str, Any],
     documents: Iterable[Document],
 ) -> Iterator[Result] | None:
     """Execute the Send action over a stream of documents.
-
-    ``firstresult=True``: return ``None`` when ``connector_id`` is not this connector's id.
 
     :param connection: the object :func:`connector_open` returned.
     :param operation: the operation configuration (the Options tab), validated, defaults filled.
@@ -134,17 +126,16 @@ def connector_send(
 
 @hookspec(firstresult=True)
 def connector_listen(
-    connector_id: str,
     connection: Any,
     operation: Mapping[str, Any],
     listener: Listener,
 ) -> int | None:
     """Run the Listen action until ``listener.stopping`` is set.
 
-    ``firstresult=True``: return ``None`` when ``connector_id`` is not this connector's id.
-
-    The connector subscribes, calls ``listener.subscribed(...)`` once the endpoint confirmed
-    the subscriptions (again after every reconnect), and hands each incoming message to
+    The connector subscribes (or whatever its endpoint needs to deliver), calls
+    ``listener.listening(description)`` once the endpoint confirmed it listens (again after every
+    reconnect), with what it listens on in its own words (e.g. ``"'a/#' (QoS 1), 'b' (refused)"``),
+    and hands each incoming message to
     ``listener.submit(document)``, one at a time, or several that arrived together to
     ``listener.submit_batch(documents)``, always from one thread and in arrival order. It
     acknowledges a message to the endpoint only when ``submit`` returned True, or when it is
@@ -156,4 +147,31 @@ def connector_listen(
     :returns: how many documents the process accepted.
     :raises ConnectError: the endpoint cannot be reached at the start, or the connection ended for
         good (e.g. another client took its client ID).
+    """
+
+
+@hookspec(firstresult=True)
+def connector_describe_operation(operation: Mapping[str, Any]) -> str | None:
+    """Say, in the connector's own words, what an operation sends to or listens on.
+
+    :param operation: the operation configuration, validated, defaults filled.
+    :returns: a short phrase a runtime puts after its own words, e.g. ``"to 'a/b' (QoS 1,
+        retained)"`` for a Send (the harness prints ``sent 2 of 2 documents to 'a/b' (QoS 1,
+        retained)``) or ``"on 'a/#' (QoS 1)"`` for a Listen; ``None`` (or no implementation)
+        when there is nothing to say: the runtime's summary then ends without a phrase. Must not
+        do I/O.
+    """
+
+
+@hookspec(firstresult=True)
+def connector_commands() -> list[Command] | None:
+    """Extra command-line commands the connector contributes (e.g. a test double of its endpoint).
+
+    :returns: a list of :class:`~connector.sdk.commands.Command`; each becomes a subcommand of
+        the harness's command line, beside its own (``send``, ``listen``, ``run``...). A name that
+        clashes with one of the harness's commands or another connector's is a PluginError
+        naming both. ``add_arguments`` adds the command's flags to its parser; ``run`` gets the
+        parsed arguments and returns the exit code; it raises ConfigError for bad input (exit 2)
+        and ConnectError when its endpoint cannot be reached or served (exit 3). ``None`` or no
+        implementation: no commands. Must import nothing heavy: it is called to build the parser.
     """

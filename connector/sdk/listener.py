@@ -12,7 +12,7 @@ class Listener:
 
     A runtime subclasses it and implements :meth:`submit` (and, to write batches at once,
     :meth:`submit_batch`). A connector calls :meth:`submit` or :meth:`submit_batch`,
-    :meth:`subscribed`, :meth:`dead_lettered` and :meth:`gave_up`, and watches :attr:`stopping`.
+    :meth:`listening`, :meth:`dead_lettered` and :meth:`gave_up`, and watches :attr:`stopping`.
 
     When the process refuses a document, the connector hands it over again (with a delay) up to
     the operation's number of attempts; then it moves the message to a dead-letter destination
@@ -67,8 +67,12 @@ class Listener:
         """The connector recognised ``document`` as a repeat of one it handed over before (e.g. a
         QoS 1 re-delivery) and acknowledged it without handing it over again."""
 
-    def subscribed(self, granted: list[tuple[str, int | None]]) -> None:
-        """The endpoint confirmed the subscriptions: ``(filter, granted QoS or None if refused)``."""
+    def listening(self, description: str) -> None:
+        """The endpoint confirmed the connector listens (called again after every reconnect).
+
+        :param description: what the connector listens on, in its own words, e.g. ``"'a/#' (QoS
+            1), 'b' (refused)"``; a runtime shows it to a person (``listening on ...``).
+        """
 
     def stop(self) -> None:
         """Ask the Listen to end."""

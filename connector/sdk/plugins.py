@@ -1,20 +1,27 @@
 """The plugin manager: finds connectors through entry points, once, lazily.
 
 Nothing is loaded at import time, so a command line built on it starts fast. A hookimpl whose
-name matches no spec (a misspelling) fails loudly instead of being silently ignored.
+name matches no spec (a misspelling) fails loudly instead of being silently ignored. Each
+connector plugin is registered under its manifest id, and :meth:`Connectors.get` returns a
+:class:`Connector` whose methods call that plugin only: no hook compares connector ids.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from connector.sdk import hookspecs
-from connector.sdk.errors import PluginError
+from connector.sdk.errors import ConnectorError, PluginError
 from connector.sdk.manifest import Manifest
+
+if TYPE_CHECKING:
+    from connector.sdk.commands import Command
+    from connector.sdk.documents import Document, Result
+    from connector.sdk.listener import Listener
 
 #: Connectors register themselves under this entry-point group.
 ENTRY_POINT_GROUP = "connector_sdk.connectors"
@@ -31,12 +38,16 @@ def create_plugin_manager(
     entry_points: bool = True,
     block: Iterable[str] = (),
 ) -> pluggy.PluginManager:
-    """A plugin manager with the SDK's hook specs and the given connectors.
+    """A plugin manager with the SDK's hook specs and the given connectors, each registered
+    under its manifest id.
 
     :param plugins: connector plugins (modules or objects) to register directly.
-    :param entry_points: also load every connector installed under :data:`ENTRY_POINT_GROUP`.
-    :param block: entry-point names not to load (added to those in ``$CONNECTOR_SDK_BLOCK``).
-    :raises PluginError: a connector fails to load or implements a hook with no spec.
+    :param entry_points: also load every connector installed under :data:`ENTRY_POINT_GROUP`;
+        one whose entry-point name is not its manifest id is registered again under the id.
+    :param block: entry-point names (or manifest ids) not to load (added to those in
+        ``$CONNECTOR_SDK_BLOCK``).
+    :raises PluginError: a connector fails to load, implements a hook with no spec, has no
+        manifest, or has the id of another.
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
@@ -57,7 +68,92 @@ def create_plugin_manager(
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         raise PluginError(f"connector plugin {exc.plugin!r} is broken: {exc}") from None
+    _register_under_ids(pm)
     return pm
+
+
+def _register_under_ids(pm: pluggy.PluginManager) -> None:
+    """Register every plugin again under its manifest id where its name is another (an
+    entry-point name that differs, or pluggy's own name for a directly registered plugin)."""
+    for name, plugin in list(pm.list_name_plugin()):
+        if plugin is None:  # a blocked name
+            continue
+        connector_id = _manifest_of(pm, plugin, name).id
+        if name == connector_id:
+            continue
+        other = pm.get_plugin(connector_id)
+        if other is not None:
+            raise PluginError(f"two installed connectors share the id {connector_id!r} ({_label(pm, other)} "
+                              f"and {_label(pm, plugin)})")
+        pm.unregister(plugin)
+        pm.register(plugin, name=connector_id)  # None when the id is blocked: not loaded either
+
+
+def _manifest_of(pm: pluggy.PluginManager, plugin: Any, name: str) -> Manifest:
+    impls = [i for i in pm.hook.connector_manifest.get_hookimpls() if i.plugin is plugin]
+    if not impls:
+        raise PluginError(f"connector plugin {name!r} implements no connector_manifest: a connector has one")
+    try:
+        manifest = impls[0].function()
+    except ConnectorError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"connector plugin {name!r} failed to give its manifest: {type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())}") from None
+    if not isinstance(manifest, Manifest):
+        raise PluginError(f"connector plugin {name!r} returned {type(manifest).__name__} from connector_manifest, "
+                          "not a Manifest")
+    return manifest
+
+
+def _label(pm: pluggy.PluginManager, plugin: Any) -> str:
+    return repr(pm.get_name(plugin) or plugin)
+
+
+class Connector:
+    """One installed connector: its manifest, and one method per hook that calls its plugin only.
+
+    The hooks are called through pluggy (``subset_hook_caller``), with its checks: the arguments
+    by name, as the specs say. A hook the connector does not implement returns None.
+    """
+
+    def __init__(self, pm: pluggy.PluginManager, connector_id: str, manifest: Manifest) -> None:
+        self.id = connector_id
+        self.manifest = manifest
+        self._pm = pm
+        plugin = pm.get_plugin(connector_id)
+        self._others = [p for _, p in pm.list_name_plugin() if p is not None and p is not plugin]
+
+    def __repr__(self) -> str:
+        return f"<Connector {self.id!r}>"
+
+    def _call(self, hook: str, **kwargs: Any) -> Any:
+        return self._pm.subset_hook_caller(hook, remove_plugins=self._others)(**kwargs)
+
+    def validate(self, connection: Mapping[str, Any], operation: Mapping[str, Any] | None) -> list[str] | None:
+        return self._call("connector_validate", connection=connection, operation=operation)
+
+    def max_document_size(self, connection: Mapping[str, Any], operation: Mapping[str, Any]) -> int | None:
+        return self._call("connector_max_document_size", connection=connection, operation=operation)
+
+    def open(self, connection: Mapping[str, Any]) -> Any | None:
+        return self._call("connector_open", connection=connection)
+
+    def check(self, connection: Mapping[str, Any]) -> str | None:
+        return self._call("connector_check", connection=connection)
+
+    def send(self, connection: Any, operation: Mapping[str, Any],
+             documents: Iterable[Document]) -> Iterator[Result] | None:
+        return self._call("connector_send", connection=connection, operation=operation, documents=documents)
+
+    def listen(self, connection: Any, operation: Mapping[str, Any], listener: Listener) -> int | None:
+        return self._call("connector_listen", connection=connection, operation=operation, listener=listener)
+
+    def describe_operation(self, operation: Mapping[str, Any]) -> str | None:
+        return self._call("connector_describe_operation", operation=operation)
+
+    def commands(self) -> list[Command]:
+        return list(self._call("connector_commands") or [])
 
 
 class Connectors:
@@ -72,30 +168,54 @@ class Connectors:
         self.pm = pm
         self.check = os.environ.get(CHECK_ENV, "").strip() == "1" if check is None else check
         self._manifests: dict[str, Manifest] | None = None
+        self._connectors: dict[str, Connector] = {}
 
     @property
     def manifests(self) -> dict[str, Manifest]:
+        """Every installed connector's manifest, by id (the name its plugin is registered under)."""
         if self._manifests is None:
             found: dict[str, Manifest] = {}
-            for manifest in self.pm.hook.connector_manifest():
-                if manifest.id in found:
-                    raise PluginError(f"two installed connectors share the id {manifest.id!r}")
+            for impl in self.pm.hook.connector_manifest.get_hookimpls():
+                manifest = impl.function()
+                if manifest.id != impl.plugin_name:
+                    raise PluginError(f"the connector registered as {impl.plugin_name!r} has the manifest id "
+                                      f"{manifest.id!r}: register it with create_plugin_manager")
                 if self.check:
                     manifest.check()
                 found[manifest.id] = manifest
-            self._manifests = found
+            self._manifests = dict(sorted(found.items()))
         return self._manifests
 
     def manifest(self, connector_id: str) -> Manifest:
         try:
             return self.manifests[connector_id]
         except KeyError:
-            installed = ", ".join(sorted(self.manifests)) or "none"
-            raise PluginError(f"no connector {connector_id!r} is installed (installed: {installed})") from None
+            raise PluginError(f"no connector {connector_id!r} is installed (installed: {self._installed()})") from None
 
-    @property
-    def hook(self) -> Any:
-        return self.pm.hook
+    def _installed(self) -> str:
+        return ", ".join(self.manifests) or "none"
+
+    def get(self, connector_id: str) -> Connector:
+        """The connector installed under ``connector_id``; PluginError naming the installed ones."""
+        connector = self._connectors.get(connector_id)
+        if connector is None:
+            connector = self._connectors[connector_id] = Connector(self.pm, connector_id, self.manifest(connector_id))
+        return connector
+
+    def resolve(self, connector_id: str | None, default: str | None = None) -> str:
+        """The connector to use: ``connector_id`` when given, else the only installed one, else
+        ``default`` when it is installed; PluginError naming the installed ones otherwise."""
+        if connector_id is not None:
+            self.manifest(connector_id)
+            return connector_id
+        if len(self.manifests) == 1:
+            return next(iter(self.manifests))
+        if default is not None:
+            self.manifest(default)
+            return default
+        if not self.manifests:
+            raise PluginError("no connector is installed")
+        raise PluginError(f"several connectors are installed ({self._installed()}): say which one to use")
 
 
 _default: Connectors | None = None
