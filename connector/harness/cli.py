@@ -1,4 +1,4 @@
-"""The harness's command line (see docs/cli.md and ../shared/CONTRACT.md): ``main``.
+"""The harness's command line (see README.md and ../shared/CONTRACT.md): ``main``.
 
 An entry point outside the harness (``connector/__main__.py``) gives it its program name and
 default connector. Only the standard library is imported at start-up; each command imports what
