@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,13 @@ from connector.harness.flagconfig import config_from_args, secret_warnings
 from connector.harness.flags import HARNESS_FLAGS, Flag, add_connector_flags, add_schema_flags
 from connector.sdk.errors import ConfigError, PluginError
 from connector.sdk.manifest import Manifest
+from handwritten_flags import handwritten_parsers
 
 MANIFEST = Manifest.load("connector.mqtt")
 CONNECTION, OPERATION = MANIFEST.connection_schema, MANIFEST.operation_schema
 COMMANDS = ("send", "listen", "check")
+#: The flags before they were generated: every one must still be there.
+HANDWRITTEN = handwritten_parsers()
 
 
 def build(command: str, connection: dict = CONNECTION, operation: dict = OPERATION
@@ -125,7 +129,7 @@ def _shape(action: argparse.Action) -> tuple[Any, ...]:
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_flag_of_todays_command_line_is_generated_with_the_same_type(command: str) -> None:
-    today = cli.build_parser()._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+    today = HANDWRITTEN[command]
     generated = {o: a for a in build(command)[0]._actions for o in a.option_strings}
     for action in today._actions:
         for option in action.option_strings:
@@ -141,14 +145,16 @@ def _readme_commands() -> list[list[str]]:
     text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
     commands = []
     for line in text.splitlines():
+        if not line.startswith("$ "):  # a console line (others may hold a lone quote)
+            continue
         words = shlex.split(line.partition("mqtt-connector ")[2], comments=True)
-        if line.startswith("$ ") and words and words[0] in COMMANDS:
+        if words and words[0] in COMMANDS:
             commands.append(list(itertools.takewhile(lambda w: w not in ("&", "<", "|"), words)))
     return commands
 
 
 def _harness_flags(parser: argparse.ArgumentParser, command: str) -> None:
-    """The flags the send and listen commands take beside the schemas' (as cli.py has them)."""
+    """The flags the send and listen commands take beside the schemas' (as the parser has them)."""
     if command == "send":
         for flag in ("--message", "--file"):
             parser.add_argument(flag, action="append")
@@ -163,7 +169,7 @@ def _harness_flags(parser: argparse.ArgumentParser, command: str) -> None:
 @pytest.mark.parametrize("argv", _readme_commands(), ids=" ".join)
 def test_the_readme_command_lines_give_what_they_gave(argv: list[str]) -> None:
     command, rest = argv[0], argv[1:]
-    today = cli.build_parser()._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+    today = handwritten_parsers(_harness_flags)[command]
     parser, connection_flags, operation_flags = build(command)
     _harness_flags(parser, command)
     before, after = today.parse_args(rest), parser.parse_args(rest)
@@ -362,3 +368,22 @@ def test_a_connection_and_an_operation_field_with_one_flag_is_a_plugin_error() -
     with pytest.raises(PluginError, match="operation field 'host' would take the flag --host, which 'host' has"):
         build("send", operation=operation)
 
+
+
+# -- the command line itself ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_the_command_line_has_a_flag_for_every_field_with_its_description_as_help(
+        command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = cli.build_parser("mqtt-connector", "mqtt", argv=[command, "--help"])
+    sub = parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+    by_option = {o: a for a in sub._actions for o in a.option_strings}
+    _, connection_flags, operation_flags = build(command)
+    for flag in connection_flags + operation_flags:
+        assert by_option[flag.option].help == flag.prop["description"], flag.option
+    with pytest.raises(SystemExit):
+        parser.parse_args([command, "--help"])
+    shown = capsys.readouterr().out
+    assert all(re.search(rf"^  {re.escape(flag.option)}[ \n]", shown, re.MULTILINE)
+               for flag in connection_flags + operation_flags)
+    assert {"--ack-timeout", "--max-inflight", "--keep-alive"} <= set(by_option)

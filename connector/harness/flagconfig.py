@@ -18,9 +18,9 @@ from connector.sdk.errors import ConfigError
 
 
 def _read_first_line(path: str, what: str) -> str:
-    from connector.harness.cli import _read_text  # one reader of files for the whole command line
+    from connector.harness.inputs import read_text  # one reader of files for the whole command line
 
-    return _read_text(path, what, first_line=True)
+    return read_text(path, what, first_line=True)
 
 
 def flag_value(flag: Flag, value: Any) -> Any:

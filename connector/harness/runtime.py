@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.harness.output import OutputError
+from connector.harness.listening import ListenOutcome, ProcessListener
 from connector.harness.sinks import CollectingSink, Sink
 from connector.sdk.documents import Document, Result
 from connector.sdk.errors import ConfigError, PluginError
-from connector.sdk.listener import Listener
 from connector.sdk.manifest import Manifest
 from connector.sdk.plugins import Connector, Connectors, installed_connectors
+
+__all__ = ["BackgroundListen", "ListenOutcome", "ProcessListener", "Runtime"]
 
 log = logging.getLogger("connector.harness")
 
@@ -39,129 +40,6 @@ def _as_document(item: Document | bytes | str) -> Document:
     if isinstance(item, (bytes, bytearray, str)):
         return Document.of(item)
     raise TypeError(f"a document must be a Document, bytes or str, not {type(item).__name__}")
-
-
-@dataclass
-class ListenOutcome:
-    """How a Listen ended."""
-
-    #: Documents the process accepted (each acknowledged to the endpoint).
-    accepted: int
-    #: "count", "timeout", "stopped" (asked to, e.g. Ctrl-C), "refused" (the process failed
-    #: for a document every attempt and there was no dead-letter topic), "closed" (the output's
-    #: reader went away, e.g. ``listen | head -1``) or "output" (the output failed: full disk...).
-    reason: str
-    #: The process's error when reason is "refused", the output's when "output".
-    error: str | None = None
-    #: Documents the process failed for every attempt, moved to the dead-letter topic.
-    dead_lettered: int = 0
-    #: Repeats of documents handed over before, dropped by the connector (a duplicate window).
-    repeats_dropped: int = 0
-
-
-class ProcessListener(Listener):
-    """Hands documents to a sink; stops after ``count`` accepted documents."""
-
-    def __init__(self, sink: Sink, count: int | None = None,
-                 on_listening: Callable[[str], None] | None = None) -> None:
-        super().__init__()
-        self.sink = sink
-        self.count = count
-        self.accepted = 0
-        self.ready = threading.Event()
-        self.reason = "stopped"
-        self.dead_letters = 0
-        self.repeats = 0
-        self._on_listening = on_listening
-        attach = getattr(sink, "attach", None)
-        if attach is not None:  # a sink that may block on its reader, or lose it (see sinks)
-            attach(self.stopping, lambda: self.stop_for("closed"))
-
-    def submit(self, document: Document) -> bool:
-        try:
-            self.sink(document)
-        except OutputError as exc:
-            return self._output_failed(exc) > 0
-        except Exception as exc:
-            self._refuse(document, exc)
-            return False
-        self._took(1)
-        return True
-
-    def submit_batch(self, documents: list[Document]) -> int:
-        """Write the batch to a sink with ``write``/``flush`` and flush once; the answer counts
-        only documents that were flushed (a failed flush: 0, nothing is acknowledged)."""
-        sink = self.sink
-        write, flush = getattr(sink, "write", None), getattr(sink, "flush", None)
-        if write is None or flush is None:
-            return super().submit_batch(documents)
-        if self.count is not None:
-            documents = documents[:max(0, self.count - self.accepted)]
-        if not documents:
-            return 0
-        written = 0
-        try:
-            for document in documents:
-                if self.stopping.is_set():
-                    break
-                write(document)
-                written += 1
-        except OutputError as exc:
-            return self._output_failed(exc)
-        except Exception as exc:
-            self._refuse(document, exc)
-        try:
-            flush()
-        except OutputError as exc:
-            return self._output_failed(exc)
-        except Exception as exc:
-            self._refuse(documents[0], exc)
-            return 0
-        self._took(written)
-        return written
-
-    def _output_failed(self, exc: OutputError) -> int:
-        """The output took only ``exc.documents`` of the batch whole: those are accepted, the rest
-        not, and the Listen stops at once (another attempt would not find the output better)."""
-        if exc.kind == "failed":
-            self.error = str(exc)
-            self.stop_for("output")
-        elif exc.kind == "closed":
-            self.stop_for("closed")
-        self._took(exc.documents)
-        return exc.documents
-
-    def _took(self, accepted: int) -> None:
-        self.accepted += accepted
-        if self.count is not None and self.accepted >= self.count:
-            self.reason = "count"
-            self.stop()
-
-    def _refuse(self, document: Document, exc: Exception) -> None:
-        self.error = f"{type(exc).__name__}: {exc}"
-        log.debug("the process refused a document: %s", self.error)
-
-    def dead_lettered(self, document: Document, error: str, attempts: int, destination: str) -> None:
-        self.dead_letters += 1
-        log.warning("the process failed %d time%s for a message (%s): moved to %r", attempts,
-                    "s" if attempts > 1 else "", error, destination)
-
-    def repeat_dropped(self, document: Document) -> None:
-        self.repeats += 1
-
-    def gave_up(self, document: Document, error: str, attempts: int) -> None:
-        self.error = error
-        self.stop_for("refused")
-
-    def listening(self, description: str) -> None:
-        self.ready.set()
-        if self._on_listening is not None:
-            self._on_listening(description)
-
-    def stop_for(self, reason: str) -> None:
-        if not self.stopping.is_set():
-            self.reason = reason
-            self.stop()
 
 
 class Runtime:

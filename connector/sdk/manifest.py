@@ -19,9 +19,7 @@ Two kinds of checks, for two people:
 
 from __future__ import annotations
 
-import difflib
 import json
-import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 from connector.sdk.errors import ConfigError, PluginError
 from connector.sdk.jsontext import JsonError, loads
+from connector.sdk.validation import _Compiled, _path, _schema_error, defaults, secret_fields, validate
+
+__all__ = ["REDACTED", "Manifest", "defaults", "redact", "secret_fields", "validate"]
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
@@ -90,19 +91,6 @@ def _shape(raw: Any, what: str) -> None:
                  if name in raw and not isinstance(raw[name], kind)]
     if problems:
         raise PluginError(f"{what} is not valid: " + "; ".join(problems))
-
-
-def _schema_error(schema: Any) -> str | None:
-    """What is wrong with ``schema`` as a JSON Schema 2020-12, or None (imports jsonschema)."""
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import SchemaError
-
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
-        return f"{where}: {exc.message}"
-    return None
 
 
 @dataclass(frozen=True)
@@ -242,189 +230,10 @@ def _manifest_schema() -> dict[str, Any]:
     return _MANIFEST_SCHEMA
 
 
-def defaults(schema: Mapping[str, Any], config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The top-level properties' defaults; with ``config``, a property marked ``"x-actions"`` (the
-    actions it is for) only when the configuration's ``action`` is one of them."""
-    action = (config or {}).get("action")
-    return {name: prop["default"] for name, prop in schema.get("properties", {}).items()
-            if "default" in prop and (config is None or action in prop.get("x-actions", (action,)))}
-
-
-def secret_fields(schema: Mapping[str, Any]) -> set[str]:
-    """Names of the top-level properties marked ``writeOnly`` (secrets)."""
-    return {name for name, prop in schema.get("properties", {}).items() if prop.get("writeOnly")}
-
-
 def redact(schema: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``config`` with every non-empty secret replaced, safe to log or show."""
     hidden = secret_fields(schema)
     return {k: (REDACTED if k in hidden and v else v) for k, v in config.items()}
-
-
-class _Compiled:
-    """A schema's jsonschema validator, built on first use; whether the schema itself was
-    checked against the metaschema (done once, and only when validation went wrong)."""
-
-    def __init__(self, schema: Mapping[str, Any]) -> None:
-        self.schema = schema
-        self._validator: Draft202012Validator | None = None
-        self.checked = False
-
-    @property
-    def validator(self) -> Draft202012Validator:
-        if self._validator is None:
-            from jsonschema import Draft202012Validator
-
-            self._validator = Draft202012Validator(self.schema)
-        return self._validator
-
-    def ensure_sound(self, name: str) -> None:
-        """Raise PluginError when the schema is not a valid JSON Schema (checked once)."""
-        if not self.checked:
-            problem = _schema_error(self.schema)
-            if problem is not None:
-                raise PluginError(f"{name} is not a valid JSON Schema: {problem}")
-            self.checked = True
-
-
-def validate(schema: Mapping[str, Any], config: Any, what: str, compiled: _Compiled | None = None,
-             name: str | None = None) -> dict[str, Any]:
-    """Validate ``config`` against ``schema``; raise one ConfigError listing every problem.
-
-    A schema that is itself broken (found when validation fails or cannot run) is a
-    :class:`PluginError` naming it (``name``, else "the {what} schema"), never a ConfigError.
-    """
-    compiled = compiled if compiled is not None else _Compiled(schema)
-    name = name or f"the {what} schema"
-    numbers = _number_problems(config)
-    if numbers:  # before jsonschema: NaN passes its bounds, a huge int breaks its messages
-        raise ConfigError(f"invalid {what}: " + "; ".join(numbers), numbers)
-    try:
-        errors = sorted(compiled.validator.iter_errors(config),
-                        key=lambda e: (list(map(str, e.absolute_path)), e.message))
-    except Exception as exc:  # an unknown type, a bad pattern, a $ref to nowhere: the connector's fault
-        compiled.ensure_sound(name)
-        raise PluginError(f"{name} cannot be used to validate: {type(exc).__name__}: "
-                          f"{' '.join(str(exc).split())}") from None
-    if errors:
-        compiled.ensure_sound(name)  # only on this path: spurious problems from a broken schema say so
-        problems = list(dict.fromkeys(f"{_path(e)}: {_sentence(e, schema)}" for e in errors))
-        raise ConfigError(f"invalid {what}: " + "; ".join(problems), problems)
-    return {**defaults(schema, config), **_whole_numbers(schema, config)}
-
-
-def _number_problems(config: Any) -> list[str]:
-    """Numbers no schema bound catches: NaN and infinities (every comparison with NaN is false)
-    and whole numbers too long to be a port, a count or seconds (jsonschema's own messages
-    fail on them), anywhere in ``config``."""
-    from connector.sdk.jsontext import MAX_DEPTH, MAX_DIGITS
-
-    problems = []
-    stack: list[tuple[Any, tuple[Any, ...]]] = [(config, ())]
-    while stack:
-        value, path = stack.pop()
-        where = "/".join(map(str, path)) or "(top level)"
-        if isinstance(value, float) and not math.isfinite(value):
-            problems.append(f"{where}: must be a finite number, not {json.dumps(value)}")
-        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** MAX_DIGITS:
-            problems.append(f"{where}: must be a whole number of at most {MAX_DIGITS} digits")
-        elif len(path) < MAX_DEPTH and isinstance(value, Mapping):
-            stack += [(item, (*path, key)) for key, item in value.items()]
-        elif len(path) < MAX_DEPTH and isinstance(value, (list, tuple)):
-            stack += [(item, (*path, i)) for i, item in enumerate(value)]
-    return sorted(problems)
-
-
-def _whole_numbers(schema: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON Schema counts 1.0 as an integer, but paho and sockets refuse floats: hand the
-    connector ``int`` wherever the schema asks for a whole number."""
-    out = dict(config)
-    for name, prop in schema.get("properties", {}).items():
-        value = out.get(name)
-        if isinstance(value, float) and value.is_integer() and _wants_integer(prop):
-            out[name] = int(value)
-    return out
-
-
-def _wants_integer(prop: Mapping[str, Any]) -> bool:
-    options = prop.get("oneOf", [])
-    kinds = prop.get("type")
-    return "integer" in (kinds if isinstance(kinds, list) else [kinds]) or (
-        bool(options) and all(type(o.get("const")) is int for o in options))
-
-
-def _path(error: ValidationError) -> str:
-    return "/".join(str(p) for p in error.absolute_path) or "(top level)"
-
-
-def _shown(error: ValidationError, root: Mapping[str, Any]) -> str:
-    """The offending value, or a mask when it sits in a secret field."""
-    path = list(error.absolute_path)
-    if path and path[0] in secret_fields(root):
-        return "the value given"
-    return json.dumps(error.instance, ensure_ascii=False) if _short(error.instance) else "the value given"
-
-
-def _short(value: Any) -> bool:
-    return isinstance(value, (int, float, bool, type(None))) or (isinstance(value, str) and len(value) <= 80)
-
-
-def _sentence(error: ValidationError, root: Mapping[str, Any]) -> str:
-    """A sentence for a person; the schema may give its own through ``errorMessage``."""
-    custom = error.schema.get("errorMessage") if isinstance(error.schema, Mapping) else None
-    if isinstance(custom, str):
-        return custom
-    if isinstance(custom, Mapping) and error.validator in custom:
-        return custom[error.validator]
-    kind, expected = error.validator, error.validator_value
-    if kind == "required":
-        missing = error.message.split("'")[1] if "'" in error.message else "a field"
-        return f"'{missing}' is required"
-    if kind == "additionalProperties":
-        known = list(error.schema.get("properties", {}))
-        extra = [k for k in error.instance if k not in known]
-        hints = []
-        for name in extra:
-            close = difflib.get_close_matches(name, known, n=1)
-            shown = name if len(name) <= 80 else name[:80] + "..."  # a key may be megabytes long
-            hints.append(f"'{shown}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-        return f"unknown field {', '.join(hints)}; known fields: {', '.join(known)}"
-    if kind == "oneOf" and all("const" in option for option in expected):
-        choices = ", ".join(_choice(o) for o in expected)
-        return f"must be one of {choices}, not {_shown(error, root)}"
-    if kind == "type":
-        return f"must be {_a(expected)}, not {_shown(error, root)}"
-    if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        word = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than", "exclusiveMaximum": "less than"}
-        return f"must be {word[kind]} {expected}, not {_shown(error, root)}"
-    if kind == "minLength":
-        return "must not be empty" if expected == 1 else f"must be at least {expected} characters long"
-    if kind == "minItems":
-        return "must not be an empty list" if expected == 1 else f"must hold at least {expected} items"
-    if kind == "maxLength":
-        return f"must be at most {expected} characters long"
-    if kind == "const":
-        return f"must be {json.dumps(expected)}"
-    if kind == "enum":
-        return f"must be one of {', '.join(json.dumps(v) for v in expected)}, not {_shown(error, root)}"
-    return "is not valid" if _shown(error, root) == "the value given" else error.message
-
-
-def _choice(option: Mapping[str, Any]) -> str:
-    """``0 (At most once)`` for ``{"const": 0, "title": "0 - At most once"}``."""
-    const = json.dumps(option["const"])
-    title = option.get("title", "")
-    if title.startswith(const):
-        title = title[len(const):].lstrip(" -:")
-    return f"{const} ({title})" if title else const
-
-
-def _a(expected: Any) -> str:
-    names = {"string": "text", "integer": "a whole number", "number": "a number", "boolean": "true or false",
-             "object": "an object", "array": "a list", "null": "null"}
-    if isinstance(expected, list):
-        return " or ".join(names.get(t, t) for t in expected)
-    return names.get(expected, expected)
 
 
 def main(argv: list[str] | None = None) -> int:

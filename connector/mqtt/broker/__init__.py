@@ -347,9 +347,26 @@ def _why(exc: BaseException, host: str, port: int) -> str:
     return f"the embedded broker cannot start on {host}:{port}: {exc}"
 
 
+#: amqtt and the libraries it runs on log tracebacks for conditions the broker reports itself in
+#: one line: they are heard only with debug logging (``--verbose``).
+_CHATTY_LIBRARIES = ("amqtt", "transitions", "websockets", "asyncio")
+
+
+def _quiet_libraries() -> None:
+    """Set amqtt's (and its libraries') log levels from the root logger's, as the command line
+    set it before the broker starts: with debug logging, amqtt's INFO and the rest's DEBUG; else
+    only their CRITICAL lines."""
+    verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
+    for name in _CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+    if verbose:
+        logging.getLogger("amqtt").setLevel(logging.INFO)
+
+
 async def start_broker(host: str, port: int, ws_port: int | None = None,
                        settings: BrokerSettings | None = None) -> EmbeddedBroker:
     """Start the broker on the running event loop; raise BrokerError with a reason in words."""
+    _quiet_libraries()
     settings = settings or BrokerSettings()
     broker = EmbeddedBroker(broker_config(host, port, ws_port, tls=settings.cert_file is not None),
                             settings=settings)  # AuthFileError for a bad password, ACL or TLS file

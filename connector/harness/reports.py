@@ -1,0 +1,166 @@
+"""What a Send and a Listen report on stderr (one line per failed document, the summary), and
+the Send's results file (``--results``: one JSON line per document)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from connector.harness.exits import EXIT_CLOSED, EXIT_FAILED, EXIT_OK, UsageError
+
+
+def say(text: str) -> None:
+    """A line for people on stderr, in UTF-8, whole (see connector.harness.output)."""
+    from connector.harness.output import write_text
+
+    write_text(sys.stderr, text)
+
+
+def _open_results(path: str | None) -> Any:
+    if path is None:
+        return None
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write the results file {path!r}: {exc.strerror or exc}") from None
+
+
+class _Tally:
+    """The results of a Send as they come: counted, written to the results file, each failure said."""
+
+    def __init__(self, results_path: str | None) -> None:
+        from connector.sdk.documents import Status
+
+        self.out = _open_results(results_path)
+        self.counts = {status: 0 for status in Status}
+        self.earlier = 0  # confirmed by an earlier run (outbox)
+        self.unwritten: str | None = None  # why the results file could not be written: the summary still comes
+        self.last_failure = None  # the summary says why, e.g. the broker was unreachable
+
+    def add(self, result: Any) -> None:
+        from connector.sdk.documents import Status
+
+        self.counts[result.status] += 1
+        if result.status is Status.FAILURE:
+            self.last_failure = result.error
+        self.earlier += result.note is not None and result.ok
+        if self.out is not None and self.unwritten is None:
+            try:
+                self.out.write(json.dumps(result.to_json()) + "\n")
+            except OSError as exc:
+                self.unwritten = exc.strerror or str(exc)
+        if not result.ok:
+            say(f"error: document {result.index}: {result.status.value}: {result.error}\n")
+
+    def close(self) -> None:
+        if self.out is not None:
+            try:
+                self.out.close()
+            except OSError as exc:
+                self.unwritten = self.unwritten or exc.strerror or str(exc)
+
+    def summary(self, what: str | None) -> tuple[str, bool]:
+        """The summary line (without its end) and whether any document failed."""
+        from connector.sdk.documents import Status
+
+        counts = self.counts
+        total = sum(counts.values())
+        failed = total - counts[Status.SUCCESS]
+        summary = f"sent {counts[Status.SUCCESS]:,} of {total:,} document{'s' if total != 1 else ''}"
+        if what:  # the connector's own words for where they went
+            summary += f" {what}"
+        if self.earlier:
+            summary += f", {self.earlier:,} of them confirmed by an earlier run (outbox)"
+        if failed:
+            summary += (f"; {counts[Status.APPLICATION_ERROR]:,} refused (APPLICATION_ERROR), "
+                        f"{counts[Status.FAILURE]:,} failed (FAILURE)")
+            if self.last_failure:
+                summary += f", the last because {self.last_failure}"
+        return summary, bool(failed)
+
+
+def report_send(results: Iterator[Any], results_path: str | None, what: str | None, stop: Any = None) -> int:
+    """One result line per document (stderr for each failure, ``--results``), then the summary;
+    with ``stop`` (a GracefulStop), also for the documents a second signal left unsettled."""
+    tally = _Tally(results_path)
+    try:
+        for result in results if stop is None else stop.results(results):
+            tally.add(result)
+    finally:
+        tally.close()
+    summary, failed = tally.summary(what)
+    if stop is not None and stop.signal is not None:
+        import signal
+
+        say(summary + f"; stopped by {signal.Signals(stop.signal).name}: the rest of the input was not read\n")
+        code = 128 + stop.signal
+    else:
+        say(summary + "\n")
+        code = EXIT_FAILED if failed else EXIT_OK
+    if tally.unwritten is not None:
+        say(f"error: cannot write the results file {results_path!r}: {tally.unwritten}; the summary above counts "
+            "every document\n")
+        return code if code != EXIT_OK else EXIT_FAILED
+    return code
+
+
+def listen_and_report(runtime: Any, connection: dict[str, Any], operation: dict[str, Any], count: int | None,
+                      timeout: float | None, connector_id: str) -> int:
+    import signal
+
+    from connector.harness.runtime import ProcessListener
+    from connector.harness.sinks import JsonLinesSink
+
+    if count is not None and count < 1:
+        raise UsageError("--count must be at least 1")
+    if timeout is not None and timeout <= 0:
+        raise UsageError("--timeout must be more than 0 seconds")
+    chatty = sys.stderr.isatty() or logging.getLogger().isEnabledFor(logging.DEBUG)
+
+    def on_listening(description: str) -> None:
+        if chatty:
+            say(f"listening on {description}; Ctrl-C to stop\n")
+
+    # Every byte of a line reaches stdout before its message is acknowledged, in UTF-8 (the sink
+    # writes to the file descriptor itself, not through sys.stdout).
+    sink = JsonLinesSink(sys.stdout, runtime.manifest(connector_id).byte_properties)
+    listener = ProcessListener(sink, count, on_listening)
+    # Graceful: no new message is taken; the batch in hand is written, flushed and acknowledged;
+    # the connection is closed with a DISCONNECT. What the broker sent meanwhile stays unacknowledged.
+    # A write blocked on a reader that does not read gives up within a second (not acknowledged).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: listener.stop_for("stopped"))
+    outcome = runtime.listen(connection, operation, listener.sink, count=count, timeout=timeout, listener=listener,
+                             connector_id=connector_id)
+    return _report_listen(outcome, sink, chatty)
+
+
+def _report_listen(outcome: Any, sink: Any, chatty: bool) -> int:
+    from connector.harness.output import FdOutput, silence
+
+    accepted = f"{outcome.accepted:,} document{'s' if outcome.accepted != 1 else ''}"
+    moved = (f"; {outcome.dead_lettered:,} moved to the dead-letter topic after failing every attempt"
+             if outcome.dead_lettered else "")
+    if outcome.repeats_dropped:
+        moved += f"; {outcome.repeats_dropped:,} repeat{'s' if outcome.repeats_dropped != 1 else ''} dropped"
+    if outcome.reason == "closed":  # like any Unix tool whose reader went away: quietly
+        if isinstance(sink.output, FdOutput):
+            silence(sink.output.fd)
+        if chatty:
+            say(f"received {accepted} (the output was closed){moved}\n")
+        return EXIT_CLOSED
+    if outcome.reason == "output":
+        say(f"error: cannot write the output ({outcome.error}): {accepted} written and acknowledged; the rest "
+            f"were not acknowledged, so a persistent session gets them again{moved}\n")
+        return EXIT_FAILED
+    if outcome.reason == "refused":
+        say(f"error: the process failed for a message every attempt ({outcome.error}); it was not "
+            f"acknowledged{moved}\n")
+        return EXIT_FAILED
+    if chatty or moved:
+        say(f"received {accepted} ({ {'count': 'count reached', 'timeout': 'timeout', 'stopped': 'stopped'}[outcome.reason] })"
+            f"{moved}\n")
+    return EXIT_OK

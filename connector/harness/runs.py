@@ -1,0 +1,105 @@
+"""The harness's own commands: send, listen, run, check, describe (``connectors`` is in
+:mod:`connector.harness.commands`). Each imports what it needs when it runs (the SDK too: this
+module is imported at start-up)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from connector.harness.exits import EXIT_OK, UsageError
+from connector.harness.inputs import check_outputs, input_documents, load_json_file, stdin_whole
+from connector.harness.reports import listen_and_report, report_send
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from connector.harness.commands import runtime as make_runtime
+    from connector.harness.configs import connection_from_args, operation_from_args
+    from connector.harness.stopping import GracefulStop
+
+    flags = args.schema_flags
+    operation = operation_from_args(args, flags)
+    check_outputs(args, flags.files())
+    connection = connection_from_args(args, flags)
+    runtime = make_runtime(args)
+    limit = runtime.max_document_size(connection, operation, flags.connector)
+    stop = GracefulStop()
+    documents = stop.documents(input_documents(args.file, args.lines, (m.encode("utf-8") for m in args.message or ()),
+                                               stop.stopped, limit))
+    results = runtime.send(connection, operation, documents, connector_id=flags.connector, outbox=args.outbox)
+    stop.install()
+    return report_send(results, args.results, runtime.describe_operation(operation, flags.connector), stop)
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    from connector.harness.commands import runtime
+    from connector.harness.configs import connection_from_args, operation_from_args
+
+    flags = args.schema_flags
+    connection = connection_from_args(args, flags)
+    operation = operation_from_args(args, flags)
+    return listen_and_report(runtime(args), connection, operation, args.count, args.timeout, flags.connector)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from connector.harness.commands import runtime as make_runtime
+    from connector.harness.configs import holds_secret, remember_secrets, warn_exposed_secrets
+    from connector.harness.flags import schema_flags
+    from connector.harness.stopping import GracefulStop
+
+    connection = load_json_file(args.connection, "connection")
+    operation = load_json_file(args.operation, "operation")
+    runtime = make_runtime(args)
+    connector_id = runtime.connectors.resolve(args.connector, runtime.default_connector)
+    connection_flags = schema_flags(runtime.manifest(connector_id).connection_schema)
+    secrets = {f.field for f in connection_flags if f.secret}
+    remember_secrets(connection, secrets)
+    warn_exposed_secrets(args, connection, holds_secret(connection, secrets), connection_flags)
+    action = operation.get("action") if isinstance(operation, dict) else None
+    if action == "listen":
+        if args.inputs or args.lines or args.results or args.outbox:
+            raise UsageError("a Listen takes no INPUT, --lines, --results or --outbox")
+        return listen_and_report(runtime, connection, operation, args.count, args.timeout, connector_id)
+    if args.count is not None or args.timeout is not None:
+        raise UsageError("--count and --timeout are for a Listen")
+    check_outputs(args)
+    limit = runtime.max_document_size(connection, operation, connector_id)
+    stop = GracefulStop()
+    documents = stop.documents(input_documents(args.inputs, args.lines, stdin_whole(stop.stopped, limit),
+                                               stop.stopped, limit))
+    results = runtime.send(connection, operation, documents, connector_id=connector_id, outbox=args.outbox)
+    stop.install()
+    return report_send(results, args.results, runtime.describe_operation(operation, connector_id), stop)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from connector.harness.commands import runtime
+    from connector.harness.configs import connection_from_args
+
+    flags = args.schema_flags
+    print(f"ok: {runtime(args).check(connection_from_args(args, flags), flags.connector)}")
+    return EXIT_OK
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from connector.harness.commands import runtime
+    from connector.harness.describe import describe_text
+
+    manifest = runtime(args).manifest(args.connector)
+    if args.json:
+        import json
+
+        print(json.dumps(manifest.to_json(), indent=2, ensure_ascii=False))
+    else:
+        print(describe_text(manifest))
+    return EXIT_OK
+
+
+def cmd_connectors(args: argparse.Namespace) -> int:
+    from connector.harness.commands import cmd_connectors
+
+    return cmd_connectors(args)
+
+
+COMMANDS: dict[str, Any] = {"send": cmd_send, "listen": cmd_listen, "run": cmd_run, "check": cmd_check,
+                            "describe": cmd_describe, "connectors": cmd_connectors}
