@@ -19,8 +19,8 @@ class Endpoint:
     #: A Send operation whose documents ``arrived`` sees.
     send_operation: dict[str, Any]
     #: A Listen operation that receives what ``put`` puts there. With ``connection``, the place
-    #: keeps what no Listen acknowledged, so that a second Listen gets it (a folder does; an MQTT
-    #: broker with a persistent session and a stable client id does).
+    #: keeps what no Listen acknowledged, so that a second Listen gets it (a folder does; a broker
+    #: does for a persistent session with a stable client id).
     listen_operation: dict[str, Any]
     #: ``put(payloads)``: make these payloads arrive for the Listen, in order.
     put: Callable[[list[bytes]], None]
