@@ -22,6 +22,8 @@ from connector.sdk.retry import DEFAULT_MAX_ATTEMPTS
 STOP_SECONDS = 2.0
 #: Seconds a Listen has to be ready, and to get what was put.
 WAIT_SECONDS = 20.0
+#: Seconds after which a Listen of the kit ends by itself (its timeout), whatever happened.
+LISTEN_SECONDS = 20.0
 #: The retry delay the kit asks for, where the operation schema declares it.
 RETRY_DELAY = 0.1
 #: The process's answer to a document it refuses.
@@ -49,6 +51,14 @@ class Process:
             self.listen.stop()
 
 
+def _joined(background: BackgroundListen, seconds: float) -> ListenOutcome:
+    try:
+        return background.join(seconds)
+    except TimeoutError:
+        raise AssertionError(f"the Listen did not end within {seconds:g} s (its timeout was "
+                             f"{LISTEN_SECONDS:g} s)") from None
+
+
 class ListenPromises:
     connector_id: str
 
@@ -56,13 +66,15 @@ class ListenPromises:
                 count: int | None = None) -> BackgroundListen:
         """A Listen in the background, ready (listening) before it returns."""
         background = runtime.listen_in_background(endpoint.connection, operation, process, count=count,
-                                                  timeout=WAIT_SECONDS * 3, connector_id=self.connector_id)
+                                                  timeout=LISTEN_SECONDS, connector_id=self.connector_id)
         process.listen = background
         background.wait_ready(WAIT_SECONDS)
         return background
 
     def _end(self, background: BackgroundListen) -> ListenOutcome:
-        return within(WAIT_SECONDS * 3, "the Listen", lambda: background.join(WAIT_SECONDS * 3))
+        """How the Listen ended: by itself, or at its timeout; an AssertionError when it ignored that."""
+        seconds = LISTEN_SECONDS + WAIT_SECONDS
+        return within(seconds + WAIT_SECONDS, "the Listen", lambda: _joined(background, seconds))
 
     def test_listen_hands_a_refused_document_over_again(self, kit_runtime: Runtime, kit_manifest: Manifest,
                                                         endpoint: Endpoint) -> None:
@@ -107,7 +119,7 @@ class ListenPromises:
         assert process.got.wait(WAIT_SECONDS), "the Listen got nothing"
         asked = time.monotonic()
         background.stop()
-        outcome = within(WAIT_SECONDS, "the Listen asked to stop", lambda: background.join(WAIT_SECONDS))
+        outcome = within(WAIT_SECONDS * 2, "the Listen asked to stop", lambda: _joined(background, WAIT_SECONDS))
         took = time.monotonic() - asked
         assert took <= STOP_SECONDS, f"the Listen took {took:.1f} s to stop"
         assert (outcome.reason, outcome.accepted) == ("stopped", 1), outcome
