@@ -86,6 +86,7 @@ def test_wheel_declares_the_entry_points_and_dependencies(wheel: Path) -> None:
         metadata = zf.read(f"{info}/METADATA").decode()
     assert dict(entry_points["connector_sdk.connectors"]) == {"mqtt": "connector.mqtt.plugin"}
     assert dict(entry_points["console_scripts"]) == {"mqtt-connector": "connector.__main__:main"}
+    assert dict(entry_points["pytest11"]) == {"connector_acceptance": "connector.acceptance.plugin"}
     requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     for dependency in ("pluggy", "paho-mqtt", "jsonschema", "amqtt"):
         assert any(r.startswith(dependency) and "extra ==" not in r for r in requires), (dependency, requires)
