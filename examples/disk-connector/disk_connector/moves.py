@@ -44,12 +44,18 @@ def candidates(name: str) -> Iterator[str]:
 
 def move(source: Path, folder: Path, name: str) -> Path:
     """Move ``source`` into ``folder`` under ``name`` or the first free candidate; the new path.
-    A hard link then an unlink, so that no file is ever replaced (rename where links are not)."""
+
+    A hard link then an unlink, so that no file is ever replaced (rename where links are not). A
+    Listen killed between the two leaves the file under both names, one file: it is handed over
+    again, and this move then finds its own link and completes (no second copy in the folder)."""
     for candidate in candidates(name):
         target = folder / candidate
         try:
             os.link(source, target, follow_symlinks=False)
         except FileExistsError:
+            if os.path.samefile(source, target):  # the move a killed Listen began
+                os.unlink(source)
+                return target
             continue
         except OSError as exc:
             if exc.errno not in NO_LINKS:

@@ -213,3 +213,15 @@ def test_a_listen_stops_within_a_second(root: Path) -> None:
         bg.stop()
         bg.join(5)
     assert time.monotonic() - started < 1.0
+
+
+def test_a_move_cut_short_by_a_kill_is_completed_without_a_second_copy(root: Path) -> None:
+    """Killed between the link into done and the unlink from in: one file under both names. It is
+    handed over again (at least once), and its move then completes."""
+    (root / "done").mkdir()
+    (root / "in" / "a.csv").write_bytes(b"accepted, not yet moved")
+    os.link(root / "in" / "a.csv", root / "done" / "a.csv")
+    sink = CollectingSink()
+    listen(root, sink, count=1)
+    assert [d.payload for d in sink.documents] == [b"accepted, not yet moved"]
+    assert files(root / "done") == ["a.csv"] and files(root / "in") == []
