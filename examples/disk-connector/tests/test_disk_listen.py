@@ -72,15 +72,15 @@ def test_a_settle_time_of_zero_takes_files_at_first_sight_but_never_dot_names(ro
 
 def test_a_file_still_being_written_is_not_taken_until_it_settles(root: Path) -> None:
     path = root / "in" / "slow.csv"
-    with runtime().listen_in_background(connection(root), listen_operation(settle_time=0.6), count=1,
+    with runtime().listen_in_background(connection(root), listen_operation(settle_time=1.5), count=1,
                                         timeout=20, connector_id="disk") as bg:
         sink = bg.collected
         bg.wait_ready(5)
         with path.open("wb") as f:
-            for part in range(5):  # written over about a second, in pieces
+            for part in range(5):  # written in pieces, well within the settle time of each other
                 f.write(b"%d," % part)
                 f.flush()
-                time.sleep(0.2)
+                time.sleep(0.1)
         assert len(sink) == 0
         assert sink.wait_for(1, 10)
     assert sink.documents[0].payload == b"0,1,2,3,4,"
