@@ -105,7 +105,7 @@ def connection(broker: BrokerThread) -> dict:
 
 @pytest.fixture
 def runtime() -> Runtime:
-    return Runtime()
+    return Runtime(default_connector="mqtt")
 
 
 @pytest.fixture

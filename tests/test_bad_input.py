@@ -44,7 +44,7 @@ def test_a_second_send_on_a_held_outbox_is_refused_at_once_naming_the_holder(
         broker: BrokerThread, unique: str, tmp_path: Path) -> None:
     box = tmp_path / "jobs.outbox"
     topic = f"{unique}/jobs"
-    runtime = Runtime()
+    runtime = Runtime(default_connector="mqtt")
     with runtime.listen_in_background({"host": broker.host, "port": broker.port},
                                       {"action": "listen", "topic": topic, "qos": 1}, timeout=30) as watcher:
         watcher.wait_ready()
@@ -90,7 +90,7 @@ def test_one_process_cannot_open_an_outbox_twice(tmp_path: Path) -> None:
 def _damaged_outbox(broker: BrokerThread, path: Path, topic: str) -> None:
     """An outbox of 3,000 confirmed documents, then garbage over its last pages (the table's rows)."""
     connection = {"host": broker.host, "port": broker.port, "connect_timeout": 5}
-    results = list(Runtime().send(connection, {"action": "send", "topic": topic, "qos": 1},
+    results = list(Runtime(default_connector="mqtt").send(connection, {"action": "send", "topic": topic, "qos": 1},
                                   [f"doc {i}" for i in range(3000)], outbox=str(path)))
     assert all(r.ok for r in results)
     size = path.stat().st_size
@@ -106,7 +106,7 @@ def test_a_damaged_outbox_is_bad_input_before_anything_is_sent(broker: BrokerThr
     topic = f"{unique}/d"
     _damaged_outbox(broker, box, topic)
     lines = "".join(f"doc {i}\n" for i in range(3000)).encode()
-    with Runtime().listen_in_background({"host": broker.host, "port": broker.port},
+    with Runtime(default_connector="mqtt").listen_in_background({"host": broker.host, "port": broker.port},
                                         {"action": "listen", "topic": topic, "qos": 1}, timeout=5) as watcher:
         watcher.wait_ready()
         proc = run_cli("send", *_address(broker), "--topic", topic, "--qos", "1", "--lines", "--outbox", str(box),
@@ -163,7 +163,7 @@ def test_a_connection_file_holding_a_password_others_can_read_is_warned_about(tm
 def test_a_host_name_that_spoils_the_client_id_is_bad_input(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "gethostname", lambda: "node\x017")
     with pytest.raises(ConfigError, match="connection client_id: the client ID contains U[+]0001"):
-        Runtime().check({"port": free_port(), "client_id": "orders-{hostname}"})
+        Runtime(default_connector="mqtt").check({"port": free_port(), "client_id": "orders-{hostname}"})
 
 
 @pytest.mark.parametrize("field, value, words", [
@@ -176,19 +176,19 @@ def test_a_host_name_that_spoils_the_client_id_is_bad_input(monkeypatch: pytest.
 ], ids=["ack NaN", "connect inf", "wait NaN", "port 5000 digits", "keep_alive -1e30", "ack 1e300"])
 def test_numbers_no_schema_bound_catches_are_refused_by_the_api(field: str, value: object, words: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        list(Runtime().send({"port": free_port(), field: value}, {"action": "send", "topic": "a"}, ["x"]))
+        list(Runtime(default_connector="mqtt").send({"port": free_port(), field: value}, {"action": "send", "topic": "a"}, ["x"]))
     assert words in str(caught.value)
 
 
 @pytest.mark.parametrize("timeout", [math.nan, math.inf, 0, -1, 1e300])
 def test_a_listen_timeout_that_never_fires_is_refused_by_the_api(timeout: float) -> None:
     with pytest.raises(ConfigError, match="the timeout must be more than 0 seconds and finite"):
-        Runtime().listen_in_background({"port": free_port()}, {"action": "listen", "topic": "a"}, timeout=timeout)
+        Runtime(default_connector="mqtt").listen_in_background({"port": free_port()}, {"action": "listen", "topic": "a"}, timeout=timeout)
 
 
 def test_a_retry_delay_of_nan_is_refused_by_the_api() -> None:
     with pytest.raises(ConfigError, match="operation retry_delay: must be a finite number, not NaN"):
-        Runtime().listen_in_background({"port": free_port()}, {"action": "listen", "topic": "a", "retry_delay": math.nan})
+        Runtime(default_connector="mqtt").listen_in_background({"port": free_port()}, {"action": "listen", "topic": "a", "retry_delay": math.nan})
 
 
 def test_a_document_property_over_65535_bytes_is_that_documents_application_error(
@@ -201,7 +201,7 @@ def test_a_document_property_over_65535_bytes_is_that_documents_application_erro
                  Document.of("value", user_properties=[["k", long]]), Document.of("type", content_type=long),
                  Document.of("corr", correlation_data=long), Document.of("control", content_type="a\x00b"),
                  Document.of("last")]
-    runtime = Runtime()
+    runtime = Runtime(default_connector="mqtt")
     with runtime.listen_in_background(connection, {"action": "listen", "topic": topic, "qos": 1}, count=2,
                                       timeout=10) as watcher:
         watcher.wait_ready()

@@ -122,7 +122,7 @@ def scripted() -> Iterator[ScriptedBroker]:
 
 @pytest.fixture
 def client(scripted: ScriptedBroker) -> Iterator[MqttConnection]:
-    config = Runtime().manifest().validate_connection(
+    config = Runtime(default_connector="mqtt").manifest().validate_connection(
         {"port": scripted.port, "reconnect_delay": 0.05, "reconnect_max_delay": 0.1})
     conn = MqttConnection(config).open()
     yield conn

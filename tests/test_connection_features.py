@@ -29,14 +29,14 @@ def send_op(topic: str, qos: int = 1) -> dict:
 
 
 def opened(**config: object) -> MqttConnection:
-    return MqttConnection(Runtime().manifest().validate_connection(config)).open()
+    return MqttConnection(Runtime(default_connector="mqtt").manifest().validate_connection(config)).open()
 
 
 # -- last will ---------------------------------------------------------------------------------------
 
 def test_the_will_is_published_when_the_connection_dies_and_not_after_a_close(mosquitto: MosquittoBroker,
                                                                             unique: str) -> None:
-    runtime, will = Runtime(), f"{unique}/status"
+    runtime, will = Runtime(default_connector="mqtt"), f"{unique}/status"
     with runtime.listen_in_background({"port": mosquitto.port}, listen_op(will)) as watch:
         watch.wait_ready()
         with FaultProxy("127.0.0.1", mosquitto.port) as proxy:
@@ -96,7 +96,7 @@ def test_failover_at_start_tries_the_next_broker(mosquitto: MosquittoBroker) -> 
 def test_failover_on_reconnect_moves_to_the_next_broker(mosquitto: MosquittoBroker, unique: str) -> None:
     """Two addresses of one broker stand for two brokers of a cluster: the first goes away in the
     middle of a Send, which goes on through the second."""
-    runtime, topic = Runtime(), f"{unique}/failover"
+    runtime, topic = Runtime(default_connector="mqtt"), f"{unique}/failover"
     with FaultProxy("127.0.0.1", mosquitto.port) as first:
         conn = {"port": first.port, "failover": [f"127.0.0.1:{mosquitto.port}"], "reconnect_delay": 0.05,
                 "reconnect_max_delay": 0.2}
@@ -120,7 +120,7 @@ def test_failover_on_reconnect_moves_to_the_next_broker(mosquitto: MosquittoBrok
 # -- WebSocket ---------------------------------------------------------------------------------------
 
 def test_send_and_listen_over_websocket(unique: str) -> None:
-    runtime, topic = Runtime(), f"{unique}/ws"
+    runtime, topic = Runtime(default_connector="mqtt"), f"{unique}/ws"
     with BrokerThread(websocket=True) as broker:
         assert broker.ws_port is not None
         conn = {"port": broker.ws_port, "transport": "websockets", "ws_path": "/mqtt"}
@@ -135,7 +135,7 @@ def test_send_and_listen_over_websocket(unique: str) -> None:
 # -- MQTT 5 session expiry ---------------------------------------------------------------------------
 
 def test_mqtt5_session_expiry_ends_the_session(mosquitto: MosquittoBroker, unique: str) -> None:
-    runtime, topic = Runtime(), f"{unique}/expiry"
+    runtime, topic = Runtime(default_connector="mqtt"), f"{unique}/expiry"
     v5 = {"port": mosquitto.port, "protocol": "5", "clean_session": False}
     short = {**v5, "client_id": f"{unique}-short", "session_expiry": 1}
     kept = {**v5, "client_id": f"{unique}-kept"}

@@ -22,6 +22,7 @@ from connector.mqtt.phrases import describe_granted, describe_operation
 from connector.sdk import hookimpl, plugins
 from connector.sdk.commands import Command
 from connector.sdk.plugins import Connectors, create_plugin_manager
+from installed import BESIDE_MQTT
 from test_plugins import FakeConnector
 
 
@@ -65,7 +66,7 @@ def install(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     saved = (root.handlers[:], root.level, {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)})
 
     def installing(*connectors: Any, entry_points: bool = True) -> None:
-        found = Connectors(create_plugin_manager(plugins=connectors, entry_points=entry_points))
+        found = Connectors(create_plugin_manager(plugins=connectors, entry_points=entry_points, block=BESIDE_MQTT))
         monkeypatch.setattr(plugins, "_default", found)
 
     yield installing

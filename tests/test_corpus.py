@@ -567,7 +567,7 @@ def test_corpus(name: str, broker: BrokerThread, unique: str, tmp_path: Path, si
         pytest.skip(case.skip_as_root)
     argv = _prepare(case, tmp_path, unique, broker, silent_port)
     watch = case.code == 2 and _sends(argv)
-    runtime = Runtime()
+    runtime = Runtime(default_connector="mqtt")
     watcher = None
     if watch:  # a Listen on everything the row could send, subscribed before the command runs
         watcher = runtime.listen_in_background(
@@ -623,7 +623,7 @@ def test_a_document_over_the_brokers_maximum_packet_size_is_refused_and_the_rest
     from connector.mqtt.send import publish_packet_size
 
     topic = f"{unique}/big"
-    runtime = Runtime()
+    runtime = Runtime(default_connector="mqtt")
     connection = {"host": small_packets.host, "port": small_packets.port, "protocol": "5", "connect_timeout": 5,
                   "ack_timeout": 5}
     fits = max(n for n in range(LIMIT) if publish_packet_size(topic, n, 1, True)[0] <= LIMIT)  # a LIMIT-byte packet
@@ -645,7 +645,7 @@ def test_mqtt311_documents_over_the_configured_maximum_packet_size_are_refused_a
     from connector.mqtt.send import publish_packet_size
 
     topic = f"{unique}/big311"
-    runtime = Runtime()
+    runtime = Runtime(default_connector="mqtt")
     connection = {"host": small_packets.host, "port": small_packets.port, "connect_timeout": 5, "ack_timeout": 5,
                   "max_packet_size": LIMIT}
     fits = max(n for n in range(LIMIT) if publish_packet_size(topic, n, 1, False)[0] <= LIMIT)

@@ -232,7 +232,7 @@ def test_sigkill_of_a_send_with_an_outbox_resends_at_most_the_window(broker: Mos
 
 
 def test_an_outbox_skips_confirmed_documents_and_sends_changed_ones(broker: MosquittoBroker, tmp_path: Path) -> None:
-    runtime = Runtime()
+    runtime = Runtime(default_connector="mqtt")
     connection = {"port": broker.port}
     operation = {"action": "send", "topic": "box/t", "qos": 1}
     box = str(tmp_path / "box.db")
@@ -317,7 +317,7 @@ def test_no_duplicates_through_network_cuts(qos: int, listen_extra: list[str], s
 def test_a_stalled_connection_is_detected_and_replaced(broker: MosquittoBroker) -> None:
     """A network that black-holes packets (no reset, no answer): the keep-alive finds it dead, the
     connector reconnects once the network is back, and every document of the Send is confirmed."""
-    runtime = Runtime()
+    runtime = Runtime(default_connector="mqtt")
     sent = numbered(200)
     with proxied(broker) as proxy:
         connection = {"port": proxy.port, "keep_alive": 1, "reconnect_delay": 0.1, "reconnect_max_delay": 0.5}
@@ -349,7 +349,7 @@ def test_a_failed_document_is_not_sent_after_the_reconnect(broker: MosquittoBrok
     """A document reported FAILURE (not confirmed in time) is dropped from paho's queue: it must not
     reach the broker later, when the connection comes back, as a 'failed' document that was delivered.
     And once the broker is back, documents are sent again."""
-    runtime = Runtime()
+    runtime = Runtime(default_connector="mqtt")
     with proxied(broker) as proxy:
         config = runtime.manifest().validate_connection({"port": proxy.port, "ack_timeout": 1.5, "max_inflight": 1,
                                                          "reconnect_delay": 0.05, "reconnect_max_delay": 0.1})
@@ -448,7 +448,7 @@ def test_a_broker_behind_a_network_that_goes_down_for_good(qos: int, tmp_path: P
     from connector.mqtt.broker import BrokerThread
 
     with BrokerThread() as embedded, FaultProxy("127.0.0.1", embedded.port) as proxy:
-        results, took = _send_while(Runtime(), proxy.down, proxy.port, qos)
+        results, took = _send_while(Runtime(default_connector="mqtt"), proxy.down, proxy.port, qos)
     assert len(results) == GONE_DOCUMENTS and [r.index for r in results] == list(range(GONE_DOCUMENTS))
     assert took < GONE_WITHIN, f"{took:.1f} s"
     assert all(r.status is Status.FAILURE for r in results[50 + 20:])
@@ -460,7 +460,7 @@ def test_a_stalled_broker_that_never_answers_ends_the_send(broker: MosquittoBrok
     """A broker that accepts TCP but answers nothing more (black-holed): the Send does not wait for
     the keep alive (60 s) to notice; nothing heard for ack_timeout while documents wait is an outage."""
     with proxied(broker) as proxy:
-        results, took = _send_while(Runtime(), proxy.stall, proxy.port, 1)
+        results, took = _send_while(Runtime(default_connector="mqtt"), proxy.stall, proxy.port, 1)
         proxy.resume()
     assert len(results) == GONE_DOCUMENTS
     assert took < GONE_WITHIN, f"{took:.1f} s"
@@ -495,7 +495,7 @@ def _publish(runtime: Runtime, port: int, topic: str, items: list[str], qos: int
 
 
 def test_a_failing_process_is_retried_until_it_takes_the_document(broker: MosquittoBroker) -> None:
-    runtime = Runtime()
+    runtime = Runtime(default_connector="mqtt")
     sink = Flaky({b"2": 2})
     with runtime.listen_in_background({"port": broker.port}, _listen_op("retry/t"), sink, count=4) as bg:
         bg.wait_ready()
@@ -505,7 +505,7 @@ def test_a_failing_process_is_retried_until_it_takes_the_document(broker: Mosqui
 
 
 def test_a_document_failing_every_attempt_goes_to_the_dead_letter_topic(broker: MosquittoBroker) -> None:
-    runtime = Runtime()
+    runtime = Runtime(default_connector="mqtt")
     letters = runtime.listen_in_background({"port": broker.port}, _listen_op("dead/letters"), count=1)
     letters.wait_ready()
     sink = Flaky({b"poison": 99})
@@ -526,7 +526,7 @@ def test_a_document_failing_every_attempt_goes_to_the_dead_letter_topic(broker: 
 def test_qos2_message_refused_by_the_process_is_delivered_again(broker: MosquittoBroker) -> None:
     """QoS 2: the PUBREC (the receiver's 'I have it') goes out only once the process accepted the
     message. paho sends it on arrival, so a refused -- or killed -- Listen lost the message."""
-    runtime = Runtime()
+    runtime = Runtime(default_connector="mqtt")
     session = {"port": broker.port, "client_id": "qos2-refused", "clean_session": False}
     refusing = Flaky({b"precious": 1})
     with runtime.listen_in_background(session, _listen_op("qos2/t", qos=2, max_attempts=1), refusing) as bg:
@@ -547,7 +547,7 @@ def test_listen_gives_up_with_exit_1_and_the_error(broker: MosquittoBroker, tmp_
         time.sleep(0.1)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and listen.poll() is None:
-            _publish(Runtime(), broker.port, "full/t", ["x"])
+            _publish(Runtime(default_connector="mqtt"), broker.port, "full/t", ["x"])
             time.sleep(0.5)
         assert listen.wait(30) == 1
         err = listen.stderr.read().decode()

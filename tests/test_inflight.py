@@ -34,6 +34,6 @@ def test_mqtt5_window_never_exceeds_the_brokers_receive_maximum(mosquitto_factor
                                                                 unique: str) -> None:
     small = mosquitto_factory(extra="max_inflight_messages 10\n")
     connection = {"host": "127.0.0.1", "port": small.port, "protocol": "5", "max_inflight": 100}
-    with MqttConnection(Runtime().manifest().validate_connection(connection)).open() as conn:
+    with MqttConnection(Runtime(default_connector="mqtt").manifest().validate_connection(connection)).open() as conn:
         assert (conn.receive_maximum, conn.window) == (10, 10)
     _round_trip(runtime, connection, f"{unique}/q2")

@@ -64,7 +64,7 @@ def test_properties_round_trip_through_the_cli(mosquitto: MosquittoBroker, uniqu
 def test_request_reply_with_two_harness_operations(mosquitto: MosquittoBroker, unique: str) -> None:
     """The requester sends with a response topic and correlation data; the responder's Listen reads
     them and its Send replies there with the same correlation data (a document's own topic)."""
-    runtime, conn = Runtime(), v5(mosquitto)
+    runtime, conn = Runtime(default_connector="mqtt"), v5(mosquitto)
     requests, replies = f"{unique}/requests", f"{unique}/replies/requester-1"
     with runtime.listen_in_background(conn, {"action": "listen", "topic": replies, "qos": 1}, count=1) as requester, \
             runtime.listen_in_background(conn, {"action": "listen", "topic": requests, "qos": 1}, count=1) as responder:
@@ -87,7 +87,7 @@ def test_request_reply_with_two_harness_operations(mosquitto: MosquittoBroker, u
 
 
 def test_document_properties_add_to_and_override_the_operations(mosquitto: MosquittoBroker, unique: str) -> None:
-    runtime, conn = Runtime(), v5(mosquitto)
+    runtime, conn = Runtime(default_connector="mqtt"), v5(mosquitto)
     topic = f"{unique}/mix"
     operation = {"action": "send", "topic": topic, "qos": 1, "user_properties": [["source", "op"]],
                  "content_type": "text/plain"}
@@ -110,7 +110,7 @@ def test_document_properties_add_to_and_override_the_operations(mosquitto: Mosqu
 
 
 def test_messages_without_properties_have_none(mosquitto: MosquittoBroker, unique: str) -> None:
-    runtime, conn = Runtime(), v5(mosquitto)
+    runtime, conn = Runtime(default_connector="mqtt"), v5(mosquitto)
     topic = f"{unique}/plain"
     with runtime.listen_in_background(conn, {"action": "listen", "topic": topic, "qos": 1}, count=1) as bg:
         bg.wait_ready()
@@ -131,7 +131,7 @@ def test_document_properties_of_mqtt5_over_mqtt_311_are_left_out_with_a_warning(
         mosquitto: MosquittoBroker, unique: str, caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(send_module, "_warned", [])  # once per process: this test sees its own
-    runtime = Runtime()
+    runtime = Runtime(default_connector="mqtt")
     conn = {"host": mosquitto.host, "port": mosquitto.port}
     results = list(runtime.send(conn, {"action": "send", "topic": f"{unique}/old", "qos": 1},
                                 [Document(b"x", {"content_type": "text/plain"})] * 3))
@@ -150,7 +150,7 @@ def test_the_embedded_broker_says_it_has_no_mqtt5() -> None:
 # -- subscriptions: QoS per filter, MQTT 5 subscription options ------------------------------------
 
 def test_each_filter_gets_its_own_qos(mosquitto: MosquittoBroker, unique: str) -> None:
-    runtime, conn = Runtime(), v5(mosquitto)
+    runtime, conn = Runtime(default_connector="mqtt"), v5(mosquitto)
     alarms, readings = f"{unique}/alarms", f"{unique}/readings"
     operation = {"action": "listen", "topic": [f"{alarms}/#", f"{readings}/#"], "qos": 0,
                  "filter_qos": {f"{alarms}/#": 2}}
@@ -171,7 +171,7 @@ def test_filter_qos_for_an_unknown_filter_is_bad_input(mosquitto: MosquittoBroke
 def test_no_local_keeps_a_listens_own_dead_letters_away(mosquitto: MosquittoBroker, unique: str) -> None:
     """A Listen of orders/# whose dead-letter topic is orders/dead would get its own dead letters back
     (and fail for them again) without no_local."""
-    runtime, conn = Runtime(), v5(mosquitto)
+    runtime, conn = Runtime(default_connector="mqtt"), v5(mosquitto)
     seen: list[bytes] = []
 
     def process(document: Document) -> None:
@@ -194,7 +194,7 @@ def test_no_local_keeps_a_listens_own_dead_letters_away(mosquitto: MosquittoBrok
 
 
 def test_retain_as_published_and_retain_handling(mosquitto: MosquittoBroker, unique: str) -> None:
-    runtime, conn = Runtime(), v5(mosquitto)
+    runtime, conn = Runtime(default_connector="mqtt"), v5(mosquitto)
     topic = f"{unique}/status"
     assert all(r.ok for r in runtime.send(conn, {"action": "send", "topic": topic, "qos": 1, "retained": True},
                                           ["stored"]))
@@ -211,7 +211,7 @@ def test_retain_as_published_and_retain_handling(mosquitto: MosquittoBroker, uni
 # -- duplicate suppression ---------------------------------------------------------------------------
 
 def test_a_duplicate_window_drops_repeats_and_counts_them(mosquitto: MosquittoBroker, unique: str) -> None:
-    runtime, conn = Runtime(), v5(mosquitto)
+    runtime, conn = Runtime(default_connector="mqtt"), v5(mosquitto)
     topic = f"{unique}/dedupe"
     stamped = [Document(b"a", {"user_properties": [["msg-id", "run-0"]]}),
                Document(b"a", {"user_properties": [["msg-id", "run-0"]]}),  # a repeat, as QoS 1 allows
@@ -226,7 +226,7 @@ def test_a_duplicate_window_drops_repeats_and_counts_them(mosquitto: MosquittoBr
 
 
 def test_send_stamps_a_unique_id_per_document(mosquitto: MosquittoBroker, unique: str) -> None:
-    runtime, conn = Runtime(), v5(mosquitto)
+    runtime, conn = Runtime(default_connector="mqtt"), v5(mosquitto)
     topic = f"{unique}/stamped"
     with runtime.listen_in_background(conn, {"action": "listen", "topic": topic, "qos": 1}, count=3) as bg:
         bg.wait_ready()
@@ -250,7 +250,7 @@ def test_receive_maximum_slows_what_the_broker_sends_unacknowledged(mosquitto: M
         return done
 
     monkeypatch.setattr(PahoClient, "_handle_publish", counting)
-    runtime, most = Runtime(), {}
+    runtime, most = Runtime(default_connector="mqtt"), {}
     for limit in (None, 2):
         topic = f"{unique}/slow-{limit}"
         unacknowledged.clear()

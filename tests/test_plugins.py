@@ -32,6 +32,7 @@ from connector.sdk.errors import ConfigError, PluginError
 from connector.sdk.listener import Listener
 from connector.sdk.manifest import Manifest
 from connector.sdk.plugins import BLOCK_ENV, CHECK_ENV, ENTRY_POINT_GROUP, Connectors, create_plugin_manager
+from installed import BESIDE_MQTT
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_ATTR = f"{hookspecs.PROJECT}_spec"
@@ -144,7 +145,7 @@ def test_no_hook_implementation_compares_connector_ids(path: Path) -> None:
 def test_the_mqtt_connector_is_found_through_its_entry_point() -> None:
     eps = {ep.name: ep.value for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
     assert eps.get("mqtt") == "connector.mqtt.plugin"
-    pm = create_plugin_manager()
+    pm = create_plugin_manager(block=BESIDE_MQTT)
     assert pm.get_plugin("mqtt") is mqtt_plugin
     assert [dist.project_name for _, dist in pm.list_plugin_distinfo()] == ["mqtt-connector"]
     assert set(Connectors(pm).manifests) == {"mqtt"}
@@ -195,7 +196,7 @@ def test_pluggy_alone_would_have_ignored_the_misspelling() -> None:
 
 
 def test_block_list_parameter_prevents_loading() -> None:
-    pm = create_plugin_manager(block=["mqtt"])
+    pm = create_plugin_manager(block=["mqtt", *BESIDE_MQTT])
     assert pm.get_plugin("mqtt") is None and pm.is_blocked("mqtt")
     assert Connectors(pm).manifests == {}
 
@@ -211,7 +212,7 @@ def test_block_list_environment_variable_prevents_loading(monkeypatch: pytest.Mo
 
 def test_block_list_from_the_command_line() -> None:
     done = subprocess.run([sys.executable, "-m", "connector", "describe"], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, BLOCK_ENV: "mqtt"})
+                          timeout=60, env={**os.environ, BLOCK_ENV: ",".join(["mqtt", *BESIDE_MQTT])})
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("error: ") and "no connector 'mqtt' is installed" in done.stderr
     assert "Traceback" not in done.stderr
@@ -351,7 +352,7 @@ def fake() -> FakeConnector:
 @pytest.fixture
 def two(fake: FakeConnector) -> Runtime:
     # the fake answers every call it gets: only its own reach it
-    return Runtime(Connectors(create_plugin_manager(plugins=[fake])), default_connector="mqtt")
+    return Runtime(Connectors(create_plugin_manager(plugins=[fake], block=BESIDE_MQTT)), default_connector="mqtt")
 
 
 def test_both_connectors_are_installed_each_under_its_manifest_id(two: Runtime, fake: FakeConnector) -> None:
@@ -414,7 +415,7 @@ def test_an_entry_point_named_otherwise_is_registered_under_the_manifest_id(
     monkeypatch.delitem(sys.modules, "drop_connector_plugin", raising=False)
     pm = create_plugin_manager()
     assert pm.get_plugin("files") is None and pm.get_plugin("drop") is not None
-    assert set(Connectors(pm).manifests) == {"mqtt", "drop"}
+    assert set(Connectors(pm).manifests) == {"mqtt", "drop", *BESIDE_MQTT}
     assert create_plugin_manager(block=["files"]).get_plugin("drop") is None  # blocked by its entry-point name
     assert create_plugin_manager(block=["drop"]).get_plugin("drop") is None  # or by its id
 
@@ -455,7 +456,7 @@ def test_the_runtime_has_no_default_connector_of_its_own(fake: FakeConnector) ->
     with pytest.raises(PluginError, match="several connectors are installed"):
         Runtime(Connectors(pm)).manifest()
     assert Runtime(Connectors(pm), default_connector="fake").manifest().id == "fake"
-    assert Runtime(Connectors(create_plugin_manager())).manifest().id == "mqtt"  # the only one
+    assert Runtime(Connectors(create_plugin_manager(block=BESIDE_MQTT))).manifest().id == "mqtt"  # the only one
 
 
 def test_a_misspelled_hook_still_fails_through_a_connector(two: Runtime) -> None:
@@ -526,11 +527,11 @@ class BrokenSchemaConnector(FakeConnector):
 
 def test_installed_connectors_pass_the_authors_check() -> None:
     # what a run skips (metaschemas), a connector's test suite runs at registration
-    assert set(Connectors(create_plugin_manager(), check=True).manifests) == {"mqtt"}
+    assert set(Connectors(create_plugin_manager(), check=True).manifests) == {"mqtt", *BESIDE_MQTT}
 
 
 def test_the_authors_check_at_registration_fails_loudly_on_a_broken_connector(monkeypatch: pytest.MonkeyPatch) -> None:
-    pm = create_plugin_manager(plugins=[BrokenSchemaConnector()])
+    pm = create_plugin_manager(plugins=[BrokenSchemaConnector()], block=BESIDE_MQTT)
     with pytest.raises(PluginError, match=r"^broken/- is not a valid JSON Schema: properties/path/type: "):
         Connectors(pm, check=True).manifests
     monkeypatch.setenv(CHECK_ENV, "1")

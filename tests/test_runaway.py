@@ -31,7 +31,7 @@ from connector.sdk.manifest import defaults
 
 def _connection(**fields: object) -> dict[str, object]:
     """A connection as the runtime hands it to connector_validate: with the schema's defaults."""
-    return {**defaults(Runtime().manifest("mqtt").connection_schema), **fields}
+    return {**defaults(Runtime(default_connector="mqtt").manifest("mqtt").connection_schema), **fields}
 
 # -- a dead-letter topic that the Listen itself receives -------------------------------------------
 
@@ -56,7 +56,7 @@ def test_a_dead_letter_topic_inside_the_filters_is_refused(topic_filter: str, de
 def test_the_python_api_and_run_refuse_the_loop_too(topic_filter: str, dead_letters: str, tmp_path: Path) -> None:
     operation = {"action": "listen", "topic": topic_filter, "dead_letter_topic": dead_letters}
     with pytest.raises(ConfigError, match="dead_letter_topic"):
-        Runtime().listen({"port": free_port()}, operation, print, timeout=1)
+        Runtime(default_connector="mqtt").listen({"port": free_port()}, operation, print, timeout=1)
     problems = connector_validate(connection=_connection(), operation={**operation, "qos": 0})
     assert problems and "dead-letter topic" in problems[-1]
     (tmp_path / "conn.json").write_text(json.dumps({"port": free_port()}))
@@ -84,7 +84,7 @@ def test_no_local_keeps_own_dead_letters_away_but_not_from_a_shared_subscription
 def test_a_dead_letter_too_big_for_the_broker_carries_the_start_of_the_payload(broker: BrokerThread) -> None:
     """A payload whose dead letter would not fit the broker's packet limit: the dead letter carries as
     much of it as fits, ``truncated`` and the original ``size``, and the original is acknowledged."""
-    runtime = Runtime()
+    runtime = Runtime(default_connector="mqtt")
     where = {"host": broker.host, "port": broker.port}
     topic = f"big{time.monotonic_ns()}"
     payload = ("é\"\n" * 4_000).encode()  # 16,000 bytes, longer still once escaped in JSON
@@ -141,7 +141,7 @@ def _wait_subscribed(port: int, topic: str, listen: subprocess.Popen) -> None:
     """Until a message published on ``topic`` reaches ``listen`` (its first output line)."""
     assert listen.stdout is not None
     deadline = time.monotonic() + 20
-    runtime = Runtime()
+    runtime = Runtime(default_connector="mqtt")
     while time.monotonic() < deadline:
         list(runtime.send({"port": port}, {"action": "send", "topic": topic, "qos": 0}, ["ping"]))
         if select.select([listen.stdout], [], [], 0.2)[0]:
@@ -203,7 +203,7 @@ def test_a_send_taken_over_reports_what_it_read_and_exits_3(mosquitto: Mosquitto
                                  "--results", str(results)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                 stderr=err_file)
     listen = None
-    watch = Runtime().listen_in_background({"port": mosquitto.port}, {"action": "listen", "topic": "takeover/send"},
+    watch = Runtime(default_connector="mqtt").listen_in_background({"port": mosquitto.port}, {"action": "listen", "topic": "takeover/send"},
                                            count=3)
     try:
         watch.wait_ready()
@@ -285,7 +285,7 @@ def test_a_broker_that_closes_on_what_it_refuses_is_not_a_takeover() -> None:
     another client, is the cause. Each document is FAILURE, and no 'another client' error."""
     connection = {"port": 0, "ack_timeout": 2, "reconnect_delay": 0.05, "reconnect_max_delay": 0.1}
     with broker_closing_on_publish() as port:
-        results = list(Runtime().send({**connection, "port": port}, {"action": "send", "topic": "t", "qos": 1},
+        results = list(Runtime(default_connector="mqtt").send({**connection, "port": port}, {"action": "send", "topic": "t", "qos": 1},
                                       ["a", "b"]))
     assert [r.status.value for r in results] == ["FAILURE", "FAILURE"]
     assert not any("another client" in (r.error or "") for r in results)
