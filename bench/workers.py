@@ -231,7 +231,7 @@ def latency(args: argparse.Namespace) -> dict:
     else:
         from connector.harness.runtime import Runtime
 
-        runtime = Runtime()
+        runtime = Runtime(default_connector="mqtt")
         conn = _connection(args)
         op = {"action": "listen", "topic": args.topic, "qos": args.qos}
         with runtime.listen_in_background(conn, op, lambda d: record(d.payload), count=total, timeout=args.seconds + 15) as bg:
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
         from connector.harness.runtime import Runtime
 
         global _runtime
-        _runtime = Runtime()
+        _runtime = Runtime(default_connector="mqtt")
     cpu0, t0 = cpu_seconds(), time.perf_counter()
     if args.mode.endswith("send"):
         source = stdin_lines() if args.stdin else payloads(args.count, args.size)

@@ -115,7 +115,7 @@ class Fake:
     def connector_listen(self, connection: Folder, operation: Mapping[str, Any], listener: Listener) -> int:
         box = connection.root / operation["box"]
         box.mkdir(parents=True, exist_ok=True)
-        endpoint = RetryEndpoint(acknowledge=Path.unlink, publish_dead_letter=lambda where, letter: drop(
+        endpoint = RetryEndpoint(acknowledge=Path.unlink, publish_dead_letter=lambda where, letter, message: drop(
             connection.root / where, letter))
         retries = Retries(operation, listener, endpoint)
         listener.listening(f"the box {operation['box']!r}")

@@ -44,6 +44,9 @@ _SCRIPTS = os.path.realpath(sysconfig.get_path("scripts"))
 _SEARCH_PATH = os.pathsep.join([d for d in os.environ.get("PATH", "").split(os.pathsep)
                                 if d and os.path.realpath(d) != _SCRIPTS] + ["/usr/sbin", "/usr/local/sbin"])
 
+#: The brokers the conformance tests run on, in the order their table shows them.
+BROKER_IDS = ("embedded", "mosquitto", "nats", "rabbitmq")
+
 
 _PACKAGES = {"nats-server": "nats-server", "rabbitmq-server": "rabbitmq-server"}
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import BROKER_IDS  # noqa: E402
+from brokers import BROKER_IDS  # noqa: E402
 
 OUT = ROOT / "docs" / "conformance.md"
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import itertools
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from brokers import Endpoint, MosquittoBroker, NatsBroker, RabbitBroker, find_program
+from brokers import BROKER_IDS, Endpoint, MosquittoBroker, NatsBroker, RabbitBroker, find_program
 from connector.mqtt.broker import BrokerThread
 from connector.harness.runtime import Runtime
 
@@ -48,7 +46,6 @@ def mosquitto(mosquitto_factory: Callable[..., MosquittoBroker]) -> MosquittoBro
 
 
 #: The brokers the conformance suite runs on (tests/test_conformance.py).
-BROKER_IDS = ("embedded", "mosquitto", "nats", "rabbitmq")
 
 
 @pytest.fixture(scope="session")
@@ -112,17 +109,3 @@ def runtime() -> Runtime:
 def unique() -> str:
     """A topic prefix no other test uses, so that retained messages never leak between tests."""
     return f"t{os.getpid()}-{next(_topic_counter)}"
-
-
-def run_cli(*args: str, input: bytes | None = None, timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ``python -m connector ARGS`` as a user would; bytes in, bytes out."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "connector", *args], input=input, capture_output=True,
-                          timeout=timeout, env=full_env)
-
-
-def start_cli(*args: str, env: dict | None = None) -> subprocess.Popen:
-    """Start ``python -m connector ARGS`` in the background (stop it by its own pid)."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "connector", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=full_env)

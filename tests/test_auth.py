@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from brokers import MosquittoBroker
-from conftest import run_cli
+from clirun import run_cli
 from connector.mqtt.broker import BrokerThread
 from connector.harness.runtime import Runtime
 from connector.sdk.documents import Document, Status

@@ -22,7 +22,7 @@ from connector.harness.runtime import Runtime
 from connector.sdk.documents import Document, Status
 from connector.sdk.errors import ConfigError
 from brokers import MosquittoBroker
-from conftest import run_cli
+from clirun import run_cli
 
 
 def _error_line(proc: subprocess.CompletedProcess, code: int) -> str:

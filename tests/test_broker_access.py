@@ -22,7 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from brokers import MosquittoBroker, stop_process
 from certs import make_certs, tls_listeners
-from conftest import run_cli, start_cli
+from clirun import run_cli, start_cli
 from connector.mqtt.broker import BrokerThread, free_port
 from raw_mqtt import RawClient, connect, string, subscribe
 

@@ -20,7 +20,7 @@ from jsonschema import Draft202012Validator
 from connector.mqtt.broker import BrokerThread, free_port
 from connector.harness.runtime import BackgroundListen, Runtime
 from brokers import silent_tcp_server, stop_process
-from conftest import run_cli, start_cli
+from clirun import run_cli, start_cli
 
 QUIET = 0.5  # bounded wait that shows nothing (more) arrives; never used to synchronise
 WAIT = 10.0

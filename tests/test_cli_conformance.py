@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from brokers import Endpoint
-from conftest import run_cli
+from clirun import run_cli
 from test_cli import conn_args
 from test_cli_promises import cli_listen, cli_send, documents
 

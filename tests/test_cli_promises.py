@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from brokers import stop_process
-from conftest import run_cli, start_cli
+from clirun import run_cli, start_cli
 from test_cli import LineReader, assert_ok, conn_args, document_line
 
 from connector.mqtt.broker import BrokerThread

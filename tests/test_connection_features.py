@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from brokers import MosquittoBroker
-from conftest import run_cli
+from clirun import run_cli
 from faultproxy import FaultProxy
 
 from connector.mqtt.broker import BrokerThread, free_port

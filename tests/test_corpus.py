@@ -35,7 +35,7 @@ from connector.__main__ import main as console_main
 from connector.mqtt.broker import BrokerThread, free_port
 from connector.harness.runtime import Runtime
 from brokers import MosquittoBroker, silent_tcp_server
-from conftest import run_cli
+from clirun import run_cli
 
 SECONDS = 5.0
 WAIT = 10.0

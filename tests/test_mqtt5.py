@@ -8,7 +8,7 @@ import time
 
 import pytest
 from brokers import MosquittoBroker
-from conftest import run_cli, start_cli
+from clirun import run_cli, start_cli
 from test_cli import LineReader
 
 from connector.mqtt.broker import BrokerThread

@@ -49,9 +49,11 @@ class FakeEndpoint:
         self.acked: list[str] = []
         self.letters: list[tuple[str, bytes]] = []
         self.refuse, self.room = refuse, room
+        self.published: list[str] = []  # the messages whose dead letters were published
 
-    def publish(self, destination: str, letter: bytes) -> str | None:
+    def publish(self, destination: str, letter: bytes, message: str) -> str | None:
         self.letters.append((destination, letter))
+        self.published.append(message)
         return self.refuse
 
     def endpoint(self, **extra: Any) -> Endpoint[str]:
@@ -121,6 +123,7 @@ def test_a_confirmed_dead_letter_acknowledges_the_message_and_goes_on() -> None:
     assert retries.deliver(messages, documents) == 1  # "good"; "bad" was moved, not accepted
     assert listener.events == [("dead_lettered", b"bad", "ValueError: refused bad", 3, "dead")]
     assert fake.acked == ["bad", "good"]  # acknowledged once the dead letter was confirmed
+    assert fake.published == ["bad"]  # the connector is told whose dead letter it publishes
     destination, letter = fake.letters[0]
     assert destination == "dead" and json.loads(letter) == {
         "payload": "bad", "encoding": "utf-8", "properties": {"name": "bad"},

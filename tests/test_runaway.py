@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from brokers import MosquittoBroker, stop_process
-from conftest import run_cli
+from clirun import run_cli
 from faultproxy import FaultProxy
 
 from connector.mqtt.broker import BrokerThread, free_port

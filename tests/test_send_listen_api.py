@@ -292,3 +292,13 @@ def test_listener_stop_ends_the_listen_within_a_second(runtime: Runtime, connect
     assert time.monotonic() - asked < 1.0
     assert outcome.reason == "stopped"
 
+
+
+def test_a_background_listen_writes_to_the_sink_it_was_given_even_while_empty(runtime: Runtime, connection: dict,
+                                                                             unique: str) -> None:
+    mine = CollectingSink()  # empty, so falsy (it has a length): still the sink to use
+    with runtime.listen_in_background(connection, listen_op(f"{unique}/t"), mine, count=1, timeout=WAIT) as bg:
+        bg.wait_ready()
+        assert all(r.ok for r in runtime.send(connection, {"action": "send", "topic": f"{unique}/t", "qos": 1}, ["x"]))
+    assert [d.payload for d in mine] == [b"x"]
+    assert bg.documents == []

@@ -13,7 +13,7 @@ import pytest
 
 from brokers import MosquittoBroker
 from certs import KEY_PASSPHRASE, make_certs, tls_listeners
-from conftest import run_cli
+from clirun import run_cli
 from connector.mqtt.broker import free_port
 from connector.harness.runtime import Runtime
 

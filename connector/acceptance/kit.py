@@ -41,7 +41,7 @@ class ConnectorAcceptance(ConfigurationPromises, SecretPromises, SendPromises, L
         """The harness's Python API, with the installed connectors."""
         if not isinstance(getattr(self, "connector_id", None), str):
             raise TypeError(f"{type(self).__name__} must set connector_id to the connector's manifest id")
-        return Runtime()
+        return Runtime(default_connector=self.connector_id)
 
     @pytest.fixture
     def kit_manifest(self, kit_runtime: Runtime) -> Manifest:

@@ -4,7 +4,7 @@ This is what the command line calls, and what scripts and tests use::
 
     from connector.harness.runtime import Runtime
 
-    runtime = Runtime()
+    runtime = Runtime()  # the only installed connector; with several, Runtime(default_connector=ID)
     results = list(runtime.send({"port": 1883}, {"action": "send", "topic": "a/b", "qos": 1}, ["21", b"\\x00"]))
     outcome = runtime.listen({"port": 1883}, {"action": "listen", "topic": "a/#"}, print, count=2)
 
@@ -245,7 +245,7 @@ class BackgroundListen:
     collected: CollectingSink = field(default_factory=CollectingSink)
 
     def __post_init__(self) -> None:
-        sink = self.sink or self.collected
+        sink = self.sink if self.sink is not None else self.collected
         self.listener = ProcessListener(sink, self.count)
         self.thread = threading.Thread(target=self._run, name="listen", daemon=True)
         self.thread.start()

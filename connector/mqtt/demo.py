@@ -67,7 +67,7 @@ class _Tour:
 
 
 def run_demo(out: IO[str]) -> int:
-    runtime = Runtime()
+    runtime = Runtime(default_connector="mqtt")
     with BrokerThread() as broker:
         connection = {"host": broker.host, "port": broker.port}
         tour = _Tour(out, runtime, connection)

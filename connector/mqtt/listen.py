@@ -161,7 +161,7 @@ def _endpoint(conn: MqttConnection, ack: Callable[[paho.MQTTMessage], None]) -> 
     from connector.mqtt.plugin import connector_manifest
     from connector.mqtt.send import largest_payload, send  # the Send path: confirmation, refusals
 
-    def publish(topic: str, letter: bytes) -> str | None:
+    def publish(topic: str, letter: bytes, message: paho.MQTTMessage) -> str | None:
         operation = {"action": "send", "topic": topic, "qos": DEAD_LETTER_QOS, "retained": False}
         result = next(iter(send(conn, operation, [Document(letter)])))
         return None if result.ok else f"{result.status.value}: {result.error}"

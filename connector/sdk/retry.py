@@ -76,9 +76,10 @@ class Endpoint(Generic[Message]):
 
     #: Acknowledge a message to the endpoint (called only once the message may be forgotten).
     acknowledge: Callable[[Message], None]
-    #: ``publish_dead_letter(destination, letter)``: publish the dead letter and wait until the
-    #: destination confirmed it; None when it did, else why not (one line for a person).
-    publish_dead_letter: Callable[[str, bytes], str | None]
+    #: ``publish_dead_letter(destination, letter, message)``: publish the dead letter of ``message``
+    #: and wait until the destination confirmed it; None when it did, else why not (one line for a
+    #: person). The message is acknowledged after a confirmed dead letter.
+    publish_dead_letter: Callable[[str, bytes, Message], str | None]
     #: ``dead_letter_room(destination)``: the largest dead letter, in bytes, the destination surely
     #: takes, or None for no limit. A larger one carries the start of the payload (:func:`dead_letter`).
     dead_letter_room: Callable[[str], int | None] = _no_limit
@@ -132,14 +133,14 @@ class Retries(Generic[Message]):
                     break  # not acknowledged: the endpoint keeps it (e.g. for a persistent session)
                 attempt += 1
                 continue
-            if not self._moved(document, error, attempt):
+            if not self._moved(document, messages[position], error, attempt):
                 break
             acknowledge(messages[position])
             position += 1
             attempt = 1
         return accepted
 
-    def _moved(self, document: Document, error: str, attempts: int) -> bool:
+    def _moved(self, document: Document, message: Message, error: str, attempts: int) -> bool:
         """After the last attempt: True when the dead-letter destination confirmed the document;
         else give up (the Listen stops) and False."""
         listener, describe = self.listener, self.endpoint.describe
@@ -149,7 +150,7 @@ class Retries(Generic[Message]):
             listener.gave_up(document, error, attempts)
             listener.stop()
             return False
-        problem = self._dead_letter(document, error, attempts)
+        problem = self._dead_letter(document, message, error, attempts)
         if problem is not None:
             log.error("%s could not be moved to the dead-letter topic %r (%s); it was not acknowledged: stopping",
                       describe(document), self.dead_letter_topic, problem)
@@ -159,13 +160,13 @@ class Retries(Generic[Message]):
         listener.dead_lettered(document, error, attempts, self.dead_letter_topic)
         return True
 
-    def _dead_letter(self, document: Document, error: str, attempts: int) -> str | None:
+    def _dead_letter(self, document: Document, message: Message, error: str, attempts: int) -> str | None:
         """Publish the document's dead letter; None once the destination confirmed it, else why not."""
         destination, endpoint = self.dead_letter_topic, self.endpoint
         assert destination is not None
         room = endpoint.dead_letter_room(destination)
         letter = dead_letter(document, error, attempts, room, endpoint.byte_properties)
-        return endpoint.publish_dead_letter(destination, letter)
+        return endpoint.publish_dead_letter(destination, letter, message)
 
 
 def dead_letter(document: Document, error: str, attempts: int, room: int | None = None,

@@ -167,7 +167,6 @@ def listen(directory: Directory, operation: Mapping[str, Any], listener: Listene
                         documents.append(document)
                 if documents:
                     handed = True
-                    mover.handing(messages)
                     accepted += retries.deliver(messages, documents)
                     mover.sync()
             if not handed:  # nothing (settled) to take: look again in a while

@@ -84,11 +84,6 @@ class Mover:
                                    "could not be moved there at once")
         self._moved: set[Path] = set()  # folders to fsync
         self._dead: set[Path] = set()  # files already moved to failed: their acknowledgement is done
-        self._handed: dict[Path, Found] = {}  # the batch in the process's hands, by path
-
-    def handing(self, messages: list[Found]) -> None:
-        """The batch about to be handed over (a dead letter names its file by its path)."""
-        self._handed = {found.path: found for found in messages}
 
     def endpoint(self) -> Endpoint[Found]:
         return Endpoint(acknowledge=self.acknowledge, publish_dead_letter=self.dead_letter,
@@ -117,14 +112,13 @@ class Mover:
                                "accepted and stays, so it will be handed over again") from None
         self._moved.update((self.folder, self.done))
 
-    def dead_letter(self, destination: str, letter: bytes) -> str | None:
+    def dead_letter(self, destination: str, letter: bytes, found: Found) -> str | None:
         """After the last failed attempt: the file goes to the failed folder with ``NAME.error.json``
         beside it (the dead letter without the payload, which is the file itself)."""
         assert self.failed is not None
         envelope = json.loads(letter)
-        source = self.directory.root / envelope["properties"]["path"]
-        found = self._handed.get(source)
-        if found is None or not self._still(found):
+        source = found.path
+        if not self._still(found):
             log.warning("'%s' changed or went after it was read; it was not moved (a new file there is taken "
                         "again)", source)
             self._dead.add(source)

@@ -18,7 +18,7 @@ CLI = [sys.executable, "-m", "connector"]
 
 
 def runtime() -> Runtime:
-    return Runtime()
+    return Runtime(default_connector="disk")
 
 
 def send(root: Path, documents: Iterable[Document | bytes | str], **operation: Any) -> list[Result]:
