@@ -12,11 +12,12 @@ the connector's own schemas before anything is opened, with every problem at onc
 from __future__ import annotations
 
 import copy
+import decimal
 from collections.abc import Mapping
 from typing import Any
 
 from connector.harness.flags import for_action
-from connector.sdk.errors import PluginError
+from connector.sdk.errors import ConfigError, PluginError
 from connector.sdk.manifest import Manifest
 
 #: The keywords of a property copied into the Singer schema (the rest are the connector's).
@@ -61,6 +62,10 @@ TAP_SETTINGS: dict[str, dict[str, Any]] = {
         "default": 5,
     },
 }
+
+#: What each adapter setting must be, for its problem's sentence.
+_MUST = {"payload_field": "the name of a record field", "max_records": "a whole number, at least 1",
+         "max_seconds": "a number of seconds, more than 0", "idle_seconds": "a number of seconds, more than 0"}
 
 #: Written into a connection's text fields per stream (the tap): ``{stream}``.
 STREAM_PLACEHOLDER = "{stream}"
@@ -133,13 +138,61 @@ class SingerConfig:
 
     def split(self, config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """The connection and the operation a Singer ``config`` gives (the rest is Singer's)."""
-        connection = {name: config[name] for name in self.connection_fields if name in config}
+        connection = {name: plain(config[name]) for name in self.connection_fields if name in config}
         operation = {"action": self.action}
-        operation.update((name, config[name]) for name in self.operation_fields if name in config)
+        operation.update((name, plain(config[name])) for name in self.operation_fields if name in config)
         return connection, operation
 
+    def problems(self, config: Mapping[str, Any]) -> list[str]:
+        """Every problem of a Singer ``config``, as the Runtime words them (its schemas' rules)."""
+        connection, operation = self.split(config)
+        problems: list[str] = []
+        for what, check, given in (("connection", self.manifest.validate_connection, connection),
+                                   ("operation", self.manifest.validate_operation, operation)):
+            try:
+                check(given)
+            except ConfigError as exc:
+                problems += [f"{what} {p}" for p in exc.problems] or [str(exc)]
+        for name, prop in self.settings.items():
+            value = plain(config.get(name))
+            if value is not None and not _fits(prop, value):
+                problems.append(f"{name}: must be {_MUST[name]}, not {value!r}")
+        if self.action == "send":
+            from connector.singer.records import templates
+
+            try:
+                templates(self.manifest, operation)
+            except ConfigError as exc:
+                problems.append(str(exc))
+        if self.action == "listen" and all(self.setting(config, name) is None for name in TAP_SETTINGS):
+            problems.append(f"{', '.join(TAP_SETTINGS)}: all empty: a run would never end; give at least one")
+        return problems
+
     def setting(self, config: Mapping[str, Any], name: str) -> Any:
-        return config.get(name, self.settings[name].get("default"))
+        return plain(config.get(name, self.settings[name].get("default")))
+
+
+def plain(value: Any) -> Any:
+    """``value`` with JSON's own numbers: singer-sdk reads a config file's decimals as Decimal."""
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() and "." not in str(value) else float(value)
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def _fits(prop: Mapping[str, Any], value: Any) -> bool:
+    """Whether an adapter setting's ``value`` is of its type and within its bounds."""
+    kinds = prop["type"]
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return False
+    if isinstance(value, str):
+        return "string" in kinds
+    if "integer" in kinds and not isinstance(value, int):
+        return False
+    return value >= prop.get("minimum", value) and value > prop.get("exclusiveMinimum", value - 1)
 
 
 def _ordered(schema: Mapping[str, Any]) -> list[str]:

@@ -94,6 +94,14 @@ class ConnectorTap(Tap):
     def get_plugin_version(cls) -> str:
         return cls.singer_config.manifest.version
 
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """The connector's schemas decide (every problem at once, one line, exit 2), not the copy
+        of them singer-sdk holds."""
+        problems = self.singer_config.problems(self.config)
+        if problems and raise_errors:
+            raise ConfigError("; ".join(problems), problems)
+        return problems
+
     def discover_streams(self) -> list[Stream]:
         manifest = self.singer_config.manifest
         field = stream_field(manifest)
