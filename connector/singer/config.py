@@ -206,3 +206,22 @@ def for_stream(connection: Mapping[str, Any], stream: str) -> dict[str, Any]:
     each stream's Listen can have its own identity at the endpoint (e.g. an MQTT client ID)."""
     return {name: value.replace(STREAM_PLACEHOLDER, stream) if isinstance(value, str) else value
             for name, value in connection.items()}
+
+
+class ConnectorPlugin:
+    """What the tap and the target of a connector share (mixed into singer-sdk's classes)."""
+
+    singer_config: SingerConfig
+    config: Mapping[str, Any]
+
+    @classmethod
+    def get_plugin_version(cls) -> str:
+        return cls.singer_config.manifest.version
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """The connector's schemas decide (every problem at once, one line, exit 2), not the copy
+        of them singer-sdk holds."""
+        problems = self.singer_config.problems(self.config)
+        if problems and raise_errors:
+            raise ConfigError("; ".join(problems), problems)
+        return problems

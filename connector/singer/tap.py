@@ -26,7 +26,7 @@ from connector.harness.runtime import Runtime
 from connector.sdk.errors import ConfigError
 from connector.sdk.manifest import Manifest
 from connector.sdk.plugins import installed_connectors
-from connector.singer.config import SingerConfig, for_stream
+from connector.singer.config import ConnectorPlugin, SingerConfig, for_stream
 from connector.singer.listenpipe import ListenPipe
 from connector.singer.records import record_schema, to_record
 
@@ -84,23 +84,11 @@ class ConnectorStream(Stream):
                              outcome.accepted)
 
 
-class ConnectorTap(Tap):
+class ConnectorTap(ConnectorPlugin, Tap):
     """The base of each connector's tap class (:func:`tap_class` fills in the connector)."""
 
     connector_id: str = ""
     singer_config: SingerConfig
-
-    @classmethod
-    def get_plugin_version(cls) -> str:
-        return cls.singer_config.manifest.version
-
-    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        """The connector's schemas decide (every problem at once, one line, exit 2), not the copy
-        of them singer-sdk holds."""
-        problems = self.singer_config.problems(self.config)
-        if problems and raise_errors:
-            raise ConfigError("; ".join(problems), problems)
-        return problems
 
     def discover_streams(self) -> list[Stream]:
         manifest = self.singer_config.manifest

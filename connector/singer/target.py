@@ -14,7 +14,7 @@ from singer_sdk import Sink, Target
 
 from connector.sdk.errors import ConfigError
 from connector.sdk.plugins import installed_connectors
-from connector.singer.config import SingerConfig
+from connector.singer.config import ConnectorPlugin, SingerConfig
 from connector.singer.records import RecordError, templates, to_document
 from connector.singer.sendpipe import SendPipe
 
@@ -37,7 +37,7 @@ class ConnectorSink(Sink):
         """Nothing waits in the sink: every record is with the Send already."""
 
 
-class ConnectorTarget(Target):
+class ConnectorTarget(ConnectorPlugin, Target):
     """The base of each connector's target class (:func:`target_class` fills in the connector)."""
 
     connector_id: str = ""
@@ -48,18 +48,6 @@ class ConnectorTarget(Target):
         super().__init__(*args, **kwargs)
         self._pipe: SendPipe | None = None
         self._fields: dict[str, str] | None = None
-
-    @classmethod
-    def get_plugin_version(cls) -> str:
-        return cls.singer_config.manifest.version
-
-    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        """The connector's schemas decide (every problem at once, one line, exit 2), not the copy
-        of them singer-sdk holds."""
-        problems = self.singer_config.problems(self.config)
-        if problems and raise_errors:
-            raise ConfigError("; ".join(problems), problems)
-        return problems
 
     def _start(self) -> SendPipe:
         connection, operation = self.singer_config.split(self.config)
