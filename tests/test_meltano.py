@@ -78,12 +78,17 @@ class Meltano:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.program = meltano_program()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_", "TARGET_", "MELTANO_"))}
-        self.env.update(MELTANO_SEND_ANONYMOUS_USAGE_STATS="false", MELTANO_ENVIRONMENT="dev", NO_COLOR="1")
+        self.env = self.environment()
         self.fixture_tap = path / "tap-fixture"
         self.fixture_tap.write_text(FIXTURE_TAP.format(python=sys.executable), encoding="utf-8")
         self.fixture_tap.chmod(0o755)
         self.configure()
+
+    @staticmethod
+    def environment() -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_", "TARGET_", "MELTANO_"))}
+        env.update(MELTANO_SEND_ANONYMOUS_USAGE_STATS="false", MELTANO_ENVIRONMENT="dev", NO_COLOR="1")
+        return env
 
     def configure(self, **configs: dict[str, Any]) -> None:
         checkout = f"-e {ROOT}[singer]"
@@ -191,3 +196,30 @@ def test_tap_mqtt_into_target_csv_writes_what_was_published_since_the_last_run(m
     assert run_and_read() == [f"m{i}" for i in range(5)]
     assert all(r.ok for r in RUNTIME.send({"port": broker.port}, op, [b"m5", b"m6", b"m7"]))
     assert run_and_read() == ["m5", "m6", "m7"]
+
+
+def test_the_meltano_yml_of_the_docs_works(tmp_path: Path, broker: BrokerThread) -> None:
+    """docs/runtimes.md's meltano.yml, pointed at this checkout and the embedded broker: installs and runs."""
+    import yaml
+
+    text = (ROOT / "docs" / "runtimes.md").read_text(encoding="utf-8")
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    project = yaml.safe_load("\n".join(line[3:] for line in block.splitlines()))
+    topic = f"docs-{uuid.uuid4().hex[:8]}"
+    for plugin in project["plugins"]["extractors"] + project["plugins"]["loaders"]:
+        if plugin["pip_url"] == "mqtt-connector[singer]":
+            plugin["pip_url"] = f"-e {ROOT}[singer]"
+        if plugin["name"] == "tap-mqtt":
+            plugin["config"].update(host="127.0.0.1", port=broker.port, topic=[f"{topic}/a/#", f"{topic}/b/#"],
+                                    client_id=f"{topic}-{{stream}}", idle_seconds=1)
+    (tmp_path / "meltano.yml").write_text(json.dumps(project), encoding="utf-8")
+    docs = Meltano.__new__(Meltano)
+    docs.path, docs.program, docs.env = tmp_path, meltano_program(), Meltano.environment()
+    assert docs("install").returncode == 0
+    assert docs("run", "tap-mqtt", "target-csv").returncode == 0  # makes the sessions
+    op = {"action": "send", "topic": f"{topic}/b/1", "qos": 1}
+    assert all(r.ok for r in RUNTIME.send({"port": broker.port}, op, [b"x", b"y"]))
+    run = docs("run", "tap-mqtt", "target-csv")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert _csv_payloads(docs, "docs_" + topic[5:] + "_b") == ["x", "y"]
+    assert _csv_payloads(docs, "docs_" + topic[5:] + "_a") == []
