@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from singer_support import (BIN, error_lines, need_singer_sdk, record, run_script, schema, state,
                             singer_lines, stdout_messages)
