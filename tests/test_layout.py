@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 #: The longest module and function, in lines (the project's rule, docs: GUIDE.md).
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 300, 60
-PACKAGES = ("connector/harness", "connector/sdk")
+PACKAGES = ("connector/harness", "connector/sdk", "connector/singer")
 
 
 def _files(package: str) -> list[Path]:
@@ -82,3 +82,16 @@ def _too_long(path: Path) -> list[str]:
 def test_modules_and_functions_are_small(package: str) -> None:
     problems = [p for path in _files(package) if path.suffix == ".py" for p in _too_long(path)]
     assert problems == [], f"longer than {MAX_MODULE_LINES} lines a module or {MAX_FUNCTION_LINES} a function"
+
+
+def test_the_singer_adapter_imports_no_connector_and_nothing_imports_it() -> None:
+    """connector/singer works for any installed connector (found through the SDK), and the SDK and
+    the harness run without it (it is an optional extra)."""
+    imports = re.compile(r"^\s*(from|import)\s+(connector\.mqtt|disk_connector)\b", re.MULTILINE)
+    found = [str(path.relative_to(ROOT)) for path in _files("connector/singer") if path.suffix == ".py"
+             and imports.search(path.read_text(encoding="utf-8"))]
+    assert found == []
+    singer = re.compile(r"^\s*(from|import)\s+connector\.singer\b", re.MULTILINE)
+    found = [str(path.relative_to(ROOT)) for package in ("connector/harness", "connector/sdk", "connector/mqtt")
+             for path in _files(package) if path.suffix == ".py" and singer.search(path.read_text(encoding="utf-8"))]
+    assert found == []

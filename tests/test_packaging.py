@@ -86,11 +86,16 @@ def test_wheel_declares_the_entry_points_and_dependencies(wheel: Path) -> None:
         entry_points.read_string(zf.read(f"{info}/entry_points.txt").decode())
         metadata = zf.read(f"{info}/METADATA").decode()
     assert dict(entry_points["connector_sdk.connectors"]) == {"mqtt": "connector.mqtt.plugin"}
-    assert dict(entry_points["console_scripts"]) == {"mqtt-connector": "connector.__main__:main"}
+    assert dict(entry_points["console_scripts"]) == {"mqtt-connector": "connector.__main__:main",
+                                                     "tap-mqtt": "connector.singer.cli:tap",
+                                                     "target-mqtt": "connector.singer.cli:target"}
     assert dict(entry_points["pytest11"]) == {"connector_acceptance": "connector.acceptance.plugin"}
     requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     for dependency in ("pluggy", "paho-mqtt", "jsonschema", "amqtt"):
         assert any(r.startswith(dependency) and "extra ==" not in r for r in requires), (dependency, requires)
+    # the Singer adapter's singer-sdk only with the extra
+    assert [r.replace('"', "'") for r in requires if r.startswith("singer-sdk")] == [
+        "singer-sdk<0.55,>=0.54; extra == 'singer'"]
 
 
 @pytest.mark.slow
