@@ -293,20 +293,25 @@ def test_no_duplicates_through_network_cuts(qos: int, listen_extra: list[str], s
     with proxied(broker) as proxy:
         listen = Cli(tmp_path, "listen", *listen_args(proxy, "cuts-listen", "cuts/t", qos=qos), "--connection",
                      str(fast), *listen_extra)
-        listen.subscribed()
-        send = Cli(tmp_path, "send", "send", *address(proxy), "--topic", "cuts/t", "--qos", str(qos), "--lines",
-                   "--persistent", "--client-id", "cuts-send", "--connection", str(fast), *send_extra,
-                   stdin=lines_file(tmp_path, sent))
-        # the cuts begin once the Send is connected: a connection closed before the broker accepted it
-        # at the start is a Send that cannot begin (exit 3), not what this test is about
-        listen.wait_for(lambda: count_lines(listen.out) >= 1, "the Send's first document")
-        proxy.cut_every(0.5)
-        assert send.exit_code() == 0, send.stderr()
-        proxy.stop_cutting()
-        listen.wait_for(lambda: len(set(payloads(listen.out))) >= len(sent), "every document received")
-        time.sleep(0.5)
-        cuts = proxy.cuts
-        listen.stop()
+        send = None
+        try:
+            listen.subscribed()
+            send = Cli(tmp_path, "send", "send", *address(proxy), "--topic", "cuts/t", "--qos", str(qos), "--lines",
+                       "--persistent", "--client-id", "cuts-send", "--connection", str(fast), *send_extra,
+                       stdin=lines_file(tmp_path, sent))
+            # the cuts begin once the Send is connected: a connection closed before the broker accepted it
+            # at the start is a Send that cannot begin (exit 3), not what this test is about
+            listen.wait_for(lambda: count_lines(listen.out) >= 1, "the Send's first document")
+            proxy.cut_every(0.5)
+            assert send.exit_code() == 0, send.stderr()
+            proxy.stop_cutting()
+            listen.wait_for(lambda: len(set(payloads(listen.out))) >= len(sent), "every document received")
+            time.sleep(0.5)
+            cuts = proxy.cuts
+        finally:  # also when the test fails part way: neither process outlives it
+            if send is not None:
+                send.stop()
+            listen.stop()
     got = payloads(listen.out)
     assert lost_and_duplicated(sent, got) == (0, 0)
     assert cuts >= 4, "the stream was hardly cut"
