@@ -461,6 +461,35 @@ def test_a_broker_behind_a_network_that_goes_down_for_good(qos: int, tmp_path: P
     print(f"\nQoS {qos}, the network down for good: {len(results):,} results {took:.1f} s after the fault")
 
 
+def test_qos0_documents_published_while_the_loss_is_being_reported_wait_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """paho closes a lost connection's socket first and reports the loss later: in between, a QoS 0
+    publish fails at once while the connection still looks up. Stretched here to 1 s (a busy
+    machine makes it milliseconds), no document may fail in that gap: each waits for a reconnect
+    like the others, and the Send ends with the outage's own error."""
+    from connector.mqtt.broker import BrokerThread
+    from connector.mqtt.paho_client import PahoClient
+
+    reported = PahoClient._do_on_disconnect
+
+    def slowly(self: PahoClient, *args: object, **kwargs: object) -> None:
+        time.sleep(1.0)
+        reported(self, *args, **kwargs)
+
+    def down_in_the_gap() -> None:
+        time.sleep(0.2)  # the documents before are written: none waits to be settled
+        proxy.down()
+        time.sleep(0.3)  # paho has read the reset, closed the socket, and is reporting the loss
+
+    monkeypatch.setattr(PahoClient, "_do_on_disconnect", slowly)
+    with BrokerThread() as embedded, FaultProxy("127.0.0.1", embedded.port) as proxy:
+        results, took = _send_while(Runtime(default_connector="mqtt"), down_in_the_gap, proxy.port, 0)
+    assert [r.index for r in results] == list(range(GONE_DOCUMENTS))
+    assert all(r.status is Status.SUCCESS for r in results[:50])
+    failed_at_once = [r.index for r in results[50:] if "was unreachable for" not in (r.error or "")]
+    assert not failed_at_once, f"{len(failed_at_once)} failed without waiting: {results[failed_at_once[-1]].error}"
+    assert took < GONE_WITHIN, f"{took:.1f} s"
+
+
 def test_a_stalled_broker_that_never_answers_ends_the_send(broker: MosquittoBroker) -> None:
     """A broker that accepts TCP but answers nothing more (black-holed): the Send does not wait for
     the keep alive (60 s) to notice; nothing heard for ack_timeout while documents wait is an outage."""

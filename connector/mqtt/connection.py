@@ -228,6 +228,7 @@ class MqttConnection:
         #: Since when the broker has not answered: the connection was lost (and not yet accepted
         #: again) or, connected, it stayed silent while a message waited; None while it answers.
         self.silent_since: float | None = None
+        self._was_up = False  # whether the connection paho is about to report lost had been accepted
         #: Why the connection ended for good while in use (another client took the client ID).
         self.failure: str | None = None
         #: What uses the connection, for messages: "Send", or "Listen" (set by the Listen).
@@ -291,6 +292,7 @@ class MqttConnection:
         client.on_socket_open = self._on_socket_open
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_socket_lost = self._socket_lost
         client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
@@ -548,14 +550,26 @@ class MqttConnection:
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
         self._kicked = False
 
-    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any) -> None:
-        was_up = self.up.is_set()
+    def _socket_lost(self) -> None:
+        # Before paho closes the socket of a lost connection: from then on a publish finds no
+        # connection, so what waits for one must know at once (paho's on_disconnect comes later).
+        self._was_up = self.up.is_set()
         self.up.clear()
+        self._went_silent()
+
+    def _went_silent(self) -> None:
         if self.closing.is_set():
             return
         with self._lock:
             if self.silent_since is None:
                 self.silent_since = time.monotonic()
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any) -> None:
+        was_up, self._was_up = self.up.is_set() or self._was_up, False
+        self.up.clear()
+        if self.closing.is_set():
+            return
+        self._went_silent()
         if was_up and self._taken_over(reason):
             self.failure = (f"another client uses the client ID {self.client_id!r}: give each {self.role} its own "
                             "--client-id")

@@ -96,6 +96,10 @@ class PahoClient(paho.Client):
     """
 
     on_pubrec_refused: Any = None  # called with (mid, reason words) in paho's thread
+    #: Called in paho's thread when a connection is lost, before its socket is closed: paho reports
+    #: the loss (``on_disconnect``) only later, and in between a QoS 0 publish fails at once
+    #: (NO_CONN) while the connection still looks up.
+    on_socket_lost: Any = None
 
     def __init__(self, *args: Any, reconnect_delay: Callable[[int], float], **kwargs: Any) -> None:
         """paho's arguments, and ``reconnect_delay``: the wait before reconnect attempt N (0 for the
@@ -235,6 +239,9 @@ class PahoClient(paho.Client):
         # will). So a deliberate close first says "no more from us" and reads until the broker,
         # having read everything, closes its side.
         sock = self._sock
+        if (sock is not None and self.on_socket_lost is not None
+                and self._state not in (_ConnectionState.MQTT_CS_DISCONNECTING, _ConnectionState.MQTT_CS_DISCONNECTED)):
+            self.on_socket_lost()
         if sock is not None and self._state == _ConnectionState.MQTT_CS_DISCONNECTING:
             deadline = time.monotonic() + CLOSE_DRAIN_SECONDS
             sock = getattr(sock, "_socket", sock)  # under paho's WebSocket wrapper: the TCP socket

@@ -116,10 +116,13 @@ def _publish(conn: MqttConnection, index: int, document: Document, default_topic
     if conn.silent_since is not None and conn.gave_up(ack_timeout):  # an outage: past ack_timeout nothing waits
         return _Pending(index, None, deadline, Result(index, Status.FAILURE, _unreachable(conn, "not sent")))
     if qos == 0 and not conn.up.is_set():  # paho does not keep QoS 0 messages for a reconnect
-        gives_up = conn.gives_up_at(ack_timeout)
-        conn.up.wait(min(deadline, gives_up if gives_up is not None else deadline) - time.monotonic())
+        _wait_up(conn, deadline, ack_timeout)
     try:
         info = conn.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        if info.rc == paho.MQTT_ERR_NO_CONN and qos == 0 and not conn.up.is_set():
+            # the connection was lost while this document was being published: it waits for the reconnect too
+            _wait_up(conn, deadline, ack_timeout)
+            info = conn.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
     except ValueError as exc:  # paho's own checks (topic, size)
         return _Pending(index, None, deadline, Result(index, Status.APPLICATION_ERROR, str(exc)))
     if info.rc == paho.MQTT_ERR_NO_CONN and qos == 0:
@@ -131,6 +134,12 @@ def _publish(conn: MqttConnection, index: int, document: Document, default_topic
         error = f"the message could not be queued: {reason_text(info.rc)}"
         return _Pending(index, None, deadline, Result(index, Status.FAILURE, error))
     return _Pending(index, info, deadline)
+
+
+def _wait_up(conn: MqttConnection, deadline: float, ack_timeout: float) -> None:
+    """Wait for the connection until the document's deadline or the outage's end of patience."""
+    gives_up = conn.gives_up_at(ack_timeout)
+    conn.up.wait(min(deadline, gives_up if gives_up is not None else deadline) - time.monotonic())
 
 
 def _varint_size(value: int) -> int:
