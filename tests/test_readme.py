@@ -82,7 +82,8 @@ STDIN = {"mosquitto_passwd -c passwords alice": b"Alice-Pass-42\nAlice-Pass-42\n
 #: Sections whose examples need a broker the embedded one is not: it speaks MQTT 3.1.1 only. Mosquitto
 #: forwards what is left of a message's expiry interval, in whole seconds as of the loop turn that
 #: received it; it delivers to a subscriber that is online in that same turn, so 60 stays 60.
-MOSQUITTO_SECTIONS = {"MQTT 5: message properties, request/reply, subscription options"}
+MOSQUITTO_SECTIONS = {"MQTT 5: message properties, request/reply, subscription options", "Request/reply with MQTT 5",
+                      "Sharing the work between several Listens"}
 
 #: The `listen` section's example shows the retained message the `send` section's first example leaves
 #: (the `send` section's last example clears it again): it runs first, its output checked too.
