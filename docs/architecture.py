@@ -21,27 +21,28 @@ PARTS = [
     ("Connector", "hooks: send, listen, check", "connector/mqtt (paho-mqtt)"),
     ("Broker", "Mosquitto, NATS, RabbitMQ,", "the embedded amqtt broker"),
 ]
-#: The messages: (from column, to column, label, dashed = an answer); a str is a section title.
-STEPS: list[tuple[int, int, str, bool] | str] = [
-    "Loading: by id, through the entry point group connector_sdk.connectors",
-    (1, 2, "load connector 'mqtt'", False),
-    (2, 3, "connector_manifest(), hooks", False),
-    (2, 1, "manifest: schemas give flags, checks", True),
-    "Listen: acknowledge after accept",
-    (4, 3, "1  PUBLISH (QoS 1 or 2)", False),
-    (3, 1, "2  listener.submit(document)", False),
-    (1, 0, "3  write the JSON line, flushed", False),
-    (0, 1, "4  accepted (or failed: retry, dead letter)", True),
-    (1, 3, "5  SUCCESS", True),
-    (3, 4, "6  PUBACK / PUBCOMP: only now", False),
-    "Send: one result per document",
-    (0, 1, "document (a line, a file)", False),
-    (1, 3, "connector_send(documents)", False),
-    (3, 4, "PUBLISH (QoS 1 or 2)", False),
-    (4, 3, "PUBACK / PUBCOMP", True),
-    (3, 1, "SUCCESS, APPLICATION_ERROR or FAILURE", True),
-    (1, 0, "result line, exit code", True),
-]
+#: The messages, one a line: "FROM TO LABEL" (column numbers; "FROM..TO" for an answer, drawn dashed), or
+#: "# TITLE" for a section.
+STEPS = """
+# Loading: by id, through the entry point group connector_sdk.connectors
+1 2 load connector 'mqtt'
+2 3 connector_manifest(), hooks
+2..1 manifest: schemas give flags, checks
+# Listen: acknowledge after accept
+4 3 1  PUBLISH (QoS 1 or 2)
+3 1 2  listener.submit(document)
+1 0 3  write the JSON line, flushed
+0..1 4  accepted (or failed: retry, dead letter)
+1..3 5  SUCCESS
+3 4 6  PUBACK / PUBCOMP: only now
+# Send: one result per document
+0 1 document (a line, a file)
+1 3 connector_send(documents)
+3 4 PUBLISH (QoS 1 or 2)
+4..3 PUBACK / PUBCOMP
+3..1 SUCCESS, APPLICATION_ERROR or FAILURE
+1..0 result line, exit code
+"""
 COLUMN, LEFT, TOP, BOX_W, BOX_H, ROW, TITLE_ROW = 200, 20, 20, 176, 62, 34, 36
 FONT = "font-family='Helvetica, Arial, sans-serif'"
 
@@ -83,14 +84,20 @@ def _arrow(y: int, start: int, end: int, label: str, dashed: bool) -> list[str]:
 def draw() -> str:
     body: list[str] = []
     y = TOP + BOX_H + 14
-    for step in STEPS:
-        if isinstance(step, str):
+    for step in STEPS.strip().splitlines():
+        if step.startswith("# "):
             y += TITLE_ROW - ROW // 2
-            body.append(_text(LEFT, y, step, 13, anchor="start", weight="bold", fill="#35608f"))
+            body.append(_text(LEFT, y, step[2:], 13, anchor="start", weight="bold", fill="#35608f"))
             y += ROW // 2
             continue
         y += ROW
-        body += _arrow(y, *step)
+        if ".." in step.split(" ", 1)[0]:  # an answer
+            ends, label = step.split(" ", 1)
+            start, end = ends.split("..")
+            body += _arrow(y, int(start), int(end), label, True)
+        else:
+            start, end, label = step.split(" ", 2)
+            body += _arrow(y, int(start), int(end), label, False)
     height = y + 24
     width = LEFT * 2 + COLUMN * (len(PARTS) - 1) + BOX_W
     head = (f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
