@@ -34,7 +34,7 @@ STEPS = """
 1 0 3  write the JSON line, flushed
 0..1 4  accepted (or failed: retry, dead letter)
 1..3 5  SUCCESS
-3 4 6  PUBACK / PUBCOMP: only now
+3 4 6  PUBACK / PUBREC: only now
 # Send: one result per document
 0 1 document (a line, a file)
 1 3 connector_send(documents)

@@ -20,5 +20,5 @@ def test_the_picture_is_svg_with_the_parts_and_the_flow() -> None:
     texts = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")]
     for part in ("Process", "Runtime", "Plugin manager", "Connector", "Broker"):
         assert part in texts
-    assert "6  PUBACK / PUBCOMP: only now" in texts
+    assert "6  PUBACK / PUBREC: only now" in texts
     assert "](architecture.svg)" in (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
