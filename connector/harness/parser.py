@@ -28,8 +28,11 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_BAD_INPUT)
 
 
-def common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--verbose", "-v", action="store_true", help="debug logging on stderr (never shows secrets)")
+def common(p: argparse.ArgumentParser, top: bool = False) -> None:
+    """The flags every command takes, before or after its name: a command's own ``--verbose``
+    leaves the one given before the command alone (argparse would reset it to its default)."""
+    p.add_argument("--verbose", "-v", action="store_true", default=False if top else argparse.SUPPRESS,
+                   help="debug logging on stderr (never shows secrets)")
 
 
 def _timeout(text: str) -> float:
@@ -71,7 +74,7 @@ def build_parser(prog: str = "connector", default_connector: str | None = None, 
     from connector.harness.commands import add_connector_commands, connector_arg
 
     parser = Parser(prog=prog, description="Connectors and their local runtime harness.")
-    common(parser)
+    common(parser, top=True)
     from connector import __version__
 
     parser.add_argument("--version", action="version", version=f"{prog} {__version__}")
