@@ -87,7 +87,7 @@ def test_mqtt5_send_to_a_forbidden_topic_is_application_error(secured: Mosquitto
     lines = [json.loads(line) for line in results.read_text().splitlines()]
     assert [r["status"] for r in lines] == ["APPLICATION_ERROR", "APPLICATION_ERROR"]
     assert all("Not authorized" in r["error"] for r in lines)
-    assert "error: document 0: APPLICATION_ERROR: the broker refused the message: Not authorized" in proc.stderr.decode()
+    assert "error: document 1 (the 1st --message): APPLICATION_ERROR: the broker refused the message: Not authorized" in proc.stderr.decode()
 
 
 def test_mqtt5_refusal_is_per_document(secured: MosquittoBroker, runtime: Runtime) -> None:

@@ -4,10 +4,17 @@ warning for ``$`` topics, and shell completion."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+from pathlib import Path
+
 import pytest
 
+from connector.harness.inputs import document_namer, ordinal
 from connector.harness.parser import build_parser
-from connector.mqtt.broker import free_port
+from connector.harness.reports import report_send
+from connector.mqtt.broker import BrokerThread, free_port
+from connector.sdk.documents import Result, Status
 from clirun import run_cli
 
 #: What each command needs to parse (its required flags).
@@ -42,3 +49,62 @@ def test_verbose_before_the_command_logs_debug() -> None:
     err = done.stderr.decode()
     assert done.returncode == 3, err
     assert "DEBUG" in err and "Traceback" not in err
+
+
+# -- documents numbered as the user counts them ------------------------------------------------
+
+#: Packets of at most this many bytes: a longer document is refused (APPLICATION_ERROR), no broker needed for it.
+SMALL = ["--max-packet-size", "100"]
+LONG = "x" * 300
+
+
+def _errors(done: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in done.stderr.decode().splitlines() if line.startswith("error:")]
+
+
+def test_a_line_is_named_by_its_number_from_1(broker: BrokerThread, tmp_path: Path) -> None:
+    results = tmp_path / "results.jsonl"
+    done = run_cli("send", *_at(broker), "--topic", "numbered/lines", *SMALL, "--lines", "--results", str(results),
+                   input=f"a\n{LONG}\nb\n".encode())
+    assert done.returncode == 1, done.stderr
+    assert [e.split(": APPLICATION_ERROR")[0] for e in _errors(done)] == ["error: document 2 (line 2)"]
+    # the results file keeps its 0-based index (CONTRACT.md)
+    assert [json.loads(line)["index"] for line in results.read_text().splitlines()] == [0, 1, 2]
+
+
+def test_a_file_and_a_message_are_named_as_given(broker: BrokerThread, tmp_path: Path) -> None:
+    small = tmp_path / "small.txt"
+    small.write_text("a")
+    # a pipe is not measured before it is read: the connector refuses it as too large
+    done = run_cli("send", *_at(broker), "--topic", "numbered/files", *SMALL, "--file", str(small), "--file",
+                   "/dev/stdin", input=LONG.encode())
+    assert [e.split(": APPLICATION_ERROR")[0] for e in _errors(done)] == ["error: document 2 (file '/dev/stdin')"]
+    messages = [a for m in ("a", "b", LONG) for a in ("--message", m)]
+    done = run_cli("send", *_at(broker), "--topic", "numbered/messages", *SMALL, *messages)
+    assert [e.split(": APPLICATION_ERROR")[0] for e in _errors(done)] == ["error: document 3 (the 3rd --message)"]
+
+
+@pytest.mark.parametrize("n, word", [(1, "1st"), (2, "2nd"), (3, "3rd"), (4, "4th"), (11, "11th"), (12, "12th"),
+                                     (13, "13th"), (21, "21st"), (102, "102nd"), (111, "111th")])
+def test_ordinals(n: int, word: str) -> None:
+    assert ordinal(n) == word
+
+
+def test_the_summary_names_the_last_failure(capfd: pytest.CaptureFixture[str]) -> None:
+    results = [Result(0, Status.FAILURE, "lost"), Result(1, Status.SUCCESS), Result(2, Status.FAILURE, "timed out"),
+               Result(3, Status.SUCCESS)]
+    code = report_send(iter(results), None, "to 't'", name=document_namer(None, True))
+    assert code == 1
+    assert capfd.readouterr().err.splitlines() == [
+        "error: document 1 (line 1): FAILURE: lost", "error: document 3 (line 3): FAILURE: timed out",
+        "sent 2 of 4 documents to 't'; 0 refused (APPLICATION_ERROR), 2 failed (FAILURE), the last, document 3 "
+        "(line 3), because timed out"]
+
+
+def test_run_names_standard_input_and_its_input_files() -> None:
+    assert document_namer(None, False, "standard input")(0) == "document 1 (standard input)"
+    assert document_namer(["a", "b"], True)(1) == "document 2 (file 'b')"
+
+
+def _at(broker: BrokerThread) -> list[str]:
+    return ["--host", broker.host, "--port", str(broker.port)]

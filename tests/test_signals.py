@@ -89,8 +89,8 @@ def test_a_signal_while_a_send_waits_for_input_reports_every_line_read(broker: B
             stop_process(proc)
     assert code == 128 + sig, err
     assert result_lines(results) == [{"index": 0, "status": "SUCCESS"}, {"index": 1, "status": "SUCCESS"}]
-    assert err == f"sent 2 of 2 documents to '{topic}' (QoS 1); stopped by {signal.Signals(sig).name}: the rest of the " \
-                  "input was not read\n"
+    assert err == f"sent 2 of 2 documents to '{topic}' (QoS 1); stopped by {signal.Signals(sig).name} after document 2 " \
+                  "(line 2): the rest of the input was not read\n"
 
 
 @pytest.mark.parametrize("first, second", [(signal.SIGTERM, signal.SIGTERM), (signal.SIGINT, signal.SIGTERM)],

@@ -101,6 +101,32 @@ def input_documents(files: Sequence[str] | None, lines: bool, otherwise: Iterato
     return _stdin_lines(stopped, limit) if lines else otherwise
 
 
+def ordinal(n: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``4th``, ``11th``, ``21st``, ..."""
+    end = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{end}"
+
+
+def document_namer(files: Sequence[str] | None, lines: bool, otherwise: str | None = None) -> Callable[[int], str]:
+    """How the reports name the document of a (0-based) index, as the user counts: from 1, and
+    where it came from: ``document 2 (line 2)`` for ``--lines``, ``document 2 (file 'b.txt')``,
+    else ``otherwise`` (``"--message"``: ``document 2 (the 2nd --message)``, or words such as
+    ``"standard input"``). The results file keeps the 0-based index (CONTRACT.md)."""
+    def name(index: int) -> str:
+        number = index + 1
+        if files:
+            where = f"file {files[index]!r}" if index < len(files) else None
+        elif lines:
+            where = f"line {number}"
+        elif otherwise and otherwise.startswith("--"):
+            where = f"the {ordinal(number)} {otherwise}"
+        else:
+            where = otherwise
+        return f"document {number}" + (f" ({where})" if where else "")
+
+    return name
+
+
 def _check_files(paths: Sequence[str], limit: int | None = None) -> None:
     """Every input file must be readable, and a regular file no larger than ``limit``, before
     anything is sent. A named pipe, a device or a process substitution (``--file <(cmd)``) is

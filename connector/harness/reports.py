@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from connector.harness.exits import EXIT_CLOSED, EXIT_FAILED, EXIT_OK, UsageError
@@ -31,21 +31,22 @@ def _open_results(path: str | None) -> Any:
 class _Tally:
     """The results of a Send as they come: counted, written to the results file, each failure said."""
 
-    def __init__(self, results_path: str | None) -> None:
+    def __init__(self, results_path: str | None, name: Callable[[int], str]) -> None:
         from connector.sdk.documents import Status
 
+        self.name = name  # a document as the user counts it: "document 2 (line 2)"
         self.out = _open_results(results_path)
         self.counts = {status: 0 for status in Status}
         self.earlier = 0  # confirmed by an earlier run (outbox)
         self.unwritten: str | None = None  # why the results file could not be written: the summary still comes
-        self.last_failure = None  # the summary says why, e.g. the broker was unreachable
+        self.last_failure: tuple[int, str | None] | None = None  # the summary says which and why
 
     def add(self, result: Any) -> None:
         from connector.sdk.documents import Status
 
         self.counts[result.status] += 1
         if result.status is Status.FAILURE:
-            self.last_failure = result.error
+            self.last_failure = (result.index, result.error)
         self.earlier += result.note is not None and result.ok
         if self.out is not None and self.unwritten is None:
             try:
@@ -53,7 +54,7 @@ class _Tally:
             except OSError as exc:
                 self.unwritten = exc.strerror or str(exc)
         if not result.ok:
-            say(f"error: document {result.index}: {result.status.value}: {result.error}\n")
+            say(f"error: {self.name(result.index)}: {result.status.value}: {result.error}\n")
 
     def close(self) -> None:
         if self.out is not None:
@@ -77,15 +78,18 @@ class _Tally:
         if failed:
             summary += (f"; {counts[Status.APPLICATION_ERROR]:,} refused (APPLICATION_ERROR), "
                         f"{counts[Status.FAILURE]:,} failed (FAILURE)")
-            if self.last_failure:
-                summary += f", the last because {self.last_failure}"
+            if self.last_failure and self.last_failure[1]:
+                index, error = self.last_failure
+                summary += f", the last, {self.name(index)}, because {error}"
         return summary, bool(failed)
 
 
-def report_send(results: Iterator[Any], results_path: str | None, what: str | None, stop: Any = None) -> int:
+def report_send(results: Iterator[Any], results_path: str | None, what: str | None, stop: Any = None,
+                name: Callable[[int], str] | None = None) -> int:
     """One result line per document (stderr for each failure, ``--results``), then the summary;
-    with ``stop`` (a GracefulStop), also for the documents a second signal left unsettled."""
-    tally = _Tally(results_path)
+    with ``stop`` (a GracefulStop), also for the documents a second signal left unsettled.
+    ``name`` names a document by its index (:func:`connector.harness.inputs.document_namer`)."""
+    tally = _Tally(results_path, name or (lambda index: f"document {index + 1}"))
     try:
         for result in results if stop is None else stop.results(results):
             tally.add(result)
@@ -95,7 +99,8 @@ def report_send(results: Iterator[Any], results_path: str | None, what: str | No
     if stop is not None and stop.signal is not None:
         import signal
 
-        say(summary + f"; stopped by {signal.Signals(stop.signal).name}: the rest of the input was not read\n")
+        after = f" after {tally.name(stop.read - 1)}" if stop.read else " before any document was read"
+        say(summary + f"; stopped by {signal.Signals(stop.signal).name}{after}: the rest of the input was not read\n")
         code = 128 + stop.signal
     else:
         say(summary + "\n")

@@ -8,7 +8,7 @@ import argparse
 from typing import Any
 
 from connector.harness.exits import EXIT_OK, UsageError
-from connector.harness.inputs import check_outputs, input_documents, load_json_file, stdin_whole
+from connector.harness.inputs import check_outputs, document_namer, input_documents, load_json_file, stdin_whole
 from connector.harness.reports import listen_and_report, report_send
 
 
@@ -28,7 +28,8 @@ def cmd_send(args: argparse.Namespace) -> int:
                                                stop.stopped, limit))
     results = runtime.send(connection, operation, documents, connector_id=flags.connector, outbox=args.outbox)
     stop.install()
-    return report_send(results, args.results, runtime.describe_operation(operation, flags.connector), stop)
+    return report_send(results, args.results, runtime.describe_operation(operation, flags.connector), stop,
+                       document_namer(args.file, args.lines, "--message"))
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
@@ -69,7 +70,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                                                stop.stopped, limit))
     results = runtime.send(connection, operation, documents, connector_id=connector_id, outbox=args.outbox)
     stop.install()
-    return report_send(results, args.results, runtime.describe_operation(operation, connector_id), stop)
+    return report_send(results, args.results, runtime.describe_operation(operation, connector_id), stop,
+                       document_namer(args.inputs, args.lines, "standard input"))
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -63,7 +63,8 @@ def test_a_refused_document_makes_exit_1_and_a_bad_operation_exit_2(tmp_path: Pa
     item.write_text("new")
     done = cli("run", "--connector", "disk", "--connection", str(connection), "--operation", str(send), str(item))
     assert done.returncode == 1
-    assert "error: document 0: APPLICATION_ERROR: a file named 'taken.txt' exists already" in done.stderr
+    assert (f"error: document 1 (file {str(item)!r}): APPLICATION_ERROR: a file named 'taken.txt' exists already"
+            in done.stderr)
     assert (tmp_path / "out" / "taken.txt").read_text() == "keep me"
     bad = write_json(tmp_path / "bad.json", {"action": "send", "folder": "../x", "file_name": "a/{index}"})
     done = cli("run", "--connector", "disk", "--connection", str(connection), "--operation", str(bad), str(item))
