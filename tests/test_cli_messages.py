@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from connector.harness.cli import main
 from connector.harness.inputs import document_namer, ordinal
 from connector.harness.parser import build_parser
 from connector.harness.reports import report_send
@@ -108,3 +109,80 @@ def test_run_names_standard_input_and_its_input_files() -> None:
 
 def _at(broker: BrokerThread) -> list[str]:
     return ["--host", broker.host, "--port", str(broker.port)]
+
+
+# -- errors name what the user typed -----------------------------------------------------------
+
+def _error_of(capfd: pytest.CaptureFixture[str], *argv: str) -> str:
+    """The one error line of a command that fails with bad input (exit 2), run in-process."""
+    code = main(list(argv), default_connector="mqtt", prog="mqtt-connector")
+    err = capfd.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert code == 2 and len(errors) == 1, err
+    return errors[0]
+
+
+def _file(tmp_path: Path, name: str, content: object) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(content))
+    path.chmod(0o600)
+    return str(path)
+
+
+def test_a_flag_is_named_as_typed(capfd: pytest.CaptureFixture[str]) -> None:
+    line = _error_of(capfd, "check", "--cert-file", "/no/such.pem")
+    assert line == "error: --cert-file: the client certificate file '/no/such.pem' does not exist"
+    assert _error_of(capfd, "check", "--keep-alive", "0") == "error: --keep-alive: must be at least 1, not 0"
+
+
+def test_the_fields_a_sentence_names_are_flags_too(capfd: pytest.CaptureFixture[str]) -> None:
+    line = _error_of(capfd, "check", "--tls", "--key-password", "Kq-7zv2", "--port", "1")
+    assert line.startswith("error: --key-password: ") and line.endswith("give --cert-file"), line
+    line = _error_of(capfd, "listen", "--topic", "a/#", "--dead-letter-topic", "a/dead")
+    assert line.startswith("error: --dead-letter-topic: ") and "set --no-local" in line and "_" not in line, line
+
+
+def test_the_nth_value_of_a_repeated_flag(capfd: pytest.CaptureFixture[str]) -> None:
+    line = _error_of(capfd, "listen", "--topic", "a", "--topic", "b/#/c")
+    assert line.startswith("error: the 2nd --topic: '+' and '#' must each be a whole level"), line
+    line = _error_of(capfd, "check", "--failover", "b:1", "--failover", "c:x")
+    assert line.startswith("error: the 2nd --failover: a failover broker is HOST:PORT"), line
+
+
+def test_a_key_of_the_connection_file_is_named_with_the_file(capfd: pytest.CaptureFixture[str],
+                                                            tmp_path: Path) -> None:
+    path = _file(tmp_path, "connection.json", {"port": 0, "failover": ["b:1", "c"], "key_password": "Kq-7zv2",
+                                               "tls": True})
+    line = _error_of(capfd, "check", "--connection", path)
+    assert line == (f"error: 'failover/1' in the connection file {path!r}: a failover broker is HOST:PORT, e.g. "
+                    "broker-2.example:1883; 'port' in the connection file: must be at least 1, not 0")
+    # a flag over the file is the flag; the file's keys stay keys in the sentence
+    line = _error_of(capfd, "check", "--connection", path, "--port", "70000", "--failover", "b:1")
+    assert line == "error: --port: must be at most 65535, not 70000"
+    line = _error_of(capfd, "check", "--connection", path, "--port", "1", "--failover", "b:1")
+    assert line == (f"error: 'key_password' in the connection file {path!r}: a key passphrase needs a client "
+                    "certificate and key: give cert_file")
+    path = _file(tmp_path, "typo.json", {"porrt": 1883})
+    line = _error_of(capfd, "check", "--connection", path)
+    assert line.startswith(f"error: the connection file {path!r}: unknown field 'porrt' (did you mean 'port'?)"), line
+
+
+def test_run_names_the_keys_of_its_files(capfd: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    connection = _file(tmp_path, "connection.json", {"port": 1})
+    operation = _file(tmp_path, "operation.json", {"action": "send", "topic": "a/+", "qos": 3})
+    line = _error_of(capfd, "run", "--connection", connection, "--operation", operation)
+    assert line.startswith(f"error: 'qos' in the operation file {operation!r}: must be one of 0"), line
+
+
+def test_an_environment_variable_and_a_file_flag_are_named(capfd: pytest.CaptureFixture[str], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    long = "p" * 70_000
+    monkeypatch.setenv("MQTT_PASSWORD", long)
+    line = _error_of(capfd, "check", "--username", "u", "--port", "1")
+    assert line.startswith("error: the environment variable MQTT_PASSWORD: the password is 70,000 bytes long"), line
+    monkeypatch.delenv("MQTT_PASSWORD")
+    path = tmp_path / "password"
+    path.write_text(long)
+    path.chmod(0o600)
+    line = _error_of(capfd, "check", "--username", "u", "--password-file", str(path), "--port", "1")
+    assert line.startswith("error: --password-file: the password is 70,000 bytes long"), line

@@ -140,7 +140,7 @@ def test_wrong_or_missing_key_passphrase_is_bad_input(tls: TlsBroker) -> None:
     line = error_line(run_cli("check", *base, "--key-password", "not-the-passphrase"), 2)
     assert "cannot be decrypted with the passphrase given" in line
     line = error_line(run_cli("check", *base), 2)
-    assert "encrypted (give key_password)" in line
+    assert "encrypted (give --key-password)" in line
 
 
 def test_describe_lists_the_tls_fields_and_marks_the_passphrase_secret() -> None:

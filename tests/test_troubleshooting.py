@@ -18,6 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "troubleshooting.md"
 QUOTED = re.compile(r"`(error: [^`]+)`")
+#: A flag in a quoted message.
+FLAG = re.compile(r"--[a-z][a-z0-9-]*")
 #: What stands for a varying part in a quoted message.
 VARIES = "…"
 
@@ -67,11 +69,25 @@ def test_the_page_quotes_many_messages() -> None:
     assert len(quoted()) >= 80
 
 
+@pytest.fixture(scope="module")
+def flag_fields() -> dict[str, str]:
+    """The flags generated from the schemas, with their fields: the code names a field
+    (``connection cert_file: ...``), the command line the flag the user typed (``--cert-file: ...``)."""
+    from connector.harness.flags import schema_flags
+
+    schemas = {name: json.loads((ROOT / "schemas" / f"{name}.schema.json").read_text(encoding="utf-8"))
+               for name in ("connection", "operation")}
+    flags = [*schema_flags(schemas["connection"]), *schema_flags(schemas["operation"], "send"),
+             *schema_flags(schemas["operation"], "listen")]
+    return {f.option: f.field for f in flags}
+
+
 @pytest.mark.parametrize("message", quoted())
-def test_each_quoted_message_is_made_by_the_code(message: str, corpus: list[str]) -> None:
+def test_each_quoted_message_is_made_by_the_code(message: str, corpus: list[str], flag_fields: dict[str, str]) -> None:
     parts = fragments(message)
     assert any(len(p) >= 10 for p in parts), f"{message!r} quotes too little to be checked"
-    missing = [p for p in parts if not any(p in text for text in corpus)]
+    as_fields = {p: FLAG.sub(lambda m: flag_fields.get(m.group(), m.group()), p) for p in parts}
+    missing = [p for p in parts if not any(p in text or as_fields[p] in text for text in corpus)]
     assert missing == [], f"docs/troubleshooting.md quotes {message!r}, but no code makes {missing}"
 
 

@@ -44,8 +44,8 @@ class ConfigurationPromises:
 
     def test_the_command_line_reports_every_configuration_error_in_one_line(
             self, kit_manifest: Manifest, kit_cli: CommandLine, endpoint: Endpoint) -> None:
-        """``run`` with such configurations exits 2 with one line ``error: ...`` naming every path,
-        and sends nothing."""
+        """``run`` with such configurations exits 2 with one line ``error: ...`` naming every path
+        as a key of its file (``'port' in the connection file``), and sends nothing."""
         connection, bad_connection = broken(kit_manifest.connection_schema, endpoint.connection)
         operation, bad_operation = broken(kit_manifest.operation_schema, endpoint.send_operation, "send")
         operation["action"] = UNKNOWN_ACTION
@@ -54,8 +54,9 @@ class ConfigurationPromises:
         assert ran.code == 2, ran
         lines = ran.stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), ran
-        expected = [f"connection {n}:" for n in bad_connection] + [f"operation {n}:" for n in bad_operation]
-        missing = [path for path in [*expected, "operation action:"] if path not in lines[0]]
+        expected = [f"'{n}' in the connection file" for n in bad_connection]
+        expected += [f"'{n}' in the operation file" for n in [*bad_operation, "action"]]
+        missing = [path for path in expected if path not in lines[0]]
         assert not missing, f"not named: {missing}\n{ran}"
 
     def test_describe_renders_every_field(self, kit_manifest: Manifest, kit_cli: CommandLine) -> None:

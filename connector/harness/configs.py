@@ -15,6 +15,7 @@ from connector.harness.exits import UsageError
 from connector.harness.flags import Flag
 from connector.harness.inputs import load_json_file
 from connector.harness.logs import remember_secret
+from connector.harness.origins import Origins
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,9 @@ def holds_secret(config: Any, secrets: Iterable[str]) -> bool:
     return isinstance(config, dict) and any(isinstance(config.get(name), str) and config[name] for name in secrets)
 
 
-def connection_from_args(args: argparse.Namespace, flags: SchemaFlags) -> dict[str, Any]:
+def connection_from_args(args: argparse.Namespace, flags: SchemaFlags, origins: Origins | None = None) -> dict[str, Any]:
     """The ``--connection FILE`` with the connection flags over it (and the environment
-    variables the schema names for secrets)."""
+    variables the schema names for secrets); ``origins`` learns where each field came from."""
     from connector.harness.flagconfig import config_from_args
 
     config: dict[str, Any] = {}
@@ -66,20 +67,22 @@ def connection_from_args(args: argparse.Namespace, flags: SchemaFlags) -> dict[s
         if not isinstance(loaded, dict):
             raise UsageError(f"the connection file {args.connection!r} must hold a JSON object")
         config.update(loaded)
+        if origins is not None:
+            origins.from_file("connection", loaded, args.connection)
     secrets = _secrets(flags.connection)
     remember_secrets(config, secrets)  # masked at once, even if the file turns out to be invalid
     file_secret = holds_secret(config, secrets)
-    config = config_from_args(args, flags.connection, base=config)
+    config = config_from_args(args, flags.connection, base=config, origins=origins)
     remember_secrets(config, secrets)
     warn_exposed_secrets(args, config, file_secret, flags.connection)
     return config
 
 
-def operation_from_args(args: argparse.Namespace, flags: SchemaFlags) -> dict[str, Any]:
-    """The operation the operation flags give, for the command's action."""
+def operation_from_args(args: argparse.Namespace, flags: SchemaFlags, origins: Origins | None = None) -> dict[str, Any]:
+    """The operation the operation flags give, for the command's action (``origins`` learns which)."""
     from connector.harness.flagconfig import config_from_args
 
-    return config_from_args(args, flags.operation, action=args.command)
+    return config_from_args(args, flags.operation, action=args.command, origins=origins)
 
 
 def warn_exposed_secrets(args: argparse.Namespace, config: Any, file_secret: bool, flags: Sequence[Flag]) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from connector.harness.flags import Flag
+from connector.harness.origins import Origins
 from connector.sdk.errors import ConfigError
 
 
@@ -34,31 +35,34 @@ def flag_value(flag: Flag, value: Any) -> Any:
     return value
 
 
-def _given(args: argparse.Namespace, flag: Flag) -> tuple[bool, Any]:
-    """Whether ``flag`` (or its file, or its environment variable) gives a value, and which."""
+def _given(args: argparse.Namespace, flag: Flag) -> tuple[str | None, Any]:
+    """How ``flag`` gives a value (``"flag"``, ``"file"``: its file flag, ``"env"``: its
+    environment variable; None: it does not), and which."""
     value = getattr(args, flag.dest, None)
     path = getattr(args, flag.file_dest, None) if flag.file_dest else None
     if value is not None and path:
         raise ConfigError(f"give {flag.option} or {flag.file_option}, not both")
     if value is not None:
-        return True, flag_value(flag, value)
+        return "flag", flag_value(flag, value)
     if path:
-        return True, _read_first_line(path, flag.title.lower())
+        return "file", _read_first_line(path, flag.title.lower())
     if flag.env and os.environ.get(flag.env):
-        return True, os.environ[flag.env]
-    return False, None
+        return "env", os.environ[flag.env]
+    return None, None
 
 
 def config_from_args(args: argparse.Namespace, flags: Sequence[Flag], base: Mapping[str, Any] | None = None,
-                     action: str | None = None) -> dict[str, Any]:
+                     action: str | None = None, origins: Origins | None = None) -> dict[str, Any]:
     """The configuration the flags give, over ``base`` (a ``--connection`` file's), with
-    ``action`` when the flags are an operation's. A flag whose ``x-flag-needs`` field stays empty
-    is a :class:`ConfigError` with the schema's message."""
+    ``action`` when the flags are an operation's; ``origins`` learns which flag gave each field.
+    A flag whose ``x-flag-needs`` field stays empty is a :class:`ConfigError` with the schema's message."""
     config = dict(base or {})
     for flag in flags:
-        given, value = _given(args, flag)
-        if given:
+        how, value = _given(args, flag)
+        if how is not None:
             config[flag.field] = value
+            if origins is not None:
+                origins.from_flag("operation" if action else "connection", flag, how, value)
     if action is not None:
         config["action"] = action
     for flag in flags:

@@ -12,21 +12,29 @@ from connector.harness.inputs import check_outputs, document_namer, input_docume
 from connector.harness.reports import listen_and_report, report_send
 
 
+def _origins(args: argparse.Namespace) -> Any:
+    """Where the fields of a command with schema flags come from (errors name them so)."""
+    from connector.harness.origins import Origins
+
+    return Origins(args.schema_flags.connection, args.schema_flags.operation)
+
+
 def cmd_send(args: argparse.Namespace) -> int:
     from connector.harness.commands import runtime as make_runtime
     from connector.harness.configs import connection_from_args, operation_from_args
     from connector.harness.stopping import GracefulStop
 
-    flags = args.schema_flags
-    operation = operation_from_args(args, flags)
-    check_outputs(args, flags.files())
-    connection = connection_from_args(args, flags)
-    runtime = make_runtime(args)
-    limit = runtime.max_document_size(connection, operation, flags.connector)
-    stop = GracefulStop()
-    documents = stop.documents(input_documents(args.file, args.lines, (m.encode("utf-8") for m in args.message or ()),
-                                               stop.stopped, limit))
-    results = runtime.send(connection, operation, documents, connector_id=flags.connector, outbox=args.outbox)
+    flags, origins = args.schema_flags, _origins(args)
+    with origins.naming():
+        operation = operation_from_args(args, flags, origins)
+        check_outputs(args, flags.files())
+        connection = connection_from_args(args, flags, origins)
+        runtime = make_runtime(args)
+        limit = runtime.max_document_size(connection, operation, flags.connector)
+        stop = GracefulStop()
+        documents = stop.documents(input_documents(args.file, args.lines, (m.encode("utf-8") for m in args.message or ()),
+                                                   stop.stopped, limit))
+        results = runtime.send(connection, operation, documents, connector_id=flags.connector, outbox=args.outbox)
     stop.install()
     return report_send(results, args.results, runtime.describe_operation(operation, flags.connector), stop,
                        document_namer(args.file, args.lines, "--message"))
@@ -36,20 +44,32 @@ def cmd_listen(args: argparse.Namespace) -> int:
     from connector.harness.commands import runtime
     from connector.harness.configs import connection_from_args, operation_from_args
 
-    flags = args.schema_flags
-    connection = connection_from_args(args, flags)
-    operation = operation_from_args(args, flags)
-    return listen_and_report(runtime(args), connection, operation, args.count, args.timeout, flags.connector)
+    flags, origins = args.schema_flags, _origins(args)
+    with origins.naming():
+        connection = connection_from_args(args, flags, origins)
+        operation = operation_from_args(args, flags, origins)
+        return listen_and_report(runtime(args), connection, operation, args.count, args.timeout, flags.connector)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from connector.harness.origins import Origins
+
+    connection = load_json_file(args.connection, "connection")
+    operation = load_json_file(args.operation, "operation")
+    origins = Origins()
+    origins.from_file("connection", connection, args.connection)
+    origins.from_file("operation", operation, args.operation)
+    with origins.naming():
+        return _run(args, connection, operation)
+
+
+def _run(args: argparse.Namespace, connection: Any, operation: Any) -> int:
+    """``run`` with its connection and operation read."""
     from connector.harness.commands import runtime as make_runtime
     from connector.harness.configs import holds_secret, remember_secrets, warn_exposed_secrets
     from connector.harness.flags import schema_flags
     from connector.harness.stopping import GracefulStop
 
-    connection = load_json_file(args.connection, "connection")
-    operation = load_json_file(args.operation, "operation")
     runtime = make_runtime(args)
     connector_id = runtime.connectors.resolve(args.connector, runtime.default_connector)
     connection_flags = schema_flags(runtime.manifest(connector_id).connection_schema)
@@ -78,8 +98,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     from connector.harness.commands import runtime
     from connector.harness.configs import connection_from_args
 
-    flags = args.schema_flags
-    print(f"ok: {runtime(args).check(connection_from_args(args, flags), flags.connector)}")
+    flags, origins = args.schema_flags, _origins(args)
+    with origins.naming():
+        print(f"ok: {runtime(args).check(connection_from_args(args, flags, origins), flags.connector)}")
     return EXIT_OK
 
 

@@ -69,8 +69,9 @@ def test_a_refused_document_makes_exit_1_and_a_bad_operation_exit_2(tmp_path: Pa
     bad = write_json(tmp_path / "bad.json", {"action": "send", "folder": "../x", "file_name": "a/{index}"})
     done = cli("run", "--connector", "disk", "--connection", str(connection), "--operation", str(bad), str(item))
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "operation folder: '../x' must stay inside the connection's directory" in done.stderr
-    assert "operation file_name: must make a file name" in done.stderr
+    assert (f"'folder' in the operation file {str(bad)!r}: '../x' must stay inside the connection's directory"
+            in done.stderr)
+    assert "'file_name' in the operation file: must make a file name" in done.stderr
 
 
 def test_check_says_ok_or_exits_3(tmp_path: Path) -> None:
