@@ -5,6 +5,7 @@ warning for ``$`` topics, and shell completion."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from connector.harness.cli import main
 from connector.harness.inputs import document_namer, ordinal
 from connector.harness.parser import build_parser
 from connector.harness.reports import report_send
+from connector.harness.runtime import Runtime
 from connector.mqtt.broker import BrokerThread, free_port
-from connector.sdk.documents import Result, Status
+from connector.sdk.documents import Document, Result, Status
 from clirun import run_cli
 
 #: What each command needs to parse (its required flags).
@@ -186,3 +188,26 @@ def test_an_environment_variable_and_a_file_flag_are_named(capfd: pytest.Capture
     path.chmod(0o600)
     line = _error_of(capfd, "check", "--username", "u", "--password-file", str(path), "--port", "1")
     assert line.startswith("error: --password-file: the password is 70,000 bytes long"), line
+
+
+# -- a Send to a '$' topic ---------------------------------------------------------------------
+
+def test_a_send_to_a_dollar_topic_warns_once(broker: BrokerThread) -> None:
+    done = run_cli("send", *_at(broker), "--topic", "$SYS/cli-messages", "--message", "a", "--message", "b")
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.decode().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("sent 2 of 2 documents"), lines
+    assert lines[0].startswith("warning: the topic '$SYS/cli-messages' starts with '$', which brokers reserve "
+                               "($SYS, $share): Mosquitto confirms a message sent to $SYS/... or $share/... and "
+                               "drops it silently"), lines
+    done = run_cli("send", *_at(broker), "--topic", "cli-messages/plain", "--message", "a")
+    assert done.stderr.decode().splitlines() == ["sent 1 of 1 document to 'cli-messages/plain' (QoS 0)"]
+
+
+def test_a_document_s_own_dollar_topic_warns_once(broker: BrokerThread, caplog: pytest.LogCaptureFixture) -> None:
+    documents = [Document(b"a", {"topic": "$own/a"}), Document(b"b", {"topic": "$own/a"}), Document(b"c")]
+    with caplog.at_level(logging.WARNING, logger="connector.mqtt"):
+        results = list(Runtime(default_connector="mqtt").send({"host": broker.host, "port": broker.port},
+                                      {"action": "send", "topic": "cli-messages/own"}, documents))
+    assert all(r.ok for r in results), results
+    assert [r.getMessage()[:40] for r in caplog.records] == ["the topic '$own/a' starts with '$', whic"]

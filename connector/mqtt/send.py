@@ -20,7 +20,7 @@ import paho.mqtt.client as paho
 from connector.mqtt.connection import MqttConnection, reason_text
 from connector.mqtt.paho_client import is_published, wait_published
 from connector.mqtt.properties import MQTT5_FIELDS, PropertyError, operation_defaults, publish_properties
-from connector.mqtt.topics import TopicError, check_topic_name, operation_problems
+from connector.mqtt.topics import TopicError, check_topic_name, operation_problems, reserved_topic_warning
 from connector.sdk.documents import Document, Result, Status
 from connector.sdk.errors import ConfigError, ConnectError
 
@@ -28,6 +28,8 @@ log = logging.getLogger("connector.mqtt.send")
 
 #: Whether the warning about MQTT 5 properties over MQTT 3.1.1 was given (once per process).
 _warned: list[bool] = []
+#: The '$' topics warned about (each once per process).
+_reserved_warned: set[str] = set()
 
 #: MQTT's largest Remaining Length (variable header and payload of a packet), so also an upper
 #: bound of a payload.
@@ -48,7 +50,16 @@ def send(conn: MqttConnection, operation: Mapping[str, Any], documents: Iterable
     problems = operation_problems(operation)
     if problems:
         raise ConfigError("; ".join(problems), problems)
+    _warn_reserved(operation["topic"])
     return _results(conn, operation, documents)
+
+
+def _warn_reserved(topic: str) -> None:
+    """One warning per '$' topic sent to: the broker may confirm such a message and drop it."""
+    warning = reserved_topic_warning(topic)
+    if warning is not None and topic not in _reserved_warned:
+        _reserved_warned.add(topic)
+        log.warning(warning)
 
 
 def _results(conn: MqttConnection, operation: Mapping[str, Any], documents: Iterable[Document]) -> Iterator[Result]:
@@ -99,6 +110,7 @@ def _publish(conn: MqttConnection, index: int, document: Document, default_topic
             check_topic_name(topic)
         except TopicError as exc:
             return _Pending(index, None, deadline, Result(index, Status.APPLICATION_ERROR, str(exc)))
+        _warn_reserved(topic)
     payload = document.payload
     # The size check grows with the payload only: once a size fits a topic (and the broker's
     # limit, which a reconnect may change), every smaller one does, without computing it again.

@@ -14,8 +14,9 @@ MAY close the connection. Mosquitto does close it (the whole connection, not jus
 we refuse all of them up front, as bad input, for names and filters alike.
 
 Topics starting with '$' (``$SYS/...``) are names like any other, but a filter whose first level is
-a wildcard does not match them (MQTT 4.7.2); Mosquitto also refuses publishes to ``$SYS`` and
-``$share`` topics from clients (an access rule, not a topic rule: not checked here).
+a wildcard does not match them (MQTT 4.7.2); Mosquitto also confirms a client's publish to ``$SYS``
+and ``$share`` topics and drops it (an access rule, not a topic rule: not refused here, but a Send to
+a '$' topic is warned about: :func:`reserved_topic_warning`).
 """
 
 from __future__ import annotations
@@ -111,6 +112,15 @@ def check_topic_name(topic: str) -> None:
     if "+" in topic or "#" in topic:
         raise TopicError(f"the topic {topic!r} contains a wildcard: a message is published to one topic, "
                          "'+' and '#' are for Listen filters")
+
+
+def reserved_topic_warning(topic: str) -> str | None:
+    """What a person sending to ``topic`` should know when it starts with '$' (None otherwise)."""
+    if not topic.startswith("$"):
+        return None
+    return (f"the topic {topic[:80]!r} starts with '$', which brokers reserve ($SYS, $share): Mosquitto confirms "
+            "a message sent to $SYS/... or $share/... and drops it silently, and no subscription to '#' or '+/...' "
+            "receives a '$' topic")
 
 
 def split_shared(topic_filter: str) -> tuple[str | None, str]:
