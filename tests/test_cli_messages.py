@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import pty
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -211,3 +215,43 @@ def test_a_document_s_own_dollar_topic_warns_once(broker: BrokerThread, caplog: 
                                       {"action": "send", "topic": "cli-messages/own"}, documents))
     assert all(r.ok for r in results), results
     assert [r.getMessage()[:40] for r in caplog.records] == ["the topic '$own/a' starts with '$', whic"]
+
+
+# -- status lines only a terminal sees ---------------------------------------------------------
+
+def _on_a_terminal(*args: str) -> list[str]:
+    """The lines a command writes to stderr when stderr is a terminal (stdout a pipe)."""
+    master, slave = pty.openpty()
+    try:
+        subprocess.run([sys.executable, "-m", "connector", *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=slave, timeout=60, check=False)
+    finally:
+        os.close(slave)
+    shown = b""
+    try:
+        while chunk := os.read(master, 65536):
+            shown += chunk
+    except OSError:  # EIO: every writer of the terminal is gone
+        pass
+    finally:
+        os.close(master)
+    return shown.decode().replace("\r", "").splitlines()
+
+
+def test_the_status_lines_of_a_terminal_are_documented(broker: BrokerThread) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("Status lines only a terminal sees")[1]
+    documented = section.split("```text\n")[1].split("```")[0].splitlines()
+    ends = section.split("```")[2].strip().split("\n\n")[0]
+
+    def shape(line: str) -> str:
+        return re.sub(r"'[^']*'|\d+", "X", line).split(" (")[0]
+
+    args = ("listen", *_at(broker), "--topic", "status/#", "--timeout", "0.5")
+    lines = _on_a_terminal(*args)
+    assert lines == ["listening on 'status/#' (QoS 0); Ctrl-C to stop", "received 0 documents (timeout)"]
+    assert [shape(line) for line in lines] == [shape(line) for line in documented]
+    assert "`(timeout)`" in ends and "`(count reached)`" in documented[1] + ends
+    # not a terminal: nothing but warnings and errors
+    done = run_cli(*args)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
