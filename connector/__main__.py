@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK (shell completion: argcomplete's global activation looks for this mark)
 """The ``mqtt-connector`` command (console script and ``python -m connector``): the harness's
 command line, named for this distribution, with the MQTT connector as its default."""
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from connector.harness.cli import main
+from connector.harness.completion import _words
 from connector.harness.inputs import document_namer, ordinal
 from connector.harness.parser import build_parser
 from connector.harness.reports import report_send
@@ -255,3 +256,40 @@ def test_the_status_lines_of_a_terminal_are_documented(broker: BrokerThread) -> 
     # not a terminal: nothing but warnings and errors
     done = run_cli(*args)
     assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+
+
+# -- shell completion --------------------------------------------------------------------------
+
+def _completions(line: str) -> list[str]:
+    """What the shell is offered for ``line`` (the cursor at its end), by argcomplete's protocol: the
+    command runs with _ARGCOMPLETE, COMP_LINE and COMP_POINT set and answers on file descriptor 8."""
+    env = {**os.environ, "_ARGCOMPLETE": "1", "_ARGCOMPLETE_IFS": "\n", "COMP_LINE": line,
+           "COMP_POINT": str(len(line.encode()))}
+    done = subprocess.run(["bash", "-c", 'exec "$0" -m connector 8>&1 9>/dev/null', sys.executable],
+                          capture_output=True, env=env, timeout=60)
+    assert done.returncode == 0 and b"Traceback" not in done.stderr, done
+    return sorted(done.stdout.decode().split())
+
+
+def test_completion_of_commands_flags_and_connector_ids() -> None:
+    commands = _completions("mqtt-connector ")
+    assert {"send", "listen", "run", "check", "describe", "connectors", "broker", "demo", "--verbose"} <= set(commands)
+    assert _completions("mqtt-connector send --res") == ["--response-topic", "--results"]
+    assert _completions("mqtt-connector describe --connector ") == ["disk", "mqtt"]
+    # the schema flags of the connector the line names
+    assert _completions("mqtt-connector -v send --connector disk --fol") == ["--folder"]
+
+
+def test_completion_reads_the_line_typed_so_far() -> None:
+    assert _words("mqtt-connector send --topic 'a b' --mes", "39") == ["send", "--topic", "a b", "--mes"]
+    assert _words("mqtt-connector send --topic 'a b", None) == ["send", "--topic", "'a", "b"]  # an open quote
+    assert _words("mqtt-connector check --port 1", "20") == ["check"]
+
+
+def test_an_abbreviated_flag_that_could_be_two_is_one_error_line(capfd: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as ended:
+        main(["send", "--conn", "x", "--topic", "t", "--message", "m"], default_connector="mqtt", prog="mqtt-connector")
+    assert ended.value.code == 2
+    assert capfd.readouterr().err.splitlines() == [
+        "error: ambiguous option: --conn could match --connector, --connection, --connect-timeout (see "
+        "'mqtt-connector send --help')"]

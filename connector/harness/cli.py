@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -60,6 +61,10 @@ def main(argv: Sequence[str] | None = None, *, default_connector: str | None = N
     ``--connector`` is not given, ``prog`` the name the command line goes by."""
     from connector.harness.runs import COMMANDS
 
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (connector.harness.completion)
+        from connector.harness.completion import complete
+
+        complete(prog, default_connector)
     _utf8_streams()
     argv = list(sys.argv[1:] if argv is None else argv)
     commands: dict[str, Callable[[argparse.Namespace], int]] = dict(COMMANDS)

@@ -22,7 +22,10 @@ def connector_arg(p: argparse.ArgumentParser, default: str | None, ignored: bool
         text = "accepted for uniformity; every installed connector is listed"
     else:
         text = "connector id (default: the only installed connector" + (f", else {default})" if default else ")")
-    p.add_argument("--connector", metavar="ID", default=None, help=text)
+    from connector.harness.completion import connector_ids
+
+    action = p.add_argument("--connector", metavar="ID", default=None, help=text)
+    action.completer = connector_ids  # type: ignore[attr-defined]  # read by argcomplete
 
 
 def runtime(args: argparse.Namespace) -> Any:

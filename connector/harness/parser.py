@@ -50,10 +50,15 @@ def command_of(argv: Sequence[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
+class _Early(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # e.g. an ambiguous --conn: the real parser says it
+        raise argparse.ArgumentError(None, message)
+
+
 def connector_named(argv: Sequence[str]) -> str | None:
     """The ``--connector`` of ``argv``, read before the parser is built (which needs it); None
     when not given (or not given right: the parser then says what is wrong)."""
-    early = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    early = _Early(add_help=False, exit_on_error=False)
     early.add_argument("--connector")
     early.add_argument("--connection")  # so that a shortened flag is read as the parser reads it
     try:
