@@ -293,3 +293,19 @@ def test_an_abbreviated_flag_that_could_be_two_is_one_error_line(capfd: pytest.C
     assert capfd.readouterr().err.splitlines() == [
         "error: ambiguous option: --conn could match --connector, --connection, --connect-timeout (see "
         "'mqtt-connector send --help')"]
+
+
+def test_an_error_raised_later_names_the_flag_too() -> None:
+    """A TLS file that changed between the checks and the connection fails at connect (exit 3)."""
+    from connector.harness.flags import schema_flags
+    from connector.harness.origins import Origins
+    from connector.sdk.errors import ConfigError, ConnectError
+    from connector.sdk.plugins import installed_connectors
+
+    origins = Origins(schema_flags(installed_connectors().manifest("mqtt").connection_schema))
+    with pytest.raises(ConnectError, match="^--ca-file: cannot read 'ca.pem': gone$"), origins.naming():
+        raise ConnectError("connection ca_file: cannot read 'ca.pem': gone")
+    with pytest.raises(ConfigError, match="^--client-id: bad$"), origins.naming():
+        raise ConfigError("connection client_id: bad")
+    with pytest.raises(ConfigError, match="^no field named here$"), origins.naming():
+        raise ConfigError("no field named here")

@@ -93,9 +93,9 @@ def installed(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(("operation", "expected"), [
-    ({"action": "archive"}, "error: operation action: 'archive' is an action of the "
+    ({"action": "archive"}, "error: 'action' in the operation file {}: 'archive' is an action of the "
                             "connector 'drop', but this harness runs only send and listen actions"),
-    ({"pattern": "*"}, "error: operation action: missing; give one of 'archive', 'listen', "
+    ({"pattern": "*"}, "error: 'action' in the operation file {}: missing; give one of 'archive', 'listen', "
                        "'send'"),
 ])
 def test_run_refuses_such_operations_in_one_line(tmp_path: Path, installed: dict[str, str],
@@ -105,7 +105,7 @@ def test_run_refuses_such_operations_in_one_line(tmp_path: Path, installed: dict
     done = subprocess.run([sys.executable, "-m", "connector", "run", "--connector", "drop", "--connection",
                            str(tmp_path / "c.json"), "--operation", str(tmp_path / "o.json")],
                           input=b"x", capture_output=True, timeout=60, env={**os.environ, **installed})
-    assert (done.returncode, done.stderr.decode().strip()) == (2, expected)
+    assert (done.returncode, done.stderr.decode().strip()) == (2, expected.format(repr(str(tmp_path / "o.json"))))
 
 
 # -- the outbox keys on the connector and the whole operation ------------------------------------------

@@ -57,7 +57,7 @@ class Origins:
         A file's name is said once: ``told`` holds the sections whose file was named already."""
         how, name = self.given.get((section, field), ("", ""))
         flag = self.flags.get((section, field))
-        if field == "(top level)" or how == "file":
+        if field == "(top level)" or how == "file" or (not how and flag is None):  # a file's, or missing from it
             if section not in self.files:
                 return None
             where = f"the {section} file" + ("" if section in told else f" {self.files[section]!r}")
@@ -108,11 +108,13 @@ class Origins:
         except ConfigError as exc:
             problems = [self.rename(p) for p in exc.problems]
             message, told = str(exc), set()
-            if message == "; ".join(exc.problems):  # the file's name once in the line
+            if not problems:
+                message = self.rename(message)
+            elif message == "; ".join(exc.problems):  # one line: each file named once
                 message = "; ".join(self.rename(p, told) for p in exc.problems)
-            for old, new in zip(exc.problems, problems):
-                message = message.replace(old, new, 1)
-            message = message if problems else self.rename(message)
+            else:
+                for old, new in zip(exc.problems, problems):
+                    message = message.replace(old, new, 1)
             if message == str(exc):
                 raise
             raise ConfigError(message, problems) from None
