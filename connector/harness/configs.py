@@ -56,7 +56,8 @@ def holds_secret(config: Any, secrets: Iterable[str]) -> bool:
     return isinstance(config, dict) and any(isinstance(config.get(name), str) and config[name] for name in secrets)
 
 
-def connection_from_args(args: argparse.Namespace, flags: SchemaFlags, origins: Origins | None = None) -> dict[str, Any]:
+def connection_from_args(args: argparse.Namespace, flags: SchemaFlags,
+                         origins: Origins | None = None) -> dict[str, Any]:
     """The ``--connection FILE`` with the connection flags over it (and the environment
     variables the schema names for secrets); ``origins`` learns where each field came from."""
     from connector.harness.flagconfig import config_from_args
@@ -78,7 +79,8 @@ def connection_from_args(args: argparse.Namespace, flags: SchemaFlags, origins: 
     return config
 
 
-def operation_from_args(args: argparse.Namespace, flags: SchemaFlags, origins: Origins | None = None) -> dict[str, Any]:
+def operation_from_args(args: argparse.Namespace, flags: SchemaFlags,
+                        origins: Origins | None = None) -> dict[str, Any]:
     """The operation the operation flags give, for the command's action (``origins`` learns which)."""
     from connector.harness.flagconfig import config_from_args
 

@@ -32,8 +32,8 @@ def cmd_send(args: argparse.Namespace) -> int:
         runtime = make_runtime(args)
         limit = runtime.max_document_size(connection, operation, flags.connector)
         stop = GracefulStop()
-        documents = stop.documents(input_documents(args.file, args.lines, (m.encode("utf-8") for m in args.message or ()),
-                                                   stop.stopped, limit))
+        messages = (m.encode("utf-8") for m in args.message or ())
+        documents = stop.documents(input_documents(args.file, args.lines, messages, stop.stopped, limit))
         results = runtime.send(connection, operation, documents, connector_id=flags.connector, outbox=args.outbox)
     stop.install()
     return report_send(results, args.results, runtime.describe_operation(operation, flags.connector), stop,
