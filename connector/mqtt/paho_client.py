@@ -11,9 +11,11 @@ The rest of the connector uses only the public names below and paho's own public
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -22,13 +24,22 @@ from connector.mqtt import paho_check  # noqa: F401
 import paho.mqtt.client as paho
 from paho.mqtt import _packet
 from paho.mqtt.enums import MessageState, _ConnectionState
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+
+from connector.mqtt.framing import CHUNK, FramingError, PacketReader
 
 log = logging.getLogger("connector.mqtt")
 
 #: How long a deliberate close waits for the broker to read everything and close its side.
 CLOSE_DRAIN_SECONDS = 2.0
+
+_PUBLISH, _DISCONNECT = 0x30, 0xE0
+#: Stands at the head of paho's queue of outgoing packets while a write of packets taken from it is
+#: unfinished: paho then still sees something to write (its loop does not end before it is written).
+_WRITING: dict[str, Any] = {"command": 0, "mid": 0, "qos": 0, "packet": b"", "info": None}
 
 
 def is_published(info: paho.MQTTMessageInfo) -> bool:
@@ -114,6 +125,19 @@ class PahoClient(paho.Client):
         #: mid -> the received QoS 1/2 message that id names, until acknowledged (QoS 2: released).
         self._received: dict[int, _Held] = {}
         self._received_lock = threading.Lock()
+        #: Whether the network loop sleeps in select() with nothing to write: only then does a
+        #: queued packet wake it (see :meth:`_loop`).
+        self._idle = False
+        #: Whether the process acknowledged messages since paho's thread last wrote: it then
+        #: writes between the packets it reads, rather than after all of a chunk (a process killed
+        #: meanwhile would get more of them again).
+        self._acked = False
+        self._reader = PacketReader()
+        #: The write under way: packets joined, how much of it the socket took, and the packets
+        #: that are done once written (QoS 0 PUBLISH, DISCONNECT) with where their bytes end.
+        self._chunk: memoryview | None = None
+        self._chunk_pos = 0
+        self._chunk_done: deque[tuple[int, dict[str, Any]]] = deque()
 
     # -- received messages ---------------------------------------------------------------------
 
@@ -166,6 +190,7 @@ class PahoClient(paho.Client):
             held.accepted = True
             if held.connection != self.connection:
                 return paho.MQTT_ERR_SUCCESS  # sent when the broker sends the message again
+            self._acked = True  # written by paho's thread after the packet it is handling now
             if message.qos == 1:
                 del self._received[mid]
                 return self._send_puback(mid)
@@ -187,9 +212,12 @@ class PahoClient(paho.Client):
             self._received.clear()
 
     def reconnect(self) -> Any:
-        """paho's, counting the new connection first (see :meth:`ack`)."""
+        """paho's, counting the new connection first (see :meth:`ack`); what the lost connection
+        left half read or unwritten is dropped (a QoS 0 message unwritten is lost, as in paho)."""
         with self._received_lock:
             self.connection += 1
+        self._reader.clear()
+        self._drop_unwritten()
         return super().reconnect()
 
     # -- the connection ------------------------------------------------------------------------
@@ -275,6 +303,203 @@ class PahoClient(paho.Client):
         if len(self.addresses) > 1:  # the next broker of the cluster
             where = self.addresses.index((self._host, self._port)) if (self._host, self._port) in self.addresses else -1
             self._host, self._port = self.addresses[(where + 1) % len(self.addresses)]
+
+    # -- the network loop: fewer system calls per message --------------------------------------
+    # paho wakes its loop with a byte on a socket pair at every queued packet (a system call per
+    # message), writes each packet with its own send(), and reads each fixed header one byte per
+    # recv(). Here the loop is woken only when it sleeps with nothing to write, queued packets go
+    # out joined in writes of up to CHUNK bytes, and reads take a chunk and handle every packet in
+    # it. This holds for every transport: TLS and paho's WebSocket wrapper take any write, and
+    # are given the very same bytes again after one that did not go through (as both require).
+
+    def _packet_queue(self, command: int, packet: Any, mid: int, qos: int, info: Any = None) -> Any:
+        self._out_packet.append({"command": command, "mid": mid, "qos": qos, "packet": packet, "info": info})
+        if self._idle:  # the loop sleeps in select() without this packet: wake it (once)
+            self._idle = False
+            wake = self._sockpairW
+            if wake is not None:
+                try:
+                    wake.send(b"0")
+                except BlockingIOError:  # full of wake-ups already
+                    pass
+        if self._thread is None and self._on_socket_register_write is None and self._in_callback_mutex.acquire(False):
+            self._in_callback_mutex.release()  # no network thread (paho's own rule): written now
+            return self.loop_write()
+        if self._on_socket_register_write is not None:
+            self._call_socket_register_write()
+        return paho.MQTT_ERR_SUCCESS
+
+    def _loop(self, timeout: float = 1.0) -> Any:
+        if timeout < 0.0:
+            raise ValueError("Invalid timeout.")
+        sock = self._sock
+        if sock is None:
+            return paho.MQTT_ERR_NO_CONN
+        # From here until select() returns, a packet queued by another thread must wake the loop:
+        # _idle is set before the queue is looked at, and a publisher queues before it looks at
+        # _idle, so either this look sees the packet or that publisher sees _idle and wakes it.
+        self._idle = True
+        wlist = [sock] if self._out_packet else []
+        if wlist:  # select() returns once the socket takes more, and everything queued goes then
+            self._idle = False
+        pending = sock.pending() if hasattr(sock, "pending") else 0  # TLS: decrypted, unread
+        wake = self._sockpairR
+        try:
+            readable, _, _ = select.select([sock] if wake is None else [sock, wake], wlist, [],
+                                           0.0 if pending else timeout)
+        except (TypeError, ValueError):  # the socket was closed meanwhile (paho's handling)
+            if self._state not in (_ConnectionState.MQTT_CS_DISCONNECTING, _ConnectionState.MQTT_CS_DISCONNECTED):
+                self._state = _ConnectionState.MQTT_CS_CONNECTION_LOST
+            return paho.MQTT_ERR_CONN_LOST
+        except Exception:  # noqa: BLE001 (as paho: the loop goes on)
+            return paho.MQTT_ERR_UNKNOWN
+        finally:
+            self._idle = False
+        if wake is not None and wake in readable:
+            try:
+                wake.recv(10000)
+            except BlockingIOError:
+                pass
+        if pending or sock in readable:
+            rc = self._packet_read()
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+            if self._sock is None:
+                return paho.MQTT_ERR_NO_CONN
+        if self._out_packet:  # queued meanwhile, or answers to what was read: written at once
+            rc = self.loop_write()
+            if rc or self._sock is None:
+                return rc
+        return self.loop_misc()
+
+    def _packet_read(self) -> Any:
+        """One recv() of up to a chunk (or the rest of a larger packet), then every packet now
+        complete is handled: nothing read waits for the socket to become readable again."""
+        reader = self._reader
+        try:
+            data = self._sock_recv(reader.want())
+        except BlockingIOError:
+            return paho.MQTT_ERR_AGAIN
+        except OSError as err:
+            self._easy_log(paho.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+            return paho.MQTT_ERR_CONN_LOST
+        if not data:
+            return paho.MQTT_ERR_CONN_LOST
+        with self._msgtime_mutex:
+            self._last_bytes_received = time.monotonic()
+        incoming = self._in_packet
+        try:
+            for command, length, body in reader.packets(data):
+                incoming["command"], incoming["remaining_length"], incoming["packet"] = command, length, body
+                rc = self._packet_handle()
+                if self._acked and not rc and self._sock is not None:
+                    self._acked = False
+                    rc = self._packet_write()
+                    rc = rc if rc > 0 else paho.MQTT_ERR_SUCCESS
+                if rc or self._sock is None:  # the connection ends: the rest of what it sent goes too
+                    reader.clear()
+                    return rc
+        except (FramingError, MalformedPacket) as exc:
+            self._easy_log(paho.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
+            reader.clear()
+            return paho.MQTT_ERR_PROTOCOL
+        return paho.MQTT_ERR_SUCCESS
+
+    def _packet_write(self) -> Any:
+        """Queued packets joined into writes of up to a chunk; a write the socket takes only part
+        of goes on where it stopped, with the same bytes."""
+        out = self._out_packet
+        while True:
+            chunk = self._chunk
+            if chunk is None:
+                if not out:
+                    break
+                chunk = self._take_chunk(out)
+            try:
+                written = self._sock_send(chunk[self._chunk_pos:])
+            except (AttributeError, ValueError):  # no socket any more (paho's handling)
+                return paho.MQTT_ERR_SUCCESS
+            except BlockingIOError:
+                return paho.MQTT_ERR_AGAIN
+            except OSError as err:
+                self._easy_log(paho.MQTT_LOG_ERR, "failed to send on socket: %s", err)
+                return paho.MQTT_ERR_CONN_LOST
+            if written <= 0:  # paho's WebSocket wrapper: part of its frame went out, the rest later
+                return paho.MQTT_ERR_AGAIN
+            self._chunk_pos += written
+            if self._chunk_done and self._chunk_done[0][0] <= self._chunk_pos and self._written():
+                return paho.MQTT_ERR_SUCCESS  # the DISCONNECT went out: the connection is closed
+            if self._chunk_pos >= len(chunk):
+                self._chunk = None
+                out.popleft()  # _WRITING
+        with self._msgtime_mutex:
+            self._last_msg_out = time.monotonic()
+        return paho.MQTT_ERR_SUCCESS
+
+    def _take_chunk(self, out: deque[dict[str, Any]]) -> memoryview:
+        """The next write: queued packets up to about a chunk, up to a DISCONNECT (its last)."""
+        parts: list[Any] = []
+        size = 0
+        done = self._chunk_done
+        while out and size < CHUNK:
+            packet = out.popleft()
+            data = packet["packet"]
+            parts.append(data)
+            size += len(data)
+            kind = packet["command"] & 0xF0
+            if kind == _PUBLISH and packet["qos"] == 0 and packet["info"] is not None:
+                done.append((size, packet))
+            elif kind == _DISCONNECT:
+                done.append((size, packet))
+                break
+        out.appendleft(_WRITING)
+        self._chunk, self._chunk_pos = memoryview(parts[0] if len(parts) == 1 else b"".join(parts)), 0
+        return self._chunk
+
+    def _written(self) -> bool:
+        """Complete the packets whose bytes are all written now (paho's own steps for each): True
+        when one was the DISCONNECT, whose connection is then closed."""
+        done, position = self._chunk_done, self._chunk_pos
+        while done and done[0][0] <= position:
+            packet = done.popleft()[1]
+            if packet["command"] & 0xF0 == _DISCONNECT:
+                self._chunk = None
+                self._out_packet.popleft()  # _WRITING
+                with self._msgtime_mutex:
+                    self._last_msg_out = time.monotonic()
+                self._do_on_disconnect(packet_from_broker=False, v1_rc=paho.MQTT_ERR_SUCCESS)
+                self._sock_close()
+                if self._state == _ConnectionState.MQTT_CS_DISCONNECTING:
+                    self._state = _ConnectionState.MQTT_CS_DISCONNECTED
+                return True
+            if self.on_publish is not None:
+                self._qos0_on_publish(packet["mid"])
+            packet["info"]._set_as_published()
+        return False
+
+    def _qos0_on_publish(self, mid: int) -> None:
+        with self._in_callback_mutex:
+            try:
+                if self._callback_api_version == paho.CallbackAPIVersion.VERSION1:
+                    self.on_publish(self, self._userdata, mid)
+                else:
+                    self.on_publish(self, self._userdata, mid, ReasonCode(PacketTypes.PUBACK),
+                                    Properties(PacketTypes.PUBACK))
+            except Exception as err:
+                self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_publish: %s", err)
+                if not self.suppress_exceptions:
+                    raise
+
+    def _drop_unwritten(self) -> None:
+        """The connection is gone: its unfinished write too. A QoS 0 message in it is lost (paho's
+        own rule for its queue), and says so."""
+        for _, packet in self._chunk_done:
+            info = packet["info"]
+            if info is not None and packet["command"] & 0xF0 == _PUBLISH:
+                info.rc = paho.MQTT_ERR_CONN_LOST
+                info._set_as_published()
+        self._chunk_done.clear()
+        self._chunk, self._chunk_pos = None, 0
 
     # -- signs of life -------------------------------------------------------------------------
 
