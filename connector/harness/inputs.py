@@ -14,7 +14,7 @@ from connector.harness.exits import UsageError
 
 #: The harness's arguments that are file names: bytes the file system accepts, whatever their
 #: encoding (a connector's are the flags whose value is a FILE: ``file_options``).
-PATH_ARGS = frozenset({"connection", "operation", "file", "inputs", "results", "outbox"})
+PATH_ARGS = frozenset({"connection", "operation", "file", "inputs", "results", "outbox", "output"})
 #: A configuration or password file larger than this is not one (and is not read into memory).
 MAX_CONFIG_BYTES = 16 << 20
 

@@ -122,6 +122,14 @@ def _send_parser(sub: Any, default_connector: str | None, argv: Sequence[str]) -
     _schema_flags(p, "send", default_connector, argv)
 
 
+def _output_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    p.add_argument("--format", metavar="FORMAT", help=prefix + "how each document is written: json (a JSON line, the "
+                   "default), payload (its payload and a newline, as mosquitto_sub), topic-payload (its topic, a space, "
+                   "its payload, as mosquitto_sub -v) or a template such as '{topic} {payload:hex}' (see README)")
+    p.add_argument("--output", metavar="FILE", help=prefix + "append to FILE instead of standard output; each batch "
+                   "is written and fsynced before it is acknowledged")
+
+
 def _harness_commands(sub: Any, default_connector: str | None, argv: Sequence[str]) -> None:
     """send, listen, run, describe, check; ``argv`` gives the command run and its connector."""
     from connector.harness.commands import connector_arg
@@ -130,6 +138,7 @@ def _harness_commands(sub: Any, default_connector: str | None, argv: Sequence[st
     p = sub.add_parser("listen", help="the Listen action: write each document received as a JSON line")
     p.add_argument("--count", type=int, metavar="N", help="stop after N documents")
     p.add_argument("--timeout", type=_timeout, metavar="S", help="stop after S seconds")
+    _output_args(p)
     connector_arg(p, default_connector)
     common(p)
     _schema_flags(p, "listen", default_connector, argv)
@@ -144,6 +153,7 @@ def _harness_commands(sub: Any, default_connector: str | None, argv: Sequence[st
     p.add_argument("--outbox", metavar="FILE", help="Send: durable record of what the endpoint confirmed (see send)")
     p.add_argument("--count", type=int, metavar="N", help="Listen: stop after N documents")
     p.add_argument("--timeout", type=_timeout, metavar="S", help="Listen: stop after S seconds")
+    _output_args(p, "Listen: ")
     common(p)
 
     p = sub.add_parser("describe", help="show the connector, its connection fields and the Options tab")

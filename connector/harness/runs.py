@@ -38,7 +38,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
     flags = args.schema_flags
     connection = connection_from_args(args, flags)
     operation = operation_from_args(args, flags)
-    return listen_and_report(runtime(args), connection, operation, args.count, args.timeout, flags.connector)
+    return listen_and_report(runtime(args), connection, operation, args.count, args.timeout, flags.connector,
+                             (args.format, args.output))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -59,9 +60,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if action == "listen":
         if args.inputs or args.lines or args.results or args.outbox:
             raise UsageError("a Listen takes no INPUT, --lines, --results or --outbox")
-        return listen_and_report(runtime, connection, operation, args.count, args.timeout, connector_id)
-    if args.count is not None or args.timeout is not None:
-        raise UsageError("--count and --timeout are for a Listen")
+        return listen_and_report(runtime, connection, operation, args.count, args.timeout, connector_id,
+                                 (args.format, args.output))
+    if args.count is not None or args.timeout is not None or args.format is not None or args.output is not None:
+        raise UsageError("--count, --timeout, --format and --output are for a Listen")
     check_outputs(args)
     limit = runtime.max_document_size(connection, operation, connector_id)
     stop = GracefulStop()

@@ -193,7 +193,8 @@ class Runtime:
                 timer.cancel()
             conn.close()
         error = listener.error if listener.reason in ("refused", "output") else None
-        return ListenOutcome(listener.accepted, listener.reason, error, listener.dead_letters, listener.repeats)
+        return ListenOutcome(listener.accepted, listener.reason, error, listener.dead_letters, listener.repeats,
+                             dict(listener.skips), listener.done_because)
 
     def listen_in_background(self, connection: Mapping[str, Any], operation: Mapping[str, Any],
                              sink: Sink | None = None, *, count: int | None = None, timeout: float | None = None,
