@@ -81,3 +81,16 @@ def test_the_filter_flags_and_the_count_of_skipped_messages(runtime: Runtime, co
                    "--only-retained", "--filter-out", f"{unique}/debug", "--format", "payload")
     assert (done.returncode, done.stdout) == (0, b"stored\n"), done.stderr
     assert done.stderr.decode() == "received 1 document (every retained message was read); 1 skipped (filtered out)\n"
+
+
+def test_clear_retained_clears_under_the_filter_and_lists_each_topic(runtime: Runtime, connection: dict,
+                                                                     broker: BrokerThread, unique: str) -> None:
+    for name in ("in/a", "in/b/c", "out"):
+        send(runtime, connection, f"{unique}/{name}", name, retained=True)
+    done = run_cli("clear-retained", "--host", broker.host, "--port", str(broker.port), "--topic", f"{unique}/in/#")
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.decode().splitlines()) == [f"{unique}/in/a", f"{unique}/in/b/c"]
+    assert done.stderr.decode() == f"cleared 2 retained messages under '{unique}/in/#'\n"
+    left = runtime.listen_in_background(connection, listen(runtime, connection, unique, retained_only=True), timeout=10)
+    left.join()
+    assert [d.properties["topic"] for d in left.documents] == [f"{unique}/out"]

@@ -112,8 +112,14 @@ def _send_parser(sub: Any, default_connector: str | None, argv: Sequence[str]) -
     p = sub.add_parser("send", help="the Send action: each document to the connector's endpoint")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--message", action="append", metavar="TEXT", help="a document's text (repeatable)")
-    src.add_argument("--file", action="append", metavar="PATH", help="a file sent as one document, bytes exact (repeatable)")
+    src.add_argument("--file", action="append", metavar="PATH", help="a file sent as one document, bytes exact "
+                     "(repeatable); - is standard input, all of it one document")
     src.add_argument("--lines", action="store_true", help="each line of standard input is one document")
+    p.add_argument("--payload-encoding", choices=("hex", "base64"), help="each --message or line is binary given as "
+                   "hex or base64 text, sent decoded (a --message that is not: exit 2, nothing sent; a line that is "
+                   "not: that document's APPLICATION_ERROR)")
+    p.add_argument("--repeat", type=int, metavar="N", help="send the --message or --file documents N times over")
+    p.add_argument("--interval", type=_timeout, metavar="S", help="wait S seconds between documents")
     p.add_argument("--results", metavar="FILE", help="write one JSON line per document: index, status, error")
     p.add_argument("--outbox", metavar="FILE", help="durable record (SQLite) of what the endpoint confirmed: run the "
                    "same command again after a crash and only the documents not confirmed are sent")

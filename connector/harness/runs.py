@@ -15,6 +15,7 @@ from connector.harness.reports import listen_and_report, report_send
 def cmd_send(args: argparse.Namespace) -> int:
     from connector.harness.commands import runtime as make_runtime
     from connector.harness.configs import connection_from_args, operation_from_args
+    from connector.harness.sendinputs import send_input
     from connector.harness.stopping import GracefulStop
 
     flags = args.schema_flags
@@ -24,9 +25,9 @@ def cmd_send(args: argparse.Namespace) -> int:
     runtime = make_runtime(args)
     limit = runtime.max_document_size(connection, operation, flags.connector)
     stop = GracefulStop()
-    documents = stop.documents(input_documents(args.file, args.lines, (m.encode("utf-8") for m in args.message or ()),
-                                               stop.stopped, limit))
-    results = runtime.send(connection, operation, documents, connector_id=flags.connector, outbox=args.outbox)
+    documents, in_input_order = send_input(args, stop, limit)
+    results = in_input_order(runtime.send(connection, operation, documents, connector_id=flags.connector,
+                                          outbox=args.outbox))
     stop.install()
     return report_send(results, args.results, runtime.describe_operation(operation, flags.connector), stop)
 
