@@ -108,9 +108,13 @@ def report_send(results: Iterator[Any], results_path: str | None, what: str | No
 
 
 def listen_and_report(runtime: Any, connection: dict[str, Any], operation: dict[str, Any], count: int | None,
-                      timeout: float | None, connector_id: str) -> int:
+                      timeout: float | None, connector_id: str, output: tuple[str | None, str | None] = (None, None)
+                      ) -> int:
+    """Run a Listen to standard output (or ``output``: its ``--format`` and ``--output FILE``) and
+    report how it ended; the exit code."""
     import signal
 
+    from connector.harness.formats import listen_sink
     from connector.harness.runtime import ProcessListener
     from connector.harness.sinks import JsonLinesSink
 
@@ -126,7 +130,8 @@ def listen_and_report(runtime: Any, connection: dict[str, Any], operation: dict[
 
     # Every byte of a line reaches stdout before its message is acknowledged, in UTF-8 (the sink
     # writes to the file descriptor itself, not through sys.stdout).
-    sink = JsonLinesSink(sys.stdout, runtime.manifest(connector_id).byte_properties)
+    manifest = runtime.manifest(connector_id)
+    sink = listen_sink(*output, manifest) or JsonLinesSink(sys.stdout, manifest.byte_properties)
     listener = ProcessListener(sink, count, on_listening)
     # Graceful: no new message is taken; the batch in hand is written, flushed and acknowledged;
     # the connection is closed with a DISCONNECT. What the broker sent meanwhile stays unacknowledged.
@@ -146,6 +151,8 @@ def _report_listen(outcome: Any, sink: Any, chatty: bool) -> int:
              if outcome.dead_lettered else "")
     if outcome.repeats_dropped:
         moved += f"; {outcome.repeats_dropped:,} repeat{'s' if outcome.repeats_dropped != 1 else ''} dropped"
+    for reason, skipped in sorted(outcome.skipped.items()):
+        moved += f"; {skipped:,} skipped ({reason})"
     if outcome.reason == "closed":  # like any Unix tool whose reader went away: quietly
         if isinstance(sink.output, FdOutput):
             silence(sink.output.fd)
@@ -161,6 +168,6 @@ def _report_listen(outcome: Any, sink: Any, chatty: bool) -> int:
             f"acknowledged{moved}\n")
         return EXIT_FAILED
     if chatty or moved:
-        say(f"received {accepted} ({ {'count': 'count reached', 'timeout': 'timeout', 'stopped': 'stopped'}[outcome.reason] })"
-            f"{moved}\n")
+        ended = {"count": "count reached", "timeout": "timeout", "stopped": "stopped"}.get(outcome.reason, outcome.done)
+        say(f"received {accepted} ({ended}){moved}\n")
     return EXIT_OK

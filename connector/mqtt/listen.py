@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import queue
 import time
@@ -14,6 +15,7 @@ import paho.mqtt.client as paho
 from connector.mqtt.connection import MqttConnection
 from connector.mqtt.phrases import describe_granted
 from connector.mqtt.properties import document_properties, message_uid
+from connector.mqtt.selection import Selection
 from connector.mqtt.topics import matches, operation_problems
 from connector.sdk.documents import Document
 from connector.sdk.errors import ConfigError, ConnectError
@@ -41,9 +43,10 @@ def topic_filters(operation: Mapping[str, Any]) -> list[str]:
     return [topics] if isinstance(topics, str) else list(topics)
 
 
-def to_document(message: paho.MQTTMessage) -> Document:
+def to_document(message: paho.MQTTMessage, received_at: str | None = None) -> Document:
     """A received message as a document with the properties the manifest declares for Listen
-    (with MQTT 5 also its message properties, those it has)."""
+    (with MQTT 5 also its message properties, those it has); ``received_at`` (ISO 8601, UTC):
+    when the Listen took it from the connection."""
     properties = {
         "topic": message.topic,
         "qos": message.qos,
@@ -51,6 +54,8 @@ def to_document(message: paho.MQTTMessage) -> Document:
         "duplicate": bool(message.dup),
         "message_id": message.mid,
     }
+    if received_at is not None:
+        properties["received_at"] = received_at
     if message.properties is not None:
         properties.update(document_properties(message.properties))
     return Document(payload=message.payload, properties=properties)
@@ -69,7 +74,8 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
     qos: int = operation["qos"]
     own_qos = operation.get("filter_qos") or {}
     conn.role = "Listen"
-    conn.on_subscribed = lambda granted: listener.listening(describe_granted(granted))
+    selection = Selection(operation)
+    conn.on_subscribed = lambda granted: (selection.subscribed(), listener.listening(describe_granted(granted)))
     conn.subscribe([(f, own_qos.get(f, qos)) for f in filters], operation)
     window = operation.get("dedupe_window", 0)
     repeats = _Repeats(window) if conn.mqtt5 and window else None
@@ -84,6 +90,8 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
         except queue.Empty:
             if conn.failure is not None:  # e.g. taken over: the connection ended for good
                 raise ConnectError(conn.failure) from None
+            if selection.quiet():
+                listener.done("every retained message was read")
             continue
         try:  # what else already waits: one lock each, no waiting
             batch.append(inbox.get_nowait())
@@ -95,7 +103,8 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
                 batch.append(inbox.get_nowait())
         except queue.Empty:
             pass
-        messages, documents = [], []
+        messages, documents, ended = [], [], False
+        received_at = datetime.datetime.now(datetime.timezone.utc).isoformat()  # one clock read per batch
         for message in batch:
             try:
                 topic = message.topic
@@ -108,17 +117,27 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
                 log.warning("dropped a message on %r, which matches none of the filters %s", topic, filters)
                 ack(message)
                 continue
+            skipped = selection.skipped(message.retain, topic)
+            if skipped is not None:  # left out as the operation asks: acknowledged, counted
+                ack(message)
+                listener.skipped(to_document(message, received_at), skipped)
+                continue
+            if selection.ends_at(message.retain):  # not acknowledged: a persistent session keeps it
+                ended = True
+                break
             if repeats is not None and repeats.seen(message):
                 log.debug("dropped a repeat of message %s on %r", message_uid(message.properties), topic)
                 ack(message)  # the first copy was taken already
-                listener.repeat_dropped(to_document(message))
+                listener.repeat_dropped(to_document(message, received_at))
                 continue
             messages.append(message)
-            documents.append(to_document(message))
+            documents.append(to_document(message, received_at))
         if stopping.is_set():
             break  # never submitted, never acknowledged: the broker keeps them for a persistent session
         if documents:
             accepted += retries.deliver(messages, documents)
+        if ended:
+            listener.done("every retained message was read")
     return accepted
 
 
