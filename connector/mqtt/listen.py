@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import queue
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -41,11 +40,12 @@ def topic_filters(operation: Mapping[str, Any]) -> list[str]:
     return [topics] if isinstance(topics, str) else list(topics)
 
 
-def to_document(message: paho.MQTTMessage) -> Document:
+def to_document(message: paho.MQTTMessage, topic: str | None = None) -> Document:
     """A received message as a document with the properties the manifest declares for Listen
-    (with MQTT 5 also its message properties, those it has)."""
+    (with MQTT 5 also its message properties, those it has). ``topic``: the message's topic,
+    when already decoded."""
     properties = {
-        "topic": message.topic,
+        "topic": message.topic if topic is None else topic,
         "qos": message.qos,
         "retained": bool(message.retain),
         "duplicate": bool(message.dup),
@@ -79,24 +79,17 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
     exact = set(filters) if not any(_is_wildcard(f) for f in filters) else None
     accepted = 0
     while not stopping.is_set():
-        try:
-            batch = [inbox.get(timeout=POLL_SECONDS)]
-        except queue.Empty:
+        if not inbox.wait(POLL_SECONDS):
             if conn.failure is not None:  # e.g. taken over: the connection ended for good
                 raise ConnectError(conn.failure) from None
             continue
-        try:  # what else already waits: one lock each, no waiting
-            batch.append(inbox.get_nowait())
+        if len(inbox) > 1:
             # More are coming (a backlog, a burst): linger a moment so that paho's thread reads
             # on without fighting this one for the GIL at every message; they then come in large
             # batches. A lone message (a quiet stream) goes on at once, without this latency.
             time.sleep(LINGER_SECONDS)
-            while len(batch) < BATCH_MAX:
-                batch.append(inbox.get_nowait())
-        except queue.Empty:
-            pass
         messages, documents = [], []
-        for message in batch:
+        for message in inbox.take(BATCH_MAX):
             try:
                 topic = message.topic
             except UnicodeDecodeError:
@@ -111,10 +104,10 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
             if repeats is not None and repeats.seen(message):
                 log.debug("dropped a repeat of message %s on %r", message_uid(message.properties), topic)
                 ack(message)  # the first copy was taken already
-                listener.repeat_dropped(to_document(message))
+                listener.repeat_dropped(to_document(message, topic))
                 continue
             messages.append(message)
-            documents.append(to_document(message))
+            documents.append(to_document(message, topic))
         if stopping.is_set():
             break  # never submitted, never acknowledged: the broker keeps them for a persistent session
         if documents:
