@@ -66,6 +66,26 @@ class Result:
         return line
 
 
+def _fast_init(cls: type) -> None:
+    """One Result per document: a frozen dataclass's own ``__init__`` sets each field through
+    ``object.__setattr__``; this one calls the slots' setters, in about half the time (the
+    instances stay frozen, the signature is the same)."""
+    generated = cls.__init__
+    set_index, set_status, set_error, set_note = (cls.__dict__[name].__set__ for name in ("index", "status", "error", "note"))
+
+    def __init__(self: Result, index: int, status: Status, error: str | None = None, note: str | None = None) -> None:
+        set_index(self, index)
+        set_status(self, status)
+        set_error(self, error)
+        set_note(self, note)
+
+    __init__.__qualname__, __init__.__doc__ = generated.__qualname__, generated.__doc__
+    cls.__init__ = __init__  # type: ignore[misc]
+
+
+_fast_init(Result)
+
+
 def text_or_base64(data: bytes) -> tuple[str, str]:
     """``(text, "utf-8")`` when ``data`` is UTF-8, else ``(base64 text, "base64")``."""
     try:
