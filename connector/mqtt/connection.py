@@ -1,7 +1,7 @@
 """One paho-mqtt client's life: connect, wait for CONNACK, reconnect, subscribe, close.
 
 paho runs its network loop in its own thread (``loop_start``). Callbacks only record state
-and hand messages over through a queue; nothing user-supplied runs in paho's thread, so an
+and hand messages over through an inbox (connector.mqtt.inbox); nothing user-supplied runs in paho's thread, so an
 exception can never kill it.
 """
 
