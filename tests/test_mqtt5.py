@@ -115,7 +115,7 @@ def test_messages_without_properties_have_none(mosquitto: MosquittoBroker, uniqu
     with runtime.listen_in_background(conn, {"action": "listen", "topic": topic, "qos": 1}, count=1) as bg:
         bg.wait_ready()
         assert all(r.ok for r in runtime.send(conn, {"action": "send", "topic": topic, "qos": 1}, ["x"]))
-    assert set(bg.documents[0].properties) == {"topic", "qos", "retained", "duplicate", "message_id"}
+    assert set(bg.documents[0].properties) == {"topic", "qos", "retained", "duplicate", "message_id", "received_at"}
 
 
 @pytest.mark.parametrize("flag", [["--user-property", "k=v"], ["--content-type", "text/plain"],

@@ -51,8 +51,13 @@ WAITS_FOREVER = {
     "mqtt-connector run --connection conn.json --operation listen.json --count 10": LISTENING,
 }
 
+#: Brokers started with `&` that the next examples of their section connect to (on the port the document
+#: gives the broker): they run until the section ends, then Ctrl-C stops them, exit 0.
+KEPT_RUNNING = {"mqtt-connector broker --port 8883 --cert-file server.pem --key-file server.key &"}
+
 #: Examples the documents show failing, with the exit code of README's table of exit codes.
 FAILS = {
+    "mqtt-connector check --port 8883 --tls": 3,  # cannot connect: TLS, the CA is not trusted
     "mqtt-connector check --port 1884": 3,  # cannot connect: refused
     "mqtt-connector run --connection conn.json --operation bad.json order-1.xml": 2,  # bad input: configuration
 }
@@ -66,13 +71,19 @@ REWRITES = {
 #: Programs other than ours (skipped when missing, failed in CI) and what a user types into them. What
 #: they print is theirs (mosquitto_passwd's prompts): only their exit code is checked, and what they make
 #: is used by the next examples (the broker reads the password file).
-PROGRAMS = {"mosquitto_passwd -c passwords alice": "mosquitto_passwd"}
+TLS_CA = 'openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 30 -subj "/CN=Local test CA"'
+TLS_REQUEST = 'openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=localhost"'
+TLS_SIGN = ("openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -extfile server.ext "
+            "-out server.pem")
+PROGRAMS = {"mosquitto_passwd -c passwords alice": "mosquitto_passwd",
+            TLS_CA: "openssl", TLS_REQUEST: "openssl", TLS_SIGN: "openssl"}
 STDIN = {"mosquitto_passwd -c passwords alice": b"Alice-Pass-42\nAlice-Pass-42\n"}  # asked twice
 
 #: Sections whose examples need a broker the embedded one is not: it speaks MQTT 3.1.1 only. Mosquitto
 #: forwards what is left of a message's expiry interval, in whole seconds as of the loop turn that
 #: received it; it delivers to a subscriber that is online in that same turn, so 60 stays 60.
-MOSQUITTO_SECTIONS = {"MQTT 5: message properties, request/reply, subscription options"}
+MOSQUITTO_SECTIONS = {"MQTT 5: message properties, request/reply, subscription options", "Request/reply with MQTT 5",
+                      "Sharing the work between several Listens"}
 
 #: The `listen` section's example shows the retained message the `send` section's first example leaves
 #: (the `send` section's last example clears it again): it runs first, its output checked too.
@@ -126,12 +137,14 @@ class Section:
     port: int  # the broker's
     closed_port: int  # where nothing listens (README: 1884)
     background: list[tuple[Example, Started]] = field(default_factory=list)
+    kept: list[tuple[Example, Started]] = field(default_factory=list)  # KEPT_RUNNING brokers
+    kept_ports: dict[str, str] = field(default_factory=dict)  # their ports: as shown, as started
 
     def ports(self, command: str) -> dict[str, str]:
         if re.search(r"\bmqtt-connector broker\b", command):  # a broker of its own, on a free port
             shown = re.search(r"--port (\d+)", command)
             return {shown.group(1): str(free_port())} if shown else {}
-        return {"1883": str(self.port), "1884": str(self.closed_port)}
+        return {"1883": str(self.port), "1884": str(self.closed_port), **self.kept_ports}
 
 
 def run_example(example: Example, section: Section) -> None:
@@ -145,6 +158,9 @@ def run_example(example: Example, section: Section) -> None:
     ports = section.ports(command)
     shell = shell_command(command, ports, section.port)
     shown = with_ports(example.shown, ports)
+    if example.command in KEPT_RUNNING:
+        keep_running(example, shell, shown, section, ports)
+        return
     if example.command in WAITS_FOREVER or command.endswith(" &"):
         start_example(example, shell, shown, section)
         return
@@ -184,6 +200,16 @@ def start_example(example: Example, shell: str, shown: tuple[str, ...], section:
     assert interleaves(shown, [started.stdout.decode().splitlines()]), (str(example), shown, started.stdout)
 
 
+def keep_running(example: Example, shell: str, shown: tuple[str, ...], section: Section,
+                 ports: dict[str, str]) -> None:
+    """A broker the next examples connect to: started, its first line what the document shows."""
+    started = Started(shell.removesuffix(" &"), section.folder)
+    section.kept.append((example, started))
+    assert started.wait_for(BROKER_STARTED), f"{example}: never started ({started.stdout!r}, {started.terminal!r})"
+    assert interleaves(shown, [started.stdout.decode().splitlines()]), (str(example), shown, started.stdout)
+    section.kept_ports.update(ports)
+
+
 def _sections() -> Iterator[object]:
     names = list(dict.fromkeys((e.document, e.section) for e in EXAMPLES))
     for document, name in names:
@@ -212,8 +238,10 @@ def test_examples_of_a_section(document: str, name: str, section_broker: int, tm
         for example in offline:
             run_example(example, section)
         assert not section.background, "a command started with `&` and no example after it"
+        for example, started in section.kept:
+            assert started.stop() == 0, f"{example}: exit {started.proc.returncode} on Ctrl-C"
     finally:
-        for _, started in section.background:
+        for _, started in section.background + section.kept:
             started.stop()
     if not offline:
         pytest.skip("; ".join(f"{e}: needs {NOT_OFFLINE[e.command]}" for e in examples))
@@ -221,7 +249,7 @@ def test_examples_of_a_section(document: str, name: str, section_broker: int, tm
 
 def test_every_decision_names_an_example_of_the_documents() -> None:
     commands = {e.command for e in EXAMPLES}
-    listed = [*NOT_OFFLINE, *WAITS_FOREVER, *FAILS, *REWRITES, *PROGRAMS, *STDIN, *STAND_INS,
+    listed = [*NOT_OFFLINE, *WAITS_FOREVER, *KEPT_RUNNING, *FAILS, *REWRITES, *PROGRAMS, *STDIN, *STAND_INS,
               *(c for replayed in REPLAY.values() for c in replayed)]
     assert sorted(set(listed) - commands) == []
     sections = {e.section for e in EXAMPLES}

@@ -6,6 +6,7 @@ import json
 import textwrap
 from typing import Any
 
+from connector.harness.words import type_words, value_words
 from connector.sdk.manifest import Manifest
 
 WIDTH = 100
@@ -18,20 +19,11 @@ def _wrap(text: str, indent: int) -> str:
 def _type(prop: dict[str, Any]) -> str:
     if "oneOf" in prop:
         return "one of the choices below"
-    kinds = prop.get("type", "any")
-    kinds = kinds if isinstance(kinds, list) else [kinds]
-    words = {"string": "text", "integer": "whole number", "number": "number", "boolean": "true/false",
-             "array": "list of text"}
-    return " or ".join(words.get(k, k) for k in kinds)
+    return type_words(prop)
 
 
 def _default(prop: dict[str, Any]) -> str:
-    if "default" not in prop:
-        return ""
-    value = prop["default"]
-    if value == "":
-        return ", default empty"
-    return f", default {json.dumps(value)}"
+    return f", default {value_words(prop['default'])}" if "default" in prop else ""
 
 
 def _fields(schema: dict[str, Any], lines: list[str]) -> None:
@@ -71,6 +63,6 @@ def describe_text(manifest: Manifest) -> str:
     for name, prop in manifest.document_properties.items():
         used = [a["title"] + (" reads" if name in a["reads"] else " writes")
                 for a in manifest.actions.values() if name in a["reads"] or name in a["writes"]]
-        lines.append(f"  {name}  [{prop['type']}; {', '.join(used)}]")
+        lines.append(f"  {name}  [{type_words(prop)}; {', '.join(used)}]")
         lines.append(_wrap(prop["description"], 6))
     return "\n".join(lines)

@@ -32,7 +32,8 @@ from connector.sdk.errors import PluginError
 #: Flags the harness's commands take themselves: no schema property may take one of them.
 HARNESS_FLAGS = frozenset({"--connection", "--connector", "--verbose", "-v", "--results", "--outbox", "--lines",
                            "--file", "--message", "--count", "--timeout", "--json", "--help", "-h", "--version",
-                           "--operation"})
+                           "--operation", "--format", "--output", "--payload-encoding", "--repeat",
+                           "--interval"})
 #: Attribute names the harness reads from the parsed arguments (its flags' and the command's).
 _HARNESS_DESTS = frozenset({f.lstrip("-").replace("-", "_") for f in HARNESS_FLAGS} | {"command", "inputs"})
 
@@ -131,7 +132,8 @@ def schema_flags(schema: Mapping[str, Any], action: str | None = None) -> list[F
     return flags
 
 
-def _metavar(flag: Flag, action: str | None) -> str | None:
+def metavar_of(flag: Flag, action: str | None) -> str | None:
+    """The word for the flag's value in the help (its ``x-metavar``, for ``action`` when it has one per action)."""
     given = flag.prop.get("x-metavar")
     if isinstance(given, Mapping):
         given = given.get(action or "")
@@ -201,7 +203,7 @@ def add_schema_flags(parser: argparse.ArgumentParser, schema: Mapping[str, Any],
     for flag in flags:
         try:
             group.add_argument(flag.option, dest=flag.dest, help=_help(flag), required=flag.field in required,
-                               **({"metavar": _metavar(flag, action)} if flag.kind not in ("true", "false") else {}),
+                               **({"metavar": metavar_of(flag, action)} if flag.kind not in ("true", "false") else {}),
                                **argparse_options(flag.prop, flag.kind))
             if flag.file_option:
                 group.add_argument(flag.file_option, dest=flag.file_dest, metavar="FILE",

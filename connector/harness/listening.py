@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from connector.harness.output import OutputError
 from connector.harness.sinks import Sink
@@ -22,7 +22,8 @@ class ListenOutcome:
 
     #: Documents the process accepted (each acknowledged to the endpoint).
     accepted: int
-    #: "count", "timeout", "stopped" (asked to, e.g. Ctrl-C), "refused" (the process failed
+    #: "count", "timeout", "stopped" (asked to, e.g. Ctrl-C), "done" (the connector ended it as
+    #: the operation asks, e.g. every retained message read), "refused" (the process failed
     #: for a document every attempt and there was no dead-letter topic), "closed" (the output's
     #: reader went away, e.g. ``listen | head -1``) or "output" (the output failed: full disk...).
     reason: str
@@ -32,6 +33,10 @@ class ListenOutcome:
     dead_lettered: int = 0
     #: Repeats of documents handed over before, dropped by the connector (a duplicate window).
     repeats_dropped: int = 0
+    #: Documents the connector left out as the operation asks, by reason (acknowledged).
+    skipped: dict[str, int] = field(default_factory=dict)
+    #: Why the connector ended the Listen itself (reason "done"), in its words.
+    done: str | None = None
 
 
 class ProcessListener(Listener):
@@ -47,6 +52,8 @@ class ProcessListener(Listener):
         self.reason = "stopped"
         self.dead_letters = 0
         self.repeats = 0
+        self.skips: dict[str, int] = {}
+        self.done_because: str | None = None
         self._on_listening = on_listening
         attach = getattr(sink, "attach", None)
         if attach is not None:  # a sink that may block on its reader, or lose it (see sinks)
@@ -123,6 +130,14 @@ class ProcessListener(Listener):
 
     def repeat_dropped(self, document: Document) -> None:
         self.repeats += 1
+
+    def skipped(self, document: Document, reason: str) -> None:
+        self.skips[reason] = self.skips.get(reason, 0) + 1
+
+    def done(self, reason: str) -> None:
+        if not self.stopping.is_set():
+            self.done_because = reason
+        self.stop_for("done")
 
     def gave_up(self, document: Document, error: str, attempts: int) -> None:
         self.error = error

@@ -35,25 +35,33 @@ class _Tally:
         from connector.sdk.documents import Status
 
         self.out = _open_results(results_path)
-        self.counts = {status: 0 for status in Status}
+        self.success, self.failure = Status.SUCCESS, Status.FAILURE
+        self.counts = {status: 0 for status in Status}  # but SUCCESS: see succeeded
+        self.succeeded = 0
         self.earlier = 0  # confirmed by an earlier run (outbox)
         self.unwritten: str | None = None  # why the results file could not be written: the summary still comes
         self.last_failure = None  # the summary says why, e.g. the broker was unreachable
 
     def add(self, result: Any) -> None:
-        from connector.sdk.documents import Status
-
-        self.counts[result.status] += 1
-        if result.status is Status.FAILURE:
-            self.last_failure = result.error
-        self.earlier += result.note is not None and result.ok
+        status = result.status
+        if status is self.success:  # the common case, in few steps: this runs once per document
+            self.succeeded += 1
+            if result.note is not None:
+                self.earlier += 1
+        else:
+            self.counts[status] += 1
+            if status is self.failure:
+                self.last_failure = result.error
         if self.out is not None and self.unwritten is None:
             try:
-                self.out.write(json.dumps(result.to_json()) + "\n")
+                if status is self.success and result.note is None:  # json.dumps(result.to_json())'s line
+                    self.out.write(f'{{"index": {result.index:d}, "status": "SUCCESS"}}\n')
+                else:
+                    self.out.write(json.dumps(result.to_json()) + "\n")
             except OSError as exc:
                 self.unwritten = exc.strerror or str(exc)
-        if not result.ok:
-            say(f"error: document {result.index}: {result.status.value}: {result.error}\n")
+        if status is not self.success:
+            say(f"error: document {result.index}: {status.value}: {result.error}\n")
 
     def close(self) -> None:
         if self.out is not None:
@@ -67,9 +75,9 @@ class _Tally:
         from connector.sdk.documents import Status
 
         counts = self.counts
-        total = sum(counts.values())
-        failed = total - counts[Status.SUCCESS]
-        summary = f"sent {counts[Status.SUCCESS]:,} of {total:,} document{'s' if total != 1 else ''}"
+        failed = sum(counts.values())
+        total = self.succeeded + failed
+        summary = f"sent {self.succeeded:,} of {total:,} document{'s' if total != 1 else ''}"
         if what:  # the connector's own words for where they went
             summary += f" {what}"
         if self.earlier:
@@ -108,9 +116,13 @@ def report_send(results: Iterator[Any], results_path: str | None, what: str | No
 
 
 def listen_and_report(runtime: Any, connection: dict[str, Any], operation: dict[str, Any], count: int | None,
-                      timeout: float | None, connector_id: str) -> int:
+                      timeout: float | None, connector_id: str, output: tuple[str | None, str | None] = (None, None)
+                      ) -> int:
+    """Run a Listen to standard output (or ``output``: its ``--format`` and ``--output FILE``) and
+    report how it ended; the exit code."""
     import signal
 
+    from connector.harness.formats import listen_sink
     from connector.harness.runtime import ProcessListener
     from connector.harness.sinks import JsonLinesSink
 
@@ -126,7 +138,8 @@ def listen_and_report(runtime: Any, connection: dict[str, Any], operation: dict[
 
     # Every byte of a line reaches stdout before its message is acknowledged, in UTF-8 (the sink
     # writes to the file descriptor itself, not through sys.stdout).
-    sink = JsonLinesSink(sys.stdout, runtime.manifest(connector_id).byte_properties)
+    manifest = runtime.manifest(connector_id)
+    sink = listen_sink(*output, manifest) or JsonLinesSink(sys.stdout, manifest.byte_properties)
     listener = ProcessListener(sink, count, on_listening)
     # Graceful: no new message is taken; the batch in hand is written, flushed and acknowledged;
     # the connection is closed with a DISCONNECT. What the broker sent meanwhile stays unacknowledged.
@@ -146,6 +159,8 @@ def _report_listen(outcome: Any, sink: Any, chatty: bool) -> int:
              if outcome.dead_lettered else "")
     if outcome.repeats_dropped:
         moved += f"; {outcome.repeats_dropped:,} repeat{'s' if outcome.repeats_dropped != 1 else ''} dropped"
+    for reason, skipped in sorted(outcome.skipped.items()):
+        moved += f"; {skipped:,} skipped ({reason})"
     if outcome.reason == "closed":  # like any Unix tool whose reader went away: quietly
         if isinstance(sink.output, FdOutput):
             silence(sink.output.fd)
@@ -161,6 +176,6 @@ def _report_listen(outcome: Any, sink: Any, chatty: bool) -> int:
             f"acknowledged{moved}\n")
         return EXIT_FAILED
     if chatty or moved:
-        say(f"received {accepted} ({ {'count': 'count reached', 'timeout': 'timeout', 'stopped': 'stopped'}[outcome.reason] })"
-            f"{moved}\n")
+        ended = {"count": "count reached", "timeout": "timeout", "stopped": "stopped"}.get(outcome.reason, outcome.done)
+        say(f"received {accepted} ({ended}){moved}\n")
     return EXIT_OK

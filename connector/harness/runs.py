@@ -15,6 +15,7 @@ from connector.harness.reports import listen_and_report, report_send
 def cmd_send(args: argparse.Namespace) -> int:
     from connector.harness.commands import runtime as make_runtime
     from connector.harness.configs import connection_from_args, operation_from_args
+    from connector.harness.sendinputs import send_input
     from connector.harness.stopping import GracefulStop
 
     flags = args.schema_flags
@@ -24,9 +25,9 @@ def cmd_send(args: argparse.Namespace) -> int:
     runtime = make_runtime(args)
     limit = runtime.max_document_size(connection, operation, flags.connector)
     stop = GracefulStop()
-    documents = stop.documents(input_documents(args.file, args.lines, (m.encode("utf-8") for m in args.message or ()),
-                                               stop.stopped, limit))
-    results = runtime.send(connection, operation, documents, connector_id=flags.connector, outbox=args.outbox)
+    documents, in_input_order = send_input(args, stop, limit)
+    results = in_input_order(runtime.send(connection, operation, documents, connector_id=flags.connector,
+                                          outbox=args.outbox))
     stop.install()
     return report_send(results, args.results, runtime.describe_operation(operation, flags.connector), stop)
 
@@ -38,7 +39,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
     flags = args.schema_flags
     connection = connection_from_args(args, flags)
     operation = operation_from_args(args, flags)
-    return listen_and_report(runtime(args), connection, operation, args.count, args.timeout, flags.connector)
+    return listen_and_report(runtime(args), connection, operation, args.count, args.timeout, flags.connector,
+                             (args.format, args.output))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -59,9 +61,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if action == "listen":
         if args.inputs or args.lines or args.results or args.outbox:
             raise UsageError("a Listen takes no INPUT, --lines, --results or --outbox")
-        return listen_and_report(runtime, connection, operation, args.count, args.timeout, connector_id)
-    if args.count is not None or args.timeout is not None:
-        raise UsageError("--count and --timeout are for a Listen")
+        return listen_and_report(runtime, connection, operation, args.count, args.timeout, connector_id,
+                                 (args.format, args.output))
+    if args.count is not None or args.timeout is not None or args.format is not None or args.output is not None:
+        raise UsageError("--count, --timeout, --format and --output are for a Listen")
     check_outputs(args)
     limit = runtime.max_document_size(connection, operation, connector_id)
     stop = GracefulStop()

@@ -99,7 +99,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise ConnectError(str(exc)) from None
 
 
+def _clear_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--topic", action="append", required=True, metavar="FILTER",
+                   help="clear the retained messages under this topic filter, e.g. 'sensors/#' (repeatable)")
+
+
+def cmd_clear_retained(args: argparse.Namespace) -> int:
+    from connector.mqtt.clearing import clear_retained
+
+    return clear_retained(args.connection_config, args.topic)
+
+
 COMMANDS = (
     Command("broker", "run the embedded MQTT broker in the foreground", _broker_arguments, cmd_broker),
     Command("demo", "offline tour on the embedded broker: retained, wildcards, QoS 0/1/2", lambda p: None, cmd_demo),
+    Command("clear-retained", "clear the stored retained messages under topic filters, listing each topic cleared",
+            _clear_arguments, cmd_clear_retained, connection=True),
 )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
-import queue
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -14,6 +14,7 @@ import paho.mqtt.client as paho
 from connector.mqtt.connection import MqttConnection
 from connector.mqtt.phrases import describe_granted
 from connector.mqtt.properties import document_properties, message_uid
+from connector.mqtt.selection import Selection
 from connector.mqtt.topics import matches, operation_problems
 from connector.sdk.documents import Document
 from connector.sdk.errors import ConfigError, ConnectError
@@ -41,16 +42,20 @@ def topic_filters(operation: Mapping[str, Any]) -> list[str]:
     return [topics] if isinstance(topics, str) else list(topics)
 
 
-def to_document(message: paho.MQTTMessage) -> Document:
+def to_document(message: paho.MQTTMessage, topic: str | None = None, received_at: str | None = None) -> Document:
     """A received message as a document with the properties the manifest declares for Listen
-    (with MQTT 5 also its message properties, those it has)."""
+    (with MQTT 5 also its message properties, those it has). ``topic``: the message's topic,
+    when already decoded; ``received_at`` (ISO 8601, UTC): when the Listen took it from the
+    connection."""
     properties = {
-        "topic": message.topic,
+        "topic": message.topic if topic is None else topic,
         "qos": message.qos,
         "retained": bool(message.retain),
         "duplicate": bool(message.dup),
         "message_id": message.mid,
     }
+    if received_at is not None:
+        properties["received_at"] = received_at
     if message.properties is not None:
         properties.update(document_properties(message.properties))
     return Document(payload=message.payload, properties=properties)
@@ -69,7 +74,8 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
     qos: int = operation["qos"]
     own_qos = operation.get("filter_qos") or {}
     conn.role = "Listen"
-    conn.on_subscribed = lambda granted: listener.listening(describe_granted(granted))
+    selection = Selection(operation)
+    conn.on_subscribed = lambda granted: (selection.subscribed(), listener.listening(describe_granted(granted)))
     conn.subscribe([(f, own_qos.get(f, qos)) for f in filters], operation)
     window = operation.get("dedupe_window", 0)
     repeats = _Repeats(window) if conn.mqtt5 and window else None
@@ -79,24 +85,20 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
     exact = set(filters) if not any(_is_wildcard(f) for f in filters) else None
     accepted = 0
     while not stopping.is_set():
-        try:
-            batch = [inbox.get(timeout=POLL_SECONDS)]
-        except queue.Empty:
+        if not inbox.wait(POLL_SECONDS):
             if conn.failure is not None:  # e.g. taken over: the connection ended for good
                 raise ConnectError(conn.failure) from None
+            if selection.quiet():
+                listener.done("every retained message was read")
             continue
-        try:  # what else already waits: one lock each, no waiting
-            batch.append(inbox.get_nowait())
+        if len(inbox) > 1:
             # More are coming (a backlog, a burst): linger a moment so that paho's thread reads
             # on without fighting this one for the GIL at every message; they then come in large
             # batches. A lone message (a quiet stream) goes on at once, without this latency.
             time.sleep(LINGER_SECONDS)
-            while len(batch) < BATCH_MAX:
-                batch.append(inbox.get_nowait())
-        except queue.Empty:
-            pass
-        messages, documents = [], []
-        for message in batch:
+        messages, documents, ended = [], [], False
+        received_at = datetime.datetime.now(datetime.timezone.utc).isoformat()  # one clock read per batch
+        for message in inbox.take(BATCH_MAX):
             try:
                 topic = message.topic
             except UnicodeDecodeError:
@@ -108,17 +110,27 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
                 log.warning("dropped a message on %r, which matches none of the filters %s", topic, filters)
                 ack(message)
                 continue
+            skipped = selection.skipped(message.retain, topic)
+            if skipped is not None:  # left out as the operation asks: acknowledged, counted
+                ack(message)
+                listener.skipped(to_document(message, topic, received_at), skipped)
+                continue
+            if selection.ends_at(message.retain):  # not acknowledged: a persistent session keeps it
+                ended = True
+                break
             if repeats is not None and repeats.seen(message):
                 log.debug("dropped a repeat of message %s on %r", message_uid(message.properties), topic)
                 ack(message)  # the first copy was taken already
-                listener.repeat_dropped(to_document(message))
+                listener.repeat_dropped(to_document(message, topic, received_at))
                 continue
             messages.append(message)
-            documents.append(to_document(message))
+            documents.append(to_document(message, topic, received_at))
         if stopping.is_set():
             break  # never submitted, never acknowledged: the broker keeps them for a persistent session
         if documents:
             accepted += retries.deliver(messages, documents)
+        if ended:
+            listener.done("every retained message was read")
     return accepted
 
 

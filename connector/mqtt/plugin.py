@@ -36,10 +36,11 @@ def connector_validate(connection: Mapping[str, Any], operation: Mapping[str, An
     if operation is None:
         return problems
     from connector.mqtt.properties import mqtt5_problems, property_problems
+    from connector.mqtt.selection import selection_problems
     from connector.mqtt.topics import operation_problems
 
     problems += mqtt5_problems(operation) if connection.get("protocol") != "5" else property_problems(operation)
-    return problems + operation_problems(operation)
+    return problems + operation_problems(operation) + selection_problems(operation)
 
 
 @hookimpl
