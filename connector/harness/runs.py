@@ -8,13 +8,12 @@ import argparse
 from typing import Any
 
 from connector.harness.exits import EXIT_OK, UsageError
-from connector.harness.inputs import check_outputs, input_documents, load_json_file, stdin_whole
-from connector.harness.reports import listen_and_report, report_send
-
 
 def cmd_send(args: argparse.Namespace) -> int:
     from connector.harness.commands import runtime as make_runtime
     from connector.harness.configs import connection_from_args, operation_from_args
+    from connector.harness.inputs import check_outputs
+    from connector.harness.reports import report_send
     from connector.harness.sendinputs import send_input
     from connector.harness.stopping import GracefulStop
 
@@ -35,6 +34,7 @@ def cmd_send(args: argparse.Namespace) -> int:
 def cmd_listen(args: argparse.Namespace) -> int:
     from connector.harness.commands import runtime
     from connector.harness.configs import connection_from_args, operation_from_args
+    from connector.harness.reports import listen_and_report
 
     flags = args.schema_flags
     connection = connection_from_args(args, flags)
@@ -47,6 +47,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from connector.harness.commands import runtime as make_runtime
     from connector.harness.configs import holds_secret, remember_secrets, warn_exposed_secrets
     from connector.harness.flags import schema_flags
+    from connector.harness.inputs import check_outputs, input_documents, load_json_file, stdin_whole
+    from connector.harness.reports import listen_and_report, report_send
     from connector.harness.stopping import GracefulStop
 
     connection = load_json_file(args.connection, "connection")
