@@ -178,7 +178,7 @@ def _endpoint(conn: MqttConnection, ack: Callable[[paho.MQTTMessage], None]) -> 
         result = next(iter(send(conn, operation, [Document(letter)])))
         return None if result.ok else f"{result.status.value}: {result.error}"
 
-    return Endpoint(acknowledge=ack, publish_dead_letter=publish,
+    return Endpoint(acknowledge=ack, acknowledge_all=conn.client.ack_all, publish_dead_letter=publish,
                     dead_letter_room=lambda topic: largest_payload(conn, topic, DEAD_LETTER_QOS),
                     describe=lambda document: f"the message on {document.properties['topic']!r}",
                     byte_properties=connector_manifest().byte_properties)
