@@ -253,7 +253,7 @@ class PahoClient(paho.Client):
         PUBREC (QoS 2), now or, after a reconnect, when the broker sent them again; never when an
         id names another message by now (an earlier session's message, an id the broker gave out
         again)."""
-        acks = []
+        acks: list[bytes] = []
         # Under the lock up to the queueing: a reconnect counts its connection under it too, then
         # empties paho's queue, so an acknowledgement never goes out on a later connection.
         with self._received_lock:
@@ -274,7 +274,8 @@ class PahoClient(paho.Client):
             if not acks:
                 return paho.MQTT_ERR_SUCCESS
             if self._logger is not None:
-                self._easy_log(paho.MQTT_LOG_DEBUG, "Sending %d PUBACK/PUBREC", len(acks))
+                self._easy_log(paho.MQTT_LOG_DEBUG, "Sending PUBACK/PUBREC (Mids: %s)",
+                               ", ".join(str(int.from_bytes(ack[2:], "big")) for ack in acks))
             self._acked = True  # written by paho's thread after the packet it is handling now
             return self._packet_queue(_PUBACK, b"".join(acks), 0, 1)
 
