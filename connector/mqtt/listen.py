@@ -88,8 +88,7 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
                 listener.done("every retained message was read")
             continue
         # No linger for more: paho's thread hands over every read whole, so a batch is what came
-        # together, and the broker sends more (at most its in-flight window, 20 for Mosquitto)
-        # only once this batch is acknowledged.
+        # together; meanwhile paho's thread reads on.
         messages, documents, ended = [], [], False
         received_at = datetime.datetime.now(datetime.timezone.utc).isoformat()  # one clock read per batch
         for message in inbox.take(BATCH_MAX):
