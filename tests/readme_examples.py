@@ -26,10 +26,11 @@ from brokers import stop_process
 #: What a terminal shows that legitimately differs from run to run, and the pattern that stands for it.
 #: Only the client ID that `check` prints when none was given: it is "mqtt-connector-" and 12 random hex
 #: digits, new for every connection (connector/mqtt/connection.py), so no two runs show the same one.
-VARYING = re.compile(r"'mqtt-connector-[0-9a-f]{12}'")
-VARYING_PATTERN = r"'mqtt-connector-[0-9a-f]{12}'"
+#: What differs from run to run: a generated client ID, the time a Listen received a message.
+VARYING_PATTERN = r"(?:'mqtt-connector-[0-9a-f]{12}'|\"received_at\": \"[0-9T:.+-]{32}\")"
+VARYING = re.compile(VARYING_PATTERN)
 
-_CONNECTS = re.compile(r"\bmqtt-connector (send|listen|check)\b")
+_CONNECTS = re.compile(r"\bmqtt-connector (send|listen|check|clear-retained)\b")
 _PROGRAM = re.compile(r"(^|\|\s*)mqtt-connector\b(?!-)")
 
 

@@ -4,6 +4,7 @@ CONTRACT.md: commands, the JSON-lines document format, exit codes, one-line erro
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import queue
 import signal
@@ -24,7 +25,7 @@ from clirun import run_cli, start_cli
 
 QUIET = 0.5  # bounded wait that shows nothing (more) arrives; never used to synchronise
 WAIT = 10.0
-PROPERTIES = {"topic", "qos", "retained", "duplicate", "message_id"}
+PROPERTIES = {"topic", "qos", "retained", "duplicate", "message_id", "received_at"}
 SECRET = "s3cr3t-value"
 
 
@@ -135,7 +136,10 @@ def test_retained_send_then_listen_prints_one_contract_line(broker: BrokerThread
     out, _ = text(heard)
     assert out.endswith("\n") and out.count("\n") == 1, out
     # The Listen subscribed at QoS 0 (the default): delivered QoS is the lower of 1 and 0.
-    assert document_line(out) == {
+    document = document_line(out)
+    received = datetime.datetime.fromisoformat(document["properties"].pop("received_at"))
+    assert received.tzinfo is not None and abs(time.time() - received.timestamp()) < 60
+    assert document == {
         "payload": "21", "encoding": "utf-8",
         "properties": {"topic": topic, "qos": 0, "retained": True, "duplicate": False, "message_id": 0},
     }

@@ -114,6 +114,11 @@ def test_run_names_standard_input_and_its_input_files() -> None:
     assert document_namer(["a", "b"], True)(1) == "document 2 (file 'b')"
 
 
+def test_a_repeated_input_names_the_round() -> None:
+    assert document_namer(None, False, messages=2)(4) == "document 5 (the 1st --message, round 3)"
+    assert document_namer(["a", "-"], False)(3) == "document 4 (standard input, round 2)"
+
+
 def _at(broker: BrokerThread) -> list[str]:
     return ["--host", broker.host, "--port", str(broker.port)]
 

@@ -79,6 +79,15 @@ def environment(unbuffered: bool, **extra: str) -> dict[str, str]:
     return env
 
 
+def finished(proc: subprocess.Popen) -> tuple[int, str]:
+    """A Listen that ends by itself: its exit code and stderr (stopped by its pid if it does not)."""
+    try:
+        code = proc.wait(WAIT)
+        return code, proc.stderr.read().decode()  # type: ignore[union-attr]
+    finally:
+        stop_process(proc)
+
+
 def drain(mosquitto: MosquittoBroker, client_id: str, topic: str, sent: list[str], have: list[str],
           folder: Path, env: dict[str, str]) -> list[str]:
     """A second Listen on the same session, until every number of ``sent`` was seen (or WAIT)."""
@@ -122,12 +131,8 @@ def test_a_full_disk_loses_nothing(runtime: Runtime, mosquitto: MosquittoBroker,
     backlog(runtime, mosquitto, client_id, topic, sent)
     env = environment(unbuffered)
     with open(small_disk / "out.jsonl", "wb") as out:
-        proc = cli(*listen_args(mosquitto, client_id, topic), env=env, stdout=out, stderr=subprocess.PIPE)
-    try:
-        code = proc.wait(WAIT)
-        err = proc.stderr.read().decode()  # type: ignore[union-attr]
-    finally:
-        stop_process(proc)
+        code, err = finished(cli(*listen_args(mosquitto, client_id, topic), env=env, stdout=out,
+                                 stderr=subprocess.PIPE))
     first = payloads((small_disk / "out.jsonl").read_bytes())
     assert 0 < len(first) < len(sent)
     rest = drain(mosquitto, client_id, topic, sent, first, tmp_path, env)

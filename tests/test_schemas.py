@@ -228,7 +228,8 @@ def test_operation_defaults_are_filled_in(manifest: Manifest) -> None:
     assert manifest.validate_operation({"action": "listen", "topic": ["a/+", "b/#"], "qos": 2}) == {
         "action": "listen", "topic": ["a/+", "b/#"], "qos": 2, "retained": False,
         "max_attempts": 3, "retry_delay": 1, "dead_letter_topic": None, "filter_qos": {}, "no_local": False,
-        "retain_as_published": False, "retain_handling": 0, "dedupe_window": 0}  # x-actions: Listen's only
+        "retain_as_published": False, "retain_handling": 0, "dedupe_window": 0, "skip_retained": False,
+        "retained_only": False, "filter_out": []}  # x-actions: Listen's only
 
 
 @pytest.mark.parametrize(("config", "valid"), [

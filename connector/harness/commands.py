@@ -72,19 +72,38 @@ def add_connector_commands(sub: Any, common: Callable[[argparse.ArgumentParser],
                 command.add_arguments(p)
                 common(p)
                 connector_arg(p, default)
+                if command.connection:
+                    _connection_flags(p, connector_id, connectors.manifest(connector_id))
             except argparse.ArgumentError as exc:
                 raise PluginError(f"the connector {connector_id!r}'s command {command.name!r} is broken: {exc}") from None
-            runners[command.name] = _runner(connector_id, command.name, command.run)
+            runners[command.name] = _runner(connector_id, command.name, command.run, command.connection)
     return runners
 
 
-def _runner(owner: str, name: str, run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+def _connection_flags(p: argparse.ArgumentParser, connector_id: str, manifest: Any) -> None:
+    """A connector command's connection flags, as ``check`` has them."""
+    from connector.harness.configs import SchemaFlags
+    from connector.harness.flags import add_connector_flags
+
+    p.add_argument("--connection", metavar="FILE", help="connection file (JSON, see 'describe'); the flags "
+                   "below override its fields")
+    connection, _ = add_connector_flags(p, manifest.connection_schema)
+    p.set_defaults(schema_flags=SchemaFlags(connector_id, connection))
+
+
+def _runner(owner: str, name: str, run: Callable[[argparse.Namespace], int],
+            connection: bool = False) -> Callable[[argparse.Namespace], int]:
     def run_for_owner(args: argparse.Namespace) -> int:
         if args.connector is not None and args.connector != owner:
             from connector.sdk.errors import ConfigError
 
             runtime(args).connectors.manifest(args.connector)  # not installed: says which are
             raise ConfigError(f"the command {name!r} comes from the connector {owner!r}, not {args.connector!r}")
+        if connection:
+            from connector.harness.configs import connection_from_args
+
+            given = connection_from_args(args, args.schema_flags)
+            args.connection_config = runtime(args).validate_connection(given, owner)
         return run(args)
 
     return run_for_owner

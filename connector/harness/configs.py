@@ -5,17 +5,19 @@ from then on (:mod:`connector.harness.logs`) and one given where others can see 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector.harness.exits import UsageError
 from connector.harness.flags import Flag
-from connector.harness.inputs import load_json_file
-from connector.harness.logs import remember_secret
-from connector.harness.origins import Origins
+
+if TYPE_CHECKING:
+    from connector.harness.origins import Origins
+
+# The parser imports this module for SchemaFlags before any command runs (``--help`` too): what
+# only running a command needs (logging, files) is imported by the functions that use it.
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ def _secrets(flags: Iterable[Flag]) -> set[str]:
 
 def remember_secrets(config: Any, secrets: Iterable[str]) -> None:
     """Mask every secret field of a configuration (the fields its schema marks writeOnly)."""
+    from connector.harness.logs import remember_secret
+
     if isinstance(config, dict):
         for name in secrets:
             remember_secret(config.get(name))
@@ -61,6 +65,7 @@ def connection_from_args(args: argparse.Namespace, flags: SchemaFlags,
     """The ``--connection FILE`` with the connection flags over it (and the environment
     variables the schema names for secrets); ``origins`` learns where each field came from."""
     from connector.harness.flagconfig import config_from_args
+    from connector.harness.inputs import load_json_file
 
     config: dict[str, Any] = {}
     if args.connection:
@@ -92,6 +97,8 @@ def warn_exposed_secrets(args: argparse.Namespace, config: Any, file_secret: boo
     secret): a secret on the command line is in the process list of every user; a file that
     holds one (a secret's file flag, a connection file, a field marked ``x-secret-file``) should
     be readable by its owner only."""
+    import logging
+
     from connector.harness.flagconfig import secret_warnings
 
     warn = logging.getLogger("connector.harness").warning

@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector.harness.flags import Flag
-from connector.harness.origins import Origins
 from connector.sdk.errors import ConfigError
+
+if TYPE_CHECKING:
+    from connector.harness.origins import Origins
 
 
 def _read_first_line(path: str, what: str) -> str:

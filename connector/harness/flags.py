@@ -32,7 +32,8 @@ from connector.sdk.errors import PluginError
 #: Flags the harness's commands take themselves: no schema property may take one of them.
 HARNESS_FLAGS = frozenset({"--connection", "--connector", "--verbose", "-v", "--results", "--outbox", "--lines",
                            "--file", "--message", "--count", "--timeout", "--json", "--help", "-h", "--version",
-                           "--operation"})
+                           "--operation", "--format", "--output", "--payload-encoding", "--repeat",
+                           "--interval"})
 #: Attribute names the harness reads from the parsed arguments (its flags' and the command's).
 _HARNESS_DESTS = frozenset({f.lstrip("-").replace("-", "_") for f in HARNESS_FLAGS} | {"command", "inputs"})
 

@@ -14,7 +14,9 @@ from connector.harness.exits import UsageError
 
 #: The harness's arguments that are file names: bytes the file system accepts, whatever their
 #: encoding (a connector's are the flags whose value is a FILE: ``file_options``).
-PATH_ARGS = frozenset({"connection", "operation", "file", "inputs", "results", "outbox"})
+PATH_ARGS = frozenset({"connection", "operation", "file", "inputs", "results", "outbox", "output"})
+#: The --file that names standard input (all of it one document).
+STDIN = "-"
 #: A configuration or password file larger than this is not one (and is not read into memory).
 MAX_CONFIG_BYTES = 16 << 20
 
@@ -78,8 +80,11 @@ def _stdin_lines(stopped: Callable[[], bool], limit: int | None = None) -> Itera
     return StdinReader(stopped, limit).lines()
 
 
-def _read_files(paths: Sequence[str], limit: int | None = None) -> Iterator[bytes]:
+def _read_files(paths: Sequence[str], stopped: Callable[[], bool], limit: int | None = None) -> Iterator[bytes]:
     for path in paths:
+        if path == STDIN:
+            yield from stdin_whole(stopped, limit)
+            continue
         with open(path, "rb") as f:  # a stream (pipe, device) is read one byte past the limit at most
             yield f.read() if limit is None else f.read(limit + 1)
 
@@ -97,7 +102,7 @@ def input_documents(files: Sequence[str] | None, lines: bool, otherwise: Iterato
     much past ``limit`` bytes (the largest the connector could send)."""
     if files:
         _check_files(files, limit)
-        return _read_files(files, limit)
+        return _read_files(files, stopped, limit)
     return _stdin_lines(stopped, limit) if lines else otherwise
 
 
@@ -107,22 +112,27 @@ def ordinal(n: int) -> str:
     return f"{n}{end}"
 
 
-def document_namer(files: Sequence[str] | None, lines: bool, otherwise: str | None = None) -> Callable[[int], str]:
+def document_namer(files: Sequence[str] | None, lines: bool, otherwise: str | None = None,
+                   messages: int = 0) -> Callable[[int], str]:
     """How the reports name the document of a (0-based) index, as the user counts: from 1, and
     where it came from: ``document 2 (line 2)`` for ``--lines``, ``document 2 (file 'b.txt')``,
-    else ``otherwise`` (``"--message"``: ``document 2 (the 2nd --message)``, or words such as
-    ``"standard input"``). The results file keeps the 0-based index (CONTRACT.md)."""
+    ``document 2 (the 2nd --message)`` (``messages`` of them), else ``otherwise`` (words such as
+    ``"standard input"``). Past the end of the files or messages, the input was repeated
+    (``--repeat``): ``document 5 (the 1st --message, round 3)``. The results file keeps the
+    0-based index (CONTRACT.md)."""
     def name(index: int) -> str:
-        number = index + 1
+        count = len(files) if files else messages
+        where, turn = otherwise, index // count + 1 if count else 1
         if files:
-            where = f"file {files[index]!r}" if index < len(files) else None
+            path = files[index % count]
+            where = "standard input" if path == "-" else f"file {path!r}"
         elif lines:
-            where = f"line {number}"
-        elif otherwise and otherwise.startswith("--"):
-            where = f"the {ordinal(number)} {otherwise}"
-        else:
-            where = otherwise
-        return f"document {number}" + (f" ({where})" if where else "")
+            where = f"line {index + 1}"
+        elif messages:
+            where = f"the {ordinal(index % count + 1)} --message"
+        if turn > 1:
+            where = f"{where}, round {turn}"
+        return f"document {index + 1}" + (f" ({where})" if where else "")
 
     return name
 
@@ -133,7 +143,11 @@ def _check_files(paths: Sequence[str], limit: int | None = None) -> None:
     read when its turn comes (waiting for its writer, as cat does), no further than ``limit``."""
     import stat
 
+    if list(paths).count(STDIN) > 1:
+        raise UsageError(f"--file {STDIN} (standard input) is given more than once: it can be read only once")
     for path in paths:
+        if path == STDIN:
+            continue
         try:
             info = os.stat(path)
         except OSError as exc:

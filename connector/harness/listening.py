@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from connector.harness.output import OutputError
 from connector.harness.sinks import Sink
@@ -22,7 +22,8 @@ class ListenOutcome:
 
     #: Documents the process accepted (each acknowledged to the endpoint).
     accepted: int
-    #: "count", "timeout", "stopped" (asked to, e.g. Ctrl-C), "refused" (the process failed
+    #: "count", "timeout", "stopped" (asked to, e.g. Ctrl-C), "done" (the connector ended it as
+    #: the operation asks, e.g. every retained message read), "refused" (the process failed
     #: for a document every attempt and there was no dead-letter topic), "closed" (the output's
     #: reader went away, e.g. ``listen | head -1``) or "output" (the output failed: full disk...).
     reason: str
@@ -32,6 +33,10 @@ class ListenOutcome:
     dead_lettered: int = 0
     #: Repeats of documents handed over before, dropped by the connector (a duplicate window).
     repeats_dropped: int = 0
+    #: Documents the connector left out as the operation asks, by reason (acknowledged).
+    skipped: dict[str, int] = field(default_factory=dict)
+    #: Why the connector ended the Listen itself (reason "done"), in its words.
+    done: str | None = None
 
 
 class ProcessListener(Listener):
@@ -43,16 +48,27 @@ class ProcessListener(Listener):
         self.sink = sink
         self.count = count
         self.accepted = 0
+        #: Documents handed over by the connector (a document handed over again, e.g. retried, once).
+        self.received = 0
+        self._last_received: Document | None = None
         self.ready = threading.Event()
         self.reason = "stopped"
         self.dead_letters = 0
         self.repeats = 0
+        self.skips: dict[str, int] = {}
+        self.done_because: str | None = None
         self._on_listening = on_listening
         attach = getattr(sink, "attach", None)
         if attach is not None:  # a sink that may block on its reader, or lose it (see sinks)
             attach(self.stopping, lambda: self.stop_for("closed"))
 
+    def _received(self, documents: list[Document]) -> None:
+        if documents and documents[-1] is not self._last_received:  # a retry hands a tail of the same batch
+            self.received += len(documents)
+            self._last_received = documents[-1]
+
     def submit(self, document: Document) -> bool:
+        self._received([document])
         try:
             self.sink(document)
         except OutputError as exc:
@@ -70,6 +86,7 @@ class ProcessListener(Listener):
         write, flush = getattr(sink, "write", None), getattr(sink, "flush", None)
         if write is None or flush is None:
             return super().submit_batch(documents)
+        self._received(documents)
         if self.count is not None:
             documents = documents[:max(0, self.count - self.accepted)]
         if not documents:
@@ -123,6 +140,14 @@ class ProcessListener(Listener):
 
     def repeat_dropped(self, document: Document) -> None:
         self.repeats += 1
+
+    def skipped(self, document: Document, reason: str) -> None:
+        self.skips[reason] = self.skips.get(reason, 0) + 1
+
+    def done(self, reason: str) -> None:
+        if not self.stopping.is_set():
+            self.done_because = reason
+        self.stop_for("done")
 
     def gave_up(self, document: Document, error: str, attempts: int) -> None:
         self.error = error

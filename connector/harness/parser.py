@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from connector.harness.exits import EXIT_BAD_INPUT
+from connector.harness.progress import add_progress_flag
 
 #: The commands whose flags come from the connector's schemas, and the action of their operation.
 SCHEMA_COMMANDS: dict[str, str | None] = {"send": "send", "listen": "listen", "check": None}
@@ -120,14 +121,29 @@ def _send_parser(sub: Any, default_connector: str | None, argv: Sequence[str]) -
     p = sub.add_parser("send", help="the Send action: each document to the connector's endpoint")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--message", action="append", metavar="TEXT", help="a document's text (repeatable)")
-    src.add_argument("--file", action="append", metavar="PATH", help="a file sent as one document, bytes exact (repeatable)")
+    src.add_argument("--file", action="append", metavar="PATH", help="a file sent as one document, bytes exact "
+                     "(repeatable); - is standard input, all of it one document")
     src.add_argument("--lines", action="store_true", help="each line of standard input is one document")
+    p.add_argument("--payload-encoding", choices=("hex", "base64"), help="each --message or line is binary given as "
+                   "hex or base64 text, sent decoded (a --message that is not: exit 2, nothing sent; a line that is "
+                   "not: that document's APPLICATION_ERROR)")
+    p.add_argument("--repeat", type=int, metavar="N", help="send the --message or --file documents N times over")
+    p.add_argument("--interval", type=_timeout, metavar="S", help="wait S seconds between documents")
     p.add_argument("--results", metavar="FILE", help="write one JSON line per document: index, status, error")
     p.add_argument("--outbox", metavar="FILE", help="durable record (SQLite) of what the endpoint confirmed: run the "
                    "same command again after a crash and only the documents not confirmed are sent")
+    add_progress_flag(p)
     connector_arg(p, default_connector)
     common(p)
     _schema_flags(p, "send", default_connector, argv)
+
+
+def _output_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    p.add_argument("--format", metavar="FORMAT", help=prefix + "how each document is written: json (a JSON line, the "
+                   "default), payload (its payload and a newline, as mosquitto_sub), topic-payload (its topic, a space, "
+                   "its payload, as mosquitto_sub -v) or a template such as '{topic} {payload:hex}' (see README)")
+    p.add_argument("--output", metavar="FILE", help=prefix + "append to FILE instead of standard output; each batch "
+                   "is written and fsynced before it is acknowledged")
 
 
 def _harness_commands(sub: Any, default_connector: str | None, argv: Sequence[str]) -> None:
@@ -138,6 +154,8 @@ def _harness_commands(sub: Any, default_connector: str | None, argv: Sequence[st
     p = sub.add_parser("listen", help="the Listen action: write each document received as a JSON line")
     p.add_argument("--count", type=int, metavar="N", help="stop after N documents")
     p.add_argument("--timeout", type=_timeout, metavar="S", help="stop after S seconds")
+    _output_args(p)
+    add_progress_flag(p)
     connector_arg(p, default_connector)
     common(p)
     _schema_flags(p, "listen", default_connector, argv)
@@ -152,6 +170,8 @@ def _harness_commands(sub: Any, default_connector: str | None, argv: Sequence[st
     p.add_argument("--outbox", metavar="FILE", help="Send: durable record of what the endpoint confirmed (see send)")
     p.add_argument("--count", type=int, metavar="N", help="Listen: stop after N documents")
     p.add_argument("--timeout", type=_timeout, metavar="S", help="Listen: stop after S seconds")
+    _output_args(p, "Listen: ")
+    add_progress_flag(p)
     common(p)
 
     p = sub.add_parser("describe", help="show the connector, its connection fields and the Options tab")

@@ -36,25 +36,33 @@ class _Tally:
 
         self.name = name  # a document as the user counts it: "document 2 (line 2)"
         self.out = _open_results(results_path)
-        self.counts = {status: 0 for status in Status}
+        self.success, self.failure = Status.SUCCESS, Status.FAILURE
+        self.counts = {status: 0 for status in Status}  # but SUCCESS: see succeeded
+        self.succeeded = 0
         self.earlier = 0  # confirmed by an earlier run (outbox)
         self.unwritten: str | None = None  # why the results file could not be written: the summary still comes
         self.last_failure: tuple[int, str | None] | None = None  # the summary says which and why
 
     def add(self, result: Any) -> None:
-        from connector.sdk.documents import Status
-
-        self.counts[result.status] += 1
-        if result.status is Status.FAILURE:
-            self.last_failure = (result.index, result.error)
-        self.earlier += result.note is not None and result.ok
+        status = result.status
+        if status is self.success:  # the common case, in few steps: this runs once per document
+            self.succeeded += 1
+            if result.note is not None:
+                self.earlier += 1
+        else:
+            self.counts[status] += 1
+            if status is self.failure:
+                self.last_failure = (result.index, result.error)
         if self.out is not None and self.unwritten is None:
             try:
-                self.out.write(json.dumps(result.to_json()) + "\n")
+                if status is self.success and result.note is None:  # json.dumps(result.to_json())'s line
+                    self.out.write(f'{{"index": {result.index:d}, "status": "SUCCESS"}}\n')
+                else:
+                    self.out.write(json.dumps(result.to_json()) + "\n")
             except OSError as exc:
                 self.unwritten = exc.strerror or str(exc)
-        if not result.ok:
-            say(f"error: {self.name(result.index)}: {result.status.value}: {result.error}\n")
+        if status is not self.success:
+            say(f"error: {self.name(result.index)}: {status.value}: {result.error}\n")
 
     def close(self) -> None:
         if self.out is not None:
@@ -68,9 +76,9 @@ class _Tally:
         from connector.sdk.documents import Status
 
         counts = self.counts
-        total = sum(counts.values())
-        failed = total - counts[Status.SUCCESS]
-        summary = f"sent {counts[Status.SUCCESS]:,} of {total:,} document{'s' if total != 1 else ''}"
+        failed = sum(counts.values())
+        total = self.succeeded + failed
+        summary = f"sent {self.succeeded:,} of {total:,} document{'s' if total != 1 else ''}"
         if what:  # the connector's own words for where they went
             summary += f" {what}"
         if self.earlier:
@@ -97,10 +105,10 @@ def report_send(results: Iterator[Any], results_path: str | None, what: str | No
         tally.close()
     summary, failed = tally.summary(what)
     if stop is not None and stop.signal is not None:
-        import signal
+        from connector.harness.stopping import stopped_counts
 
-        after = f" after {tally.name(stop.read - 1)}" if stop.read else " before any document was read"
-        say(summary + f"; stopped by {signal.Signals(stop.signal).name}{after}: the rest of the input was not read\n")
+        last = tally.name(stop.read - 1) if stop.read else None
+        say(summary + "; " + stopped_counts(stop, tally.succeeded, sum(tally.counts.values()), last) + "\n")
         code = 128 + stop.signal
     else:
         say(summary + "\n")
@@ -113,9 +121,13 @@ def report_send(results: Iterator[Any], results_path: str | None, what: str | No
 
 
 def listen_and_report(runtime: Any, connection: dict[str, Any], operation: dict[str, Any], count: int | None,
-                      timeout: float | None, connector_id: str) -> int:
+                      timeout: float | None, connector_id: str, output: tuple[str | None, str | None] = (None, None),
+                      progress: bool | None = None) -> int:
+    """Run a Listen to standard output (or ``output``: its ``--format`` and ``--output FILE``) and
+    report how it ended; the exit code."""
     import signal
 
+    from connector.harness.formats import listen_sink
     from connector.harness.runtime import ProcessListener
     from connector.harness.sinks import JsonLinesSink
 
@@ -131,19 +143,37 @@ def listen_and_report(runtime: Any, connection: dict[str, Any], operation: dict[
 
     # Every byte of a line reaches stdout before its message is acknowledged, in UTF-8 (the sink
     # writes to the file descriptor itself, not through sys.stdout).
-    sink = JsonLinesSink(sys.stdout, runtime.manifest(connector_id).byte_properties)
+    manifest = runtime.manifest(connector_id)
+    sink = listen_sink(*output, manifest) or JsonLinesSink(sys.stdout, manifest.byte_properties)
     listener = ProcessListener(sink, count, on_listening)
     # Graceful: no new message is taken; the batch in hand is written, flushed and acknowledged;
     # the connection is closed with a DISCONNECT. What the broker sent meanwhile stays unacknowledged.
     # A write blocked on a reader that does not read gives up within a second (not acknowledged).
+    signals: list[int] = []  # the one that stopped it, for the report
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: listener.stop_for("stopped"))
-    outcome = runtime.listen(connection, operation, listener.sink, count=count, timeout=timeout, listener=listener,
-                             connector_id=connector_id)
-    return _report_listen(outcome, sink, chatty)
+        signal.signal(sig, lambda signum, _: (signals.append(signum), listener.stop_for("stopped")))
+    from connector.harness.progress import listen_progress
+
+    shown = listen_progress(progress, listener)
+    try:
+        outcome = runtime.listen(connection, operation, listener.sink, count=count, timeout=timeout,
+                                 listener=listener, connector_id=connector_id)
+    finally:
+        if shown is not None:
+            shown.finish()
+    stopped = None
+    if signals and outcome.reason == "stopped":
+        stopped = (f"stopped by {signal.Signals(signals[0]).name}: received {listener.received:,}, wrote "
+                   f"{outcome.accepted:,}{_unwritten(listener.received - outcome.accepted)}")
+    return _report_listen(outcome, sink, chatty, stopped)
 
 
-def _report_listen(outcome: Any, sink: Any, chatty: bool) -> int:
+def _unwritten(count: int) -> str:
+    return (f", {count:,} not written (not acknowledged: a persistent session gets them again)"
+            if count > 0 else "")
+
+
+def _report_listen(outcome: Any, sink: Any, chatty: bool, stopped: str | None = None) -> int:
     from connector.harness.output import FdOutput, silence
 
     accepted = f"{outcome.accepted:,} document{'s' if outcome.accepted != 1 else ''}"
@@ -151,6 +181,8 @@ def _report_listen(outcome: Any, sink: Any, chatty: bool) -> int:
              if outcome.dead_lettered else "")
     if outcome.repeats_dropped:
         moved += f"; {outcome.repeats_dropped:,} repeat{'s' if outcome.repeats_dropped != 1 else ''} dropped"
+    for reason, skipped in sorted(outcome.skipped.items()):
+        moved += f"; {skipped:,} skipped ({reason})"
     if outcome.reason == "closed":  # like any Unix tool whose reader went away: quietly
         if isinstance(sink.output, FdOutput):
             silence(sink.output.fd)
@@ -165,7 +197,9 @@ def _report_listen(outcome: Any, sink: Any, chatty: bool) -> int:
         say(f"error: the process failed for a message every attempt ({outcome.error}); it was not "
             f"acknowledged{moved}\n")
         return EXIT_FAILED
-    if chatty or moved:
-        say(f"received {accepted} ({ {'count': 'count reached', 'timeout': 'timeout', 'stopped': 'stopped'}[outcome.reason] })"
-            f"{moved}\n")
+    if stopped is not None:  # by a signal: always said, with the counts
+        say(stopped + moved + "\n")
+    elif chatty or moved:
+        ended = {"count": "count reached", "timeout": "timeout", "stopped": "stopped"}.get(outcome.reason, outcome.done)
+        say(f"received {accepted} ({ended}){moved}\n")
     return EXIT_OK

@@ -8,8 +8,6 @@ import argparse
 from typing import Any
 
 from connector.harness.exits import EXIT_OK, UsageError
-from connector.harness.inputs import check_outputs, document_namer, input_documents, load_json_file, stdin_whole
-from connector.harness.reports import listen_and_report, report_send
 
 
 def _origins(args: argparse.Namespace) -> Any:
@@ -22,6 +20,10 @@ def _origins(args: argparse.Namespace) -> Any:
 def cmd_send(args: argparse.Namespace) -> int:
     from connector.harness.commands import runtime as make_runtime
     from connector.harness.configs import connection_from_args, operation_from_args
+    from connector.harness.inputs import check_outputs, document_namer
+    from connector.harness.progress import input_size
+    from connector.harness.reports import report_send
+    from connector.harness.sendinputs import send_input
     from connector.harness.stopping import GracefulStop
 
     flags, origins = args.schema_flags, _origins(args)
@@ -32,26 +34,30 @@ def cmd_send(args: argparse.Namespace) -> int:
         runtime = make_runtime(args)
         limit = runtime.max_document_size(connection, operation, flags.connector)
         stop = GracefulStop()
-        messages = (m.encode("utf-8") for m in args.message or ())
-        documents = stop.documents(input_documents(args.file, args.lines, messages, stop.stopped, limit))
-        results = runtime.send(connection, operation, documents, connector_id=flags.connector, outbox=args.outbox)
+        documents, in_input_order = send_input(args, stop, limit)
+        results = in_input_order(runtime.send(connection, operation, documents, connector_id=flags.connector,
+                                              outbox=args.outbox))
     stop.install()
+    results = _with_progress(args, stop, results, input_size(args.file, args.lines, args.message, args.repeat))
     return report_send(results, args.results, runtime.describe_operation(operation, flags.connector), stop,
-                       document_namer(args.file, args.lines, "--message"))
+                       document_namer(args.file, args.lines, messages=len(args.message or ())))
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
     from connector.harness.commands import runtime
     from connector.harness.configs import connection_from_args, operation_from_args
+    from connector.harness.reports import listen_and_report
 
     flags, origins = args.schema_flags, _origins(args)
     with origins.naming():
         connection = connection_from_args(args, flags, origins)
         operation = operation_from_args(args, flags, origins)
-        return listen_and_report(runtime(args), connection, operation, args.count, args.timeout, flags.connector)
+        return listen_and_report(runtime(args), connection, operation, args.count, args.timeout, flags.connector,
+                                 (args.format, args.output), args.progress)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from connector.harness.inputs import load_json_file
     from connector.harness.origins import Origins
 
     connection = load_json_file(args.connection, "connection")
@@ -68,6 +74,9 @@ def _run(args: argparse.Namespace, connection: Any, operation: Any) -> int:
     from connector.harness.commands import runtime as make_runtime
     from connector.harness.configs import holds_secret, remember_secrets, warn_exposed_secrets
     from connector.harness.flags import schema_flags
+    from connector.harness.inputs import check_outputs, document_namer, input_documents, stdin_whole
+    from connector.harness.progress import input_size
+    from connector.harness.reports import listen_and_report, report_send
     from connector.harness.stopping import GracefulStop
 
     runtime = make_runtime(args)
@@ -80,9 +89,10 @@ def _run(args: argparse.Namespace, connection: Any, operation: Any) -> int:
     if action == "listen":
         if args.inputs or args.lines or args.results or args.outbox:
             raise UsageError("a Listen takes no INPUT, --lines, --results or --outbox")
-        return listen_and_report(runtime, connection, operation, args.count, args.timeout, connector_id)
-    if args.count is not None or args.timeout is not None:
-        raise UsageError("--count and --timeout are for a Listen")
+        return listen_and_report(runtime, connection, operation, args.count, args.timeout, connector_id,
+                                 (args.format, args.output), args.progress)
+    if args.count is not None or args.timeout is not None or args.format is not None or args.output is not None:
+        raise UsageError("--count, --timeout, --format and --output are for a Listen")
     check_outputs(args)
     limit = runtime.max_document_size(connection, operation, connector_id)
     stop = GracefulStop()
@@ -90,8 +100,18 @@ def _run(args: argparse.Namespace, connection: Any, operation: Any) -> int:
                                                stop.stopped, limit))
     results = runtime.send(connection, operation, documents, connector_id=connector_id, outbox=args.outbox)
     stop.install()
+    results = _with_progress(args, stop, results, input_size(args.inputs, args.lines))
     return report_send(results, args.results, runtime.describe_operation(operation, connector_id), stop,
                        document_namer(args.inputs, args.lines, "standard input"))
+
+
+def _with_progress(args: argparse.Namespace, stop: Any, results: Any, size: Any) -> Any:
+    """The results of a Send, shown on a progress line when wanted; the size of its input
+    (:class:`~connector.harness.progress.InputSize`) also tells the report what was not sent."""
+    from connector.harness.progress import send_progress
+
+    stop.expected = size.documents
+    return send_progress(args.progress, stop, results, size)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

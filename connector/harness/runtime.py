@@ -96,6 +96,10 @@ class Runtime:
             raise PluginError(f"the connector {connector.id!r} did not open a connection")
         return conn
 
+    def validate_connection(self, connection: Mapping[str, Any], connector_id: str | None = None) -> dict[str, Any]:
+        """The connection with its defaults, checked as ``check`` checks it (ConfigError)."""
+        return self._configs(self.connector(connector_id), connection, None, None)[0]
+
     def check(self, connection: Mapping[str, Any], connector_id: str | None = None) -> str:
         """Test the connection; return a line describing what was reached, or raise ConnectError."""
         connector = self.connector(connector_id)
@@ -193,7 +197,8 @@ class Runtime:
                 timer.cancel()
             conn.close()
         error = listener.error if listener.reason in ("refused", "output") else None
-        return ListenOutcome(listener.accepted, listener.reason, error, listener.dead_letters, listener.repeats)
+        return ListenOutcome(listener.accepted, listener.reason, error, listener.dead_letters, listener.repeats,
+                             dict(listener.skips), listener.done_because)
 
     def listen_in_background(self, connection: Mapping[str, Any], operation: Mapping[str, Any],
                              sink: Sink | None = None, *, count: int | None = None, timeout: float | None = None,

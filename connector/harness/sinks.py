@@ -11,21 +11,18 @@ that its reader went away."""
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Collection
 from typing import Any
 
 from connector.harness.output import FdOutput, OutputError, as_output
-from connector.sdk.documents import Document, document_from_json, document_to_json, json_properties, text_or_base64
+from connector.sdk.documents import Document, document_from_json, document_line, document_to_json
 
 __all__ = ["CollectingSink", "JsonLinesSink", "Sink", "document_from_json", "document_to_json"]
 
 Sink = Callable[[Document], None]
 
 
-#: One encoder for every line: ``json.dumps(..., ensure_ascii=False)`` builds a new one per call.
-_encode = json.JSONEncoder(ensure_ascii=False).encode
 #: A batch's lines go to the output once they hold this many bytes, before the flush.
 _WRITE_THROUGH = 1 << 20
 
@@ -61,14 +58,7 @@ class JsonLinesSink:
             self._reader_gone = closed
 
     def write(self, document: Document) -> None:
-        # document_to_json without a copy of the properties when none of them is bytes
-        text, encoding = text_or_base64(document.payload)
-        record = {"payload": text, "encoding": encoding,
-                  "properties": json_properties(document.properties, self.byte_properties)}
-        try:
-            line = (_encode(record) + "\n").encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate in a property: JSON escapes it, UTF-8 cannot carry it
-            line = (json.dumps(record) + "\n").encode("utf-8")
+        line = document_line(document, self.byte_properties)
         self._lines.append(line)
         self._pending += len(line)
         if self._pending > _WRITE_THROUGH:  # large documents: bounded memory

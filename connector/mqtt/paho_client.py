@@ -11,10 +11,12 @@ The rest of the connector uses only the public names below and paho's own public
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from typing import Any
 
 # First the check: another paho-mqtt, or one without the private names below, fails in one clear line.
@@ -22,13 +24,22 @@ from connector.mqtt import paho_check  # noqa: F401
 import paho.mqtt.client as paho
 from paho.mqtt import _packet
 from paho.mqtt.enums import MessageState, _ConnectionState
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+
+from connector.mqtt.framing import CHUNK, FramingError, PacketReader
 
 log = logging.getLogger("connector.mqtt")
 
 #: How long a deliberate close waits for the broker to read everything and close its side.
 CLOSE_DRAIN_SECONDS = 2.0
+
+_PUBLISH, _DISCONNECT = 0x30, 0xE0
+#: Stands at the head of paho's queue of outgoing packets while a write of packets taken from it is
+#: unfinished: paho then still sees something to write (its loop does not end before it is written).
+_WRITING: dict[str, Any] = {"command": 0, "mid": 0, "qos": 0, "packet": b"", "info": None}
 
 
 def is_published(info: paho.MQTTMessageInfo) -> bool:
@@ -50,24 +61,71 @@ def wait_published(info: paho.MQTTMessageInfo, timeout: float) -> bool:
         return info._published
 
 
-class _Held:
-    """A received QoS 1/2 message under its id, until its acknowledgement went out."""
+class Received:
+    """A received message: what a runtime reads of it (paho's ``MQTTMessage`` names: ``topic``,
+    ``payload``, ``qos``, ``retain``, ``dup``, ``mid``, ``properties``) and, for QoS 1/2, what
+    its acknowledgement needs. paho builds an ``MQTTMessage`` per message, with an
+    ``MQTTMessageInfo``, a ``Condition`` and an ``RLock`` that only its published messages use."""
 
-    __slots__ = ("message", "connection", "accepted")
+    __slots__ = ("raw_topic", "payload", "qos", "retain", "dup", "mid", "properties", "timestamp", "connection",
+                 "accepted")
 
-    def __init__(self, message: paho.MQTTMessage, connection: int) -> None:
-        self.message = message
+    def __init__(self, topic: bytes, payload: bytes, qos: int, retain: bool, dup: bool, mid: int,
+                 properties: Properties | None, connection: int) -> None:
+        self.raw_topic, self.payload, self.qos, self.retain, self.dup, self.mid = topic, payload, qos, retain, dup, mid
+        self.properties = properties
+        #: When it was read (``time.monotonic()``), as paho's ``MQTTMessage.timestamp``.
+        self.timestamp = 0.0
         #: The connection on which the broker last sent it: only there does its id name it.
         self.connection = connection
         #: The process accepted it (for QoS 2: PUBREC sent, or due when the broker sends it again).
         self.accepted = False
 
-    def sent_again(self, packet: Any) -> bool:
-        """Whether ``packet`` is this message sent again, not another message under the same id:
+    @property
+    def topic(self) -> str:
+        """The topic (raises UnicodeDecodeError when the broker sent one that is not UTF-8)."""
+        return self.raw_topic.decode("utf-8")
+
+    def sent_again(self, other: Received) -> bool:
+        """Whether ``other`` is this message sent again, not another message under the same id:
         a re-delivery carries DUP and the same topic, QoS and payload."""
-        message = self.message
-        return (bool(packet.dup) and packet.qos == message.qos and packet.topic == message._topic
-                and packet.payload == message.payload)
+        return other.dup and other.qos == self.qos and other.raw_topic == self.raw_topic and other.payload == self.payload
+
+    def __repr__(self) -> str:
+        return f"Received(mid={self.mid}, qos={self.qos}, topic={self.raw_topic!r}, {len(self.payload)} bytes)"
+
+
+_PUBACK, _PUBREC = 0x40, 0x50
+_ACK_HEADER = {1: bytes((_PUBACK, 2)), 2: bytes((_PUBREC, 2))}
+
+
+def _parse_publish(command: int, body: bytes | bytearray, mqtt5: bool, connection: int) -> Received:
+    """A PUBLISH packet's body (after its fixed header) as a :class:`Received`, read in place
+    (paho's decoder unpacks it with formats built per message, and copies it at each field)."""
+    qos = (command & 0x06) >> 1
+    if qos == 3:
+        raise MalformedPacket("QoS 3")
+    if len(body) < 2:
+        raise MalformedPacket("a PUBLISH without its topic")
+    end = 2 + ((body[0] << 8) | body[1])
+    topic = bytes(body[2:end])
+    if qos:
+        if len(body) < end + 2:
+            raise MalformedPacket("a PUBLISH without its message id")
+        mid = (body[end] << 8) | body[end + 1]
+        end += 2
+    else:
+        mid = 0
+        if len(body) < end:
+            raise MalformedPacket("a PUBLISH shorter than its topic")
+    properties = None
+    if mqtt5:
+        properties = Properties(PacketTypes.PUBLISH)
+        end += properties.unpack(body[end:])[1]
+    elif not topic:
+        raise MalformedPacket("topic can't be empty in MQTTv3")
+    return Received(topic, bytes(body[end:]), qos, bool(command & 0x01), bool(command & 0x08), mid, properties,
+                    connection)
 
 
 class PahoClient(paho.Client):
@@ -96,6 +154,9 @@ class PahoClient(paho.Client):
     """
 
     on_pubrec_refused: Any = None  # called with (mid, reason words) in paho's thread
+    #: ``on_messages(client, userdata, messages)``: the messages read together, in paho's thread
+    #: (instead of ``on_message`` for each).
+    on_messages: Any = None
     #: Called in paho's thread when a connection is lost, before its socket is closed: paho reports
     #: the loss (``on_disconnect``) only later, and in between a QoS 0 publish fails at once
     #: (NO_CONN) while the connection still looks up.
@@ -112,70 +173,117 @@ class PahoClient(paho.Client):
         #: The brokers to try, in turn, whenever the one in use cannot be reached (failover).
         self.addresses: list[tuple[str, int]] = []
         #: mid -> the received QoS 1/2 message that id names, until acknowledged (QoS 2: released).
-        self._received: dict[int, _Held] = {}
+        self._received: dict[int, Received] = {}
         self._received_lock = threading.Lock()
+        #: Whether the network loop sleeps in select() with nothing to write: only then does a
+        #: queued packet wake it (see :meth:`_loop`).
+        self._idle = False
+        #: Whether the process acknowledged messages since paho's thread last wrote: it then
+        #: writes between the packets it reads, rather than after all of a chunk (a process killed
+        #: meanwhile would get more of them again).
+        self._acked = False
+        self._reader = PacketReader()
+        #: The messages of the packets being handled, handed over together (:meth:`_hand_over`).
+        self._arrived: list[Received] = []
+        #: The write under way: packets joined, how much of it the socket took, and the packets
+        #: that are done once written (QoS 0 PUBLISH, DISCONNECT) with where their bytes end.
+        self._chunk: memoryview | None = None
+        self._chunk_pos = 0
+        self._chunk_done: deque[tuple[int, dict[str, Any]]] = deque()
 
     # -- received messages ---------------------------------------------------------------------
 
     def _handle_publish(self) -> Any:
-        header = self._in_packet["command"]
-        if (header & 0x06) >> 1 == 0:  # QoS 0: nothing to acknowledge, paho's own path
-            return super()._handle_publish()
-        packet = _packet.decode_publish(header, self._in_packet["packet"], self._protocol)
-        mid = packet.mid
-        self._easy_log(paho.MQTT_LOG_DEBUG, "Received PUBLISH (d%d, q%d, r%d, m%d), %r, ...  (%d bytes)", packet.dup,
-                       packet.qos, packet.retain, mid, packet.topic, len(packet.payload))
+        incoming = self._in_packet
+        return self._receive(incoming["command"], incoming["packet"])
+
+    def _receive(self, command: int, body: bytes | bytearray) -> Any:
+        """A PUBLISH came: a new message joins :attr:`_arrived` (handed over once the packets read
+        together are handled); QoS 1/2 is held under its id until acknowledged."""
+        message = _parse_publish(command, body, self._protocol == paho.MQTTv5, self.connection)
+        if self._logger is not None:
+            self._easy_log(paho.MQTT_LOG_DEBUG, "Received PUBLISH (d%d, q%d, r%d, m%d), %r, ...  (%d bytes)",
+                           message.dup, message.qos, message.retain, message.mid, message.raw_topic, len(message.payload))
+        message.timestamp = self.heard_at
+        qos, mid = message.qos, message.mid
+        if not qos:
+            self._arrived.append(message)
+            return paho.MQTT_ERR_SUCCESS
         with self._received_lock:
             held = self._received.get(mid)
-            if held is not None and held.sent_again(packet):
-                held.connection = self.connection  # its id names it on this connection too
-                due = held.accepted
-                if due and packet.qos == 1:
-                    del self._received[mid]
-            else:
+            if held is None or not held.sent_again(message):
                 if held is not None:
                     log.debug("message id %d given to another message while the process has the first: "
                               "handed over; the first is no longer acknowledged by that id", mid)
-                message = paho.MQTTMessage(mid=mid, topic=packet.topic)
-                message.dup, message.qos, message.retain = packet.dup, packet.qos, packet.retain
-                message.properties, message.payload = packet.properties, packet.payload
-                message.timestamp = time.monotonic()
-                self._received[mid] = held = _Held(message, self.connection)
-                due = None
-        if due is None:
-            self._handle_on_message(held.message)
-            return paho.MQTT_ERR_SUCCESS
+                self._received[mid] = message
+                self._arrived.append(message)
+                return paho.MQTT_ERR_SUCCESS
+            held.connection = self.connection  # its id names it on this connection too
+            due = held.accepted
+            if due and qos == 1:
+                del self._received[mid]
         if due:  # accepted while its acknowledgement could not go out, or that one was lost
-            return self._send_puback(mid) if packet.qos == 1 else self._send_pubrec(mid)
+            return self._send_puback(mid) if qos == 1 else self._send_pubrec(mid)
         log.debug("message %d sent again while the process has it: handed over once", mid)
         return paho.MQTT_ERR_SUCCESS
 
-    def ack(self, message: paho.MQTTMessage) -> Any:
-        """Acknowledge a received message the process accepted: PUBACK (QoS 1) or PUBREC (QoS 2),
-        now or, after a reconnect, when the broker sent it again; never when its id names another
-        message by now (an earlier session's message, an id the broker gave out again)."""
-        if message.qos == 0:
-            return paho.MQTT_ERR_SUCCESS
-        mid = message.mid
+    def _hand_over(self) -> None:
+        """Hand the messages read together to the runtime: ``on_messages(client, userdata, list)``
+        at once, or else ``on_message`` for each (paho's callback, in order)."""
+        arrived, self._arrived = self._arrived, []
+        callback = self.on_messages
+        with self._in_callback_mutex:
+            try:
+                if callback is not None:
+                    callback(self, self._userdata, arrived)
+                elif self.on_message is not None:
+                    for message in arrived:
+                        self.on_message(self, self._userdata, message)
+            except Exception as err:
+                self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                if not self.suppress_exceptions:
+                    raise
+
+    def ack(self, message: Received) -> Any:
+        """:meth:`ack_all` for one message."""
+        return self.ack_all((message,))
+
+    def ack_all(self, messages: Iterable[Received]) -> Any:
+        """Acknowledge received messages the process accepted, in one write: PUBACK (QoS 1) or
+        PUBREC (QoS 2), now or, after a reconnect, when the broker sent them again; never when an
+        id names another message by now (an earlier session's message, an id the broker gave out
+        again)."""
+        acks: list[bytes] = []
         # Under the lock up to the queueing: a reconnect counts its connection under it too, then
         # empties paho's queue, so an acknowledgement never goes out on a later connection.
         with self._received_lock:
-            held = self._received.get(mid)
-            if held is None or held.message is not message:
+            received, connection = self._received, self.connection
+            for message in messages:
+                qos = message.qos
+                if not qos:
+                    continue
+                mid = message.mid
+                if received.get(mid) is not message:
+                    continue
+                message.accepted = True
+                if message.connection != connection:
+                    continue  # sent when the broker sends the message again
+                if qos == 1:
+                    del received[mid]
+                acks.append(_ACK_HEADER[qos] + mid.to_bytes(2, "big"))
+            if not acks:
                 return paho.MQTT_ERR_SUCCESS
-            held.accepted = True
-            if held.connection != self.connection:
-                return paho.MQTT_ERR_SUCCESS  # sent when the broker sends the message again
-            if message.qos == 1:
-                del self._received[mid]
-                return self._send_puback(mid)
-            return self._send_pubrec(mid)
+            if self._logger is not None:
+                self._easy_log(paho.MQTT_LOG_DEBUG, "Sending PUBACK/PUBREC (Mids: %s)",
+                               ", ".join(str(int.from_bytes(ack[2:], "big")) for ack in acks))
+            self._acked = True  # written by paho's thread after the packet it is handling now
+            return self._packet_queue(_PUBACK, b"".join(acks), 0, 1)
 
     def _handle_pubrel(self) -> Any:
         mid = _packet.decode_pubrel(self._in_packet["command"], self._in_packet["packet"], self._protocol).mid
         with self._received_lock:  # the broker releases only what was PUBREC'd: accepted
-            held = self._received.get(mid)
-            if held is not None and held.accepted:
+            message = self._received.get(mid)
+            if message is not None and message.accepted:
                 del self._received[mid]
         return self._send_pubcomp(mid)
 
@@ -187,9 +295,12 @@ class PahoClient(paho.Client):
             self._received.clear()
 
     def reconnect(self) -> Any:
-        """paho's, counting the new connection first (see :meth:`ack`)."""
+        """paho's, counting the new connection first (see :meth:`ack`); what the lost connection
+        left half read or unwritten is dropped (a QoS 0 message unwritten is lost, as in paho)."""
         with self._received_lock:
             self.connection += 1
+        self._reader.clear()
+        self._drop_unwritten()
         return super().reconnect()
 
     # -- the connection ------------------------------------------------------------------------
@@ -275,6 +386,212 @@ class PahoClient(paho.Client):
         if len(self.addresses) > 1:  # the next broker of the cluster
             where = self.addresses.index((self._host, self._port)) if (self._host, self._port) in self.addresses else -1
             self._host, self._port = self.addresses[(where + 1) % len(self.addresses)]
+
+    # -- the network loop: fewer system calls per message --------------------------------------
+    # paho wakes its loop with a byte on a socket pair at every queued packet (a system call per
+    # message), writes each packet with its own send(), and reads each fixed header one byte per
+    # recv(). Here the loop is woken only when it sleeps with nothing to write, queued packets go
+    # out joined in writes of up to CHUNK bytes, and reads take a chunk and handle every packet in
+    # it. This holds for every transport: TLS and paho's WebSocket wrapper take any write, and
+    # are given the very same bytes again after one that did not go through (as both require).
+
+    def _packet_queue(self, command: int, packet: Any, mid: int, qos: int, info: Any = None) -> Any:
+        self._out_packet.append({"command": command, "mid": mid, "qos": qos, "packet": packet, "info": info})
+        if self._idle:  # the loop sleeps in select() without this packet: wake it (once)
+            self._idle = False
+            wake = self._sockpairW
+            if wake is not None:
+                try:
+                    wake.send(b"0")
+                except BlockingIOError:  # full of wake-ups already
+                    pass
+        if self._thread is None and self._on_socket_register_write is None and self._in_callback_mutex.acquire(False):
+            self._in_callback_mutex.release()  # no network thread (paho's own rule): written now
+            return self.loop_write()
+        if self._on_socket_register_write is not None:
+            self._call_socket_register_write()
+        return paho.MQTT_ERR_SUCCESS
+
+    def _loop(self, timeout: float = 1.0) -> Any:
+        if timeout < 0.0:
+            raise ValueError("Invalid timeout.")
+        sock = self._sock
+        if sock is None:
+            return paho.MQTT_ERR_NO_CONN
+        # From here until select() returns, a packet queued by another thread must wake the loop:
+        # _idle is set before the queue is looked at, and a publisher queues before it looks at
+        # _idle, so either this look sees the packet or that publisher sees _idle and wakes it.
+        self._idle = True
+        wlist = [sock] if self._out_packet else []
+        if wlist:  # select() returns once the socket takes more, and everything queued goes then
+            self._idle = False
+        pending = sock.pending() if hasattr(sock, "pending") else 0  # TLS: decrypted, unread
+        wake = self._sockpairR
+        try:
+            readable, _, _ = select.select([sock] if wake is None else [sock, wake], wlist, [],
+                                           0.0 if pending else timeout)
+        except (TypeError, ValueError):  # the socket was closed meanwhile (paho's handling)
+            if self._state not in (_ConnectionState.MQTT_CS_DISCONNECTING, _ConnectionState.MQTT_CS_DISCONNECTED):
+                self._state = _ConnectionState.MQTT_CS_CONNECTION_LOST
+            return paho.MQTT_ERR_CONN_LOST
+        except Exception:  # noqa: BLE001 (as paho: the loop goes on)
+            return paho.MQTT_ERR_UNKNOWN
+        finally:
+            self._idle = False
+        if wake is not None and wake in readable:
+            try:
+                wake.recv(10000)
+            except BlockingIOError:
+                pass
+        if pending or sock in readable:
+            rc = self._packet_read()
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+            if self._sock is None:
+                return paho.MQTT_ERR_NO_CONN
+        if self._out_packet:  # queued meanwhile, or answers to what was read: written at once
+            rc = self.loop_write()
+            if rc or self._sock is None:
+                return rc
+        return self.loop_misc()
+
+    def _packet_read(self) -> Any:
+        """One recv() of up to a chunk (or the rest of a larger packet), then every packet now
+        complete is handled: nothing read waits for the socket to become readable again."""
+        reader = self._reader
+        try:
+            data = self._sock_recv(reader.want())
+        except BlockingIOError:
+            return paho.MQTT_ERR_AGAIN
+        except OSError as err:
+            self._easy_log(paho.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+            return paho.MQTT_ERR_CONN_LOST
+        if not data:
+            return paho.MQTT_ERR_CONN_LOST
+        now = time.monotonic()
+        with self._msgtime_mutex:
+            self._last_bytes_received = now
+        self.heard_at = now
+        incoming = self._in_packet
+        receive = self._receive
+        try:
+            for command, length, body in reader.packets(data):
+                if command & 0xF0 == _PUBLISH:  # most packets: parsed here, without paho's dispatch
+                    rc = receive(command, body)
+                else:
+                    incoming["command"], incoming["remaining_length"], incoming["packet"] = command, length, body
+                    rc = self._packet_handle()
+                if self._acked and not rc and self._sock is not None:
+                    self._acked = False
+                    rc = self._packet_write()
+                    rc = rc if rc > 0 else paho.MQTT_ERR_SUCCESS
+                if rc or self._sock is None:  # the connection ends: the rest of what it sent goes too
+                    reader.clear()
+                    return rc
+        except (FramingError, MalformedPacket) as exc:
+            self._easy_log(paho.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
+            reader.clear()
+            return paho.MQTT_ERR_PROTOCOL
+        finally:
+            if self._arrived:  # what was read whole is handed over, even when the connection ends
+                self._hand_over()
+        return paho.MQTT_ERR_SUCCESS
+
+    def _packet_write(self) -> Any:
+        """Queued packets joined into writes of up to a chunk; a write the socket takes only part
+        of goes on where it stopped, with the same bytes."""
+        out = self._out_packet
+        while True:
+            chunk = self._chunk
+            if chunk is None:
+                if not out:
+                    break
+                chunk = self._take_chunk(out)
+            try:
+                written = self._sock_send(chunk[self._chunk_pos:])
+            except (AttributeError, ValueError):  # no socket any more (paho's handling)
+                return paho.MQTT_ERR_SUCCESS
+            except BlockingIOError:
+                return paho.MQTT_ERR_AGAIN
+            except OSError as err:
+                self._easy_log(paho.MQTT_LOG_ERR, "failed to send on socket: %s", err)
+                return paho.MQTT_ERR_CONN_LOST
+            if written <= 0:  # paho's WebSocket wrapper: part of its frame went out, the rest later
+                return paho.MQTT_ERR_AGAIN
+            self._chunk_pos += written
+            if self._chunk_done and self._chunk_done[0][0] <= self._chunk_pos and self._written():
+                return paho.MQTT_ERR_SUCCESS  # the DISCONNECT went out: the connection is closed
+            if self._chunk_pos >= len(chunk):
+                self._chunk = None
+                out.popleft()  # _WRITING
+        with self._msgtime_mutex:
+            self._last_msg_out = time.monotonic()
+        return paho.MQTT_ERR_SUCCESS
+
+    def _take_chunk(self, out: deque[dict[str, Any]]) -> memoryview:
+        """The next write: queued packets up to about a chunk, up to a DISCONNECT (its last)."""
+        parts: list[Any] = []
+        size = 0
+        done = self._chunk_done
+        while out and size < CHUNK:
+            packet = out.popleft()
+            data = packet["packet"]
+            parts.append(data)
+            size += len(data)
+            kind = packet["command"] & 0xF0
+            if kind == _PUBLISH and packet["qos"] == 0 and packet["info"] is not None:
+                done.append((size, packet))
+            elif kind == _DISCONNECT:
+                done.append((size, packet))
+                break
+        out.appendleft(_WRITING)
+        self._chunk, self._chunk_pos = memoryview(parts[0] if len(parts) == 1 else b"".join(parts)), 0
+        return self._chunk
+
+    def _written(self) -> bool:
+        """Complete the packets whose bytes are all written now (paho's own steps for each): True
+        when one was the DISCONNECT, whose connection is then closed."""
+        done, position = self._chunk_done, self._chunk_pos
+        while done and done[0][0] <= position:
+            packet = done.popleft()[1]
+            if packet["command"] & 0xF0 == _DISCONNECT:
+                self._chunk = None
+                self._out_packet.popleft()  # _WRITING
+                with self._msgtime_mutex:
+                    self._last_msg_out = time.monotonic()
+                self._do_on_disconnect(packet_from_broker=False, v1_rc=paho.MQTT_ERR_SUCCESS)
+                self._sock_close()
+                if self._state == _ConnectionState.MQTT_CS_DISCONNECTING:
+                    self._state = _ConnectionState.MQTT_CS_DISCONNECTED
+                return True
+            if self.on_publish is not None:
+                self._qos0_on_publish(packet["mid"])
+            packet["info"]._set_as_published()
+        return False
+
+    def _qos0_on_publish(self, mid: int) -> None:
+        with self._in_callback_mutex:
+            try:
+                if self._callback_api_version == paho.CallbackAPIVersion.VERSION1:
+                    self.on_publish(self, self._userdata, mid)
+                else:
+                    self.on_publish(self, self._userdata, mid, ReasonCode(PacketTypes.PUBACK),
+                                    Properties(PacketTypes.PUBACK))
+            except Exception as err:
+                self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_publish: %s", err)
+                if not self.suppress_exceptions:
+                    raise
+
+    def _drop_unwritten(self) -> None:
+        """The connection is gone: its unfinished write too. A QoS 0 message in it is lost (paho's
+        own rule for its queue), and says so."""
+        for _, packet in self._chunk_done:
+            info = packet["info"]
+            if info is not None and packet["command"] & 0xF0 == _PUBLISH:
+                info.rc = paho.MQTT_ERR_CONN_LOST
+                info._set_as_published()
+        self._chunk_done.clear()
+        self._chunk, self._chunk_pos = None, 0
 
     # -- signs of life -------------------------------------------------------------------------
 

@@ -8,17 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector.sdk import hookimpl
-from connector.sdk.commands import Command
-from connector.sdk.documents import Document, Result
-from connector.sdk.listener import Listener
-from connector.sdk.manifest import Manifest
+
+# Loaded to build a command line's help: each hook imports what it needs when it is called.
+if TYPE_CHECKING:
+    from connector.sdk.commands import Command
+    from connector.sdk.documents import Document, Result
+    from connector.sdk.listener import Listener
+    from connector.sdk.manifest import Manifest
 
 
 @cache
 def _manifest() -> Manifest:
+    from connector.sdk.manifest import Manifest
+
     return Manifest.load(__package__)
 
 
@@ -36,10 +41,11 @@ def connector_validate(connection: Mapping[str, Any], operation: Mapping[str, An
     if operation is None:
         return problems
     from connector.mqtt.properties import mqtt5_problems, property_problems
+    from connector.mqtt.selection import selection_problems
     from connector.mqtt.topics import operation_problems
 
     problems += mqtt5_problems(operation) if connection.get("protocol") != "5" else property_problems(operation)
-    return problems + operation_problems(operation)
+    return problems + operation_problems(operation) + selection_problems(operation)
 
 
 @hookimpl

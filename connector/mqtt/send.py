@@ -222,12 +222,18 @@ def _settle(conn: MqttConnection, pending: _Pending) -> Result:
         return pending.result
     assert pending.info is not None
     info = pending.info
-    until = pending.deadline
-    if conn.silent_since is not None or conn.failure is not None:  # an outage may end the wait sooner
-        gives_up = conn.gives_up_at(conn.config["ack_timeout"])
-        if gives_up is not None:
-            until = min(until, gives_up)
-    if wait_published(info, until - time.monotonic()):
+    if is_published(info):  # the common case: no wait
+        if info.rc == paho.MQTT_ERR_SUCCESS and not conn.refused:
+            return Result(pending.index, Status.SUCCESS)
+        published = True
+    else:
+        until = pending.deadline
+        if conn.silent_since is not None or conn.failure is not None:  # an outage may end the wait sooner
+            gives_up = conn.gives_up_at(conn.config["ack_timeout"])
+            if gives_up is not None:
+                until = min(until, gives_up)
+        published = wait_published(info, until - time.monotonic())
+    if published:
         if info.rc == paho.MQTT_ERR_CONN_LOST:  # QoS 0, not written before the connection was lost
             return Result(pending.index, Status.FAILURE, "the connection was lost before the message was sent")
         refused = conn.refused.pop(info.mid, None) if conn.refused else None

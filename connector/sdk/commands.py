@@ -17,9 +17,13 @@ class Command:
     :param run: runs the command with the parsed arguments and returns its exit code; raises
         ConfigError for bad input (exit 2), ConnectError when its endpoint cannot be reached or
         served (exit 3).
+    :param connection: the command talks to the connector's endpoint: the runtime adds the
+        connection flags (those of ``check``, from the connection schema, with ``--connection
+        FILE``) and hands ``run`` the validated connection as ``args.connection_config``.
     """
 
     name: str
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+    connection: bool = False

@@ -67,6 +67,15 @@ class Listener:
         """The connector recognised ``document`` as a repeat of one it handed over before (e.g. a
         QoS 1 re-delivery) and acknowledged it without handing it over again."""
 
+    def skipped(self, document: Document, reason: str) -> None:
+        """The connector left ``document`` out as its operation asks (``reason``, a few words such
+        as "retained"); it acknowledged it without handing it over."""
+
+    def done(self, reason: str) -> None:
+        """The connector ends the Listen as its operation asks (``reason``, a few words such as
+        "every retained message was read"); it returns soon after."""
+        self.stop()
+
     def listening(self, description: str) -> None:
         """The endpoint confirmed the connector listens (called again after every reconnect).
 

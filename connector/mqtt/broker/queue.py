@@ -18,6 +18,7 @@ import asyncio
 import logging
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 from amqtt.session import Session
 
@@ -32,14 +33,93 @@ class QueueLimits:
     bytes: int = 16 * 1024 * 1024
 
 
+def _size(message: Any) -> int:
+    return len(message.data or b"")
+
+
+class SizedInflight(dict):  # type: ignore[type-arg]
+    """A session's ``inflight_out`` (packet ID -> message) that keeps the sum of its payload sizes.
+    A plain dict: amqtt uses only ``in``, ``[]``, ``[]=``, ``pop`` and ``values()`` on it, and dict's
+    own methods never call each other (an OrderedDict subclass's do)."""
+
+    def __init__(self, items: Any = ()) -> None:
+        super().__init__()
+        self.sizes: dict[int, int] = {}
+        self.bytes = 0
+        for key, value in dict(items).items():
+            self[key] = value
+
+    def __setitem__(self, key: int, value: Any) -> None:
+        self._forget(key)
+        super().__setitem__(key, value)
+        self.sizes[key] = size = _size(value)
+        self.bytes += size
+
+    def _forget(self, key: int) -> None:
+        self.bytes -= self.sizes.pop(key, 0)
+
+    def __delitem__(self, key: int) -> None:
+        super().__delitem__(key)
+        self._forget(key)
+
+    def pop(self, key: int, *default: Any) -> Any:
+        self._forget(key)
+        return super().pop(key, *default)
+
+    def setdefault(self, key: int, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def popitem(self) -> tuple[int, Any]:
+        key, value = super().popitem()
+        self._forget(key)
+        return key, value
+
+    def clear(self) -> None:
+        super().clear()
+        self.sizes.clear()
+        self.bytes = 0
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+
+class SizedQueue(asyncio.Queue):  # type: ignore[type-arg]
+    """A session's queue while it is away (amqtt's ``retained_messages``, an asyncio.Queue) that
+    keeps the sum of its payload sizes, through the hooks asyncio's own queues override."""
+
+    bytes = 0
+
+    def _put(self, item: Any) -> None:
+        super()._put(item)  # type: ignore[misc]
+        self.bytes += _size(item)
+
+    def _get(self) -> Any:
+        item = super()._get()  # type: ignore[misc]
+        self.bytes -= _size(item)
+        return item
+
+
+def _sized(session: Session) -> tuple[SizedInflight, SizedQueue]:
+    """The session's in-flight list and queue, made to keep their sizes (once per session): the
+    limits are checked for every message, and summing them each time made a backlog of n
+    messages cost n squared."""
+    inflight, queue = session.inflight_out, session.retained_messages
+    if type(inflight) is not SizedInflight:
+        session.inflight_out = inflight = SizedInflight(inflight)  # type: ignore[assignment]
+    if type(queue) is not SizedQueue:
+        queue.__class__ = SizedQueue
+        queue.bytes = sum(_size(m) for m in queue._queue)  # type: ignore[attr-defined]
+    return inflight, queue  # type: ignore[return-value]
+
+
 def held(session: Session) -> tuple[int, int]:
     """Messages and payload bytes a session holds outside any outbox: sent and unacknowledged
     QoS 1/2 messages, and the queue of a persistent session while it is away."""
-    count, size = 0, 0
-    for message in session.inflight_out.values():
-        count, size = count + 1, size + len(message.data or b"")
-    queued = session.retained_messages._queue  # asyncio.Queue keeps its items in a deque
-    return count + len(queued), size + sum(len(m.data or b"") for m in queued)
+    inflight, queue = _sized(session)
+    return len(inflight) + queue.qsize(), inflight.bytes + queue.bytes
 
 
 def room_offline(session: Session, size: int, limits: QueueLimits) -> bool:
