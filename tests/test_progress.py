@@ -101,7 +101,7 @@ def test_a_failure_line_is_never_mixed_into_the_progress_line(broker: BrokerThre
                                     f"{unique}/garble", "--payload-encoding", "hex", "--lines", "--progress",
                                     "--interval", "0.25"], stdin)
     assert code == 1, err
-    failure = b"error: document 1: APPLICATION_ERROR: line 2 is not valid hex"
+    failure = b"error: document 2 (line 2): APPLICATION_ERROR: line 2 is not valid hex"
     assert CLEAR + failure in err, err  # at the start of a cleared line
     after = err[err.index(failure):]
     assert after.index(b"\n") < after.index(CLEAR + b"sent"), err  # the whole line, then the progress again

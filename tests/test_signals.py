@@ -135,7 +135,7 @@ def test_a_second_signal_stops_at_once_and_still_reports_every_document_read(
     assert len(interrupted) >= 10 and all(line["error"].startswith("interrupted") for line in interrupted)
     assert "Traceback" not in err
     assert f"of 12 documents to '{topic}'" in err, err
-    assert f"stopped by {signal.Signals(first).name}: 12 sent, {12 - len(interrupted)} confirmed, " \
+    assert f"stopped by {signal.Signals(first).name} after document 12 (line 12): 12 sent, {12 - len(interrupted)} confirmed, " \
            f"{len(interrupted)} failed, the rest of the input not sent\n" in err, err
 
 
