@@ -50,7 +50,7 @@ def test_hex_lines_are_decoded_and_a_bad_line_is_its_own_application_error(
     assert done.returncode == 1
     assert [json.loads(line)["status"] for line in results.read_text().splitlines()] == [
         "SUCCESS", "APPLICATION_ERROR", "SUCCESS", "SUCCESS"]
-    assert "error: document 1: APPLICATION_ERROR: line 2 is not valid hex" in done.stderr.decode()
+    assert "error: document 2 (line 2): APPLICATION_ERROR: line 2 is not valid hex" in done.stderr.decode()
 
 
 def test_a_bad_base64_message_is_exit_2_before_connecting() -> None:

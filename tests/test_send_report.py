@@ -25,11 +25,11 @@ def test_the_results_file_the_failures_and_the_summary(tmp_path: Path, capfd: py
     assert path.read_text(encoding="utf-8") == "".join(json.dumps(r.to_json()) + "\n" for r in RESULTS)
     assert path.read_bytes().startswith(b'{"index": 0, "status": "SUCCESS"}\n{"index": 1, "status": "SUCCESS", "note": ')
     assert capfd.readouterr().err.splitlines() == [
-        "error: document 2: APPLICATION_ERROR: too large",
-        "error: document 3: FAILURE: lost",
-        "error: document 5: FAILURE: gone",
+        "error: document 3: APPLICATION_ERROR: too large",  # numbered from 1, as people count
+        "error: document 4: FAILURE: lost",
+        "error: document 6: FAILURE: gone",
         "sent 3 of 6 documents to 'a/b' (QoS 1), 1 of them confirmed by an earlier run (outbox); "
-        "1 refused (APPLICATION_ERROR), 2 failed (FAILURE), the last because gone"]
+        "1 refused (APPLICATION_ERROR), 2 failed (FAILURE), the last, document 6, because gone"]
 
 
 def test_every_document_succeeded(capfd: pytest.CaptureFixture[str]) -> None:
