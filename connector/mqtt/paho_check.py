@@ -48,6 +48,8 @@ PRIVATE_NAMES: dict[str, tuple[str, ...]] = {
         "_last_bytes_received", "_last_msg_out", "_loop", "_msgtime_mutex", "_on_socket_register_write",
         "_out_packet", "_packet_queue", "_packet_read", "_packet_write", "_sock_recv", "_sock_send",
         "_sockpairR", "_sockpairW", "_thread", "_userdata",
+        # the Send's publish (PahoClient.publish_message)
+        "_last_mid", "_logger", "_max_inflight_messages", "_max_queued_messages", "_mid_generate_mutex",
     ),
     "paho.mqtt.client.MQTTMessageInfo": ("_condition", "_published", "_set_as_published"),
     "paho.mqtt.client.MQTTMessage": ("_topic",),

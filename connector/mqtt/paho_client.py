@@ -42,23 +42,102 @@ _PUBLISH, _DISCONNECT = 0x30, 0xE0
 _WRITING: dict[str, Any] = {"command": 0, "mid": 0, "qos": 0, "packet": b"", "info": None}
 
 
-def is_published(info: paho.MQTTMessageInfo) -> bool:
+def is_published(info: paho.MQTTMessageInfo | Delivery) -> bool:
     """Whether paho marked a published message done (PUBACK or PUBCOMP came; QoS 0: written, or
     lost with the connection: see its ``rc``). paho's own ``is_published()`` takes a lock and raises
     for a message queued while disconnected, which paho sends after reconnecting."""
     return info._published  # set once, never unset: no lock needed to see it (the common case)
 
 
-def wait_published(info: paho.MQTTMessageInfo, timeout: float) -> bool:
+def wait_published(info: paho.MQTTMessageInfo | Delivery, timeout: float) -> bool:
     """:func:`is_published`, waiting up to ``timeout`` seconds for it. paho's own
     ``wait_for_publish()`` raises when the message was queued while disconnected, even though paho
     re-sends it after reconnecting; this waits on the flag itself."""
     if info._published:
         return True
+    if type(info) is Delivery:
+        return info._settled.wait(info, timeout)
     with info._condition:
         if not info._published and timeout > 0:
             info._condition.wait(timeout)
         return info._published
+
+
+class _Settled:
+    """The one condition the waits for a client's :class:`Delivery` share; notified only while
+    someone waits (a Send waits for the oldest message of its window, rarely)."""
+
+    __slots__ = ("condition", "waiting")
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition(threading.Lock())
+        self.waiting = 0
+
+    def wait(self, delivery: Delivery, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self.condition:
+            # Counted before the flag is looked at: a message settled after this look sees the
+            # count and notifies; one settled before it is seen settled here.
+            self.waiting += 1
+            try:
+                while not delivery._published:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self.condition.wait(left)
+            finally:
+                self.waiting -= 1
+        return delivery._published
+
+    def notify(self) -> None:
+        with self.condition:
+            self.condition.notify_all()
+
+
+class Delivery:
+    """A message handed over by :meth:`PahoClient.publish_message`: its id, paho's result code
+    (``rc``) and whether it is done (QoS 0: written, or lost with the connection; QoS 1/2:
+    confirmed). paho's own ``MQTTMessageInfo`` makes a Condition (and its RLock) per message;
+    here the waits of one client share one (:class:`_Settled`). paho's code sees the same
+    attributes (``mid``, ``rc``, ``_set_as_published``)."""
+
+    __slots__ = ("mid", "rc", "_published", "_settled")
+
+    def __init__(self, mid: int, settled: _Settled) -> None:
+        self.mid = mid
+        self.rc = paho.MQTT_ERR_SUCCESS
+        self._published = False
+        self._settled = settled
+
+    def _set_as_published(self) -> None:
+        self._published = True
+        if self._settled.waiting:
+            self._settled.notify()
+
+
+class _Outgoing(paho.MQTTMessage):
+    """A QoS 1/2 message in paho's session state (``_out_messages``), made without the
+    ``MQTTMessageInfo`` paho's constructor makes: its ``info`` is a :class:`Delivery`."""
+
+    __slots__ = ()
+
+    def __init__(self, mid: int, topic: bytes, payload: bytes, qos: int, retain: bool,
+                 properties: Properties | None, info: Delivery) -> None:  # noqa: PLR0913
+        self.mid, self._topic, self.payload, self.qos, self.retain = mid, topic, payload, qos, retain
+        self.properties, self.info, self.dup = properties, info, False
+        self.timestamp, self.state = time.monotonic(), MessageState.MQTT_MS_INVALID
+
+
+def _remaining_length(length: int) -> bytes:
+    """MQTT's variable-length encoding of a Remaining Length."""
+    if length < 0x80:
+        return bytes((length,))
+    out = bytearray()
+    while True:
+        byte, length = length & 0x7F, length >> 7
+        out.append(byte | 0x80 if length else byte)
+        if not length:
+            return bytes(out)
 
 
 class _Held:
@@ -138,6 +217,8 @@ class PahoClient(paho.Client):
         self._chunk: memoryview | None = None
         self._chunk_pos = 0
         self._chunk_done: deque[tuple[int, dict[str, Any]]] = deque()
+        #: What the waits for a :class:`Delivery` of this client share.
+        self._settled = _Settled()
 
     # -- received messages ---------------------------------------------------------------------
 
@@ -232,6 +313,54 @@ class PahoClient(paho.Client):
         self._reconnect_on_failure = False
 
     # -- published messages --------------------------------------------------------------------
+
+    def publish_message(self, topic: bytes, payload: bytes, qos: int, retain: bool,
+                        properties: Properties | None = None, packed: bytes = b"\x00") -> Delivery:
+        """paho's ``publish()`` for a topic and payload already checked (a topic name, sizes within
+        MQTT's and the broker's limits): the PUBLISH is built here in one piece, and the message is
+        followed by a :class:`Delivery`. QoS 1/2 messages enter paho's session state as paho's own
+        do (kept for a resend after a reconnect, counted in flight). ``packed``: ``properties``
+        packed (MQTT 5 only)."""
+        with self._mid_generate_mutex:
+            self._last_mid = mid = self._last_mid % 65535 + 1
+        delivery = Delivery(mid, self._settled)
+        if qos == 0:
+            if self._sock is None:
+                delivery.rc = paho.MQTT_ERR_NO_CONN
+            else:
+                self._packet_queue(_PUBLISH, self._publish_packet(topic, payload, 0, retain, mid, packed), mid, 0,
+                                   delivery)
+            return delivery
+        message = _Outgoing(mid, topic, payload, qos, retain, properties, delivery)
+        with self._out_message_mutex:
+            out = self._out_messages
+            if mid in out or 0 < self._max_queued_messages <= len(out):
+                delivery.rc = paho.MQTT_ERR_QUEUE_SIZE
+                return delivery
+            out[mid] = message
+            if self._max_inflight_messages and self._inflight_messages >= self._max_inflight_messages:
+                message.state = MessageState.MQTT_MS_QUEUED  # sent when a slot frees (paho's _update_inflight)
+            elif self._sock is None:  # sent after reconnecting
+                message.state = MessageState.MQTT_MS_PUBLISH
+                delivery.rc = paho.MQTT_ERR_NO_CONN
+            else:
+                self._inflight_messages += 1
+                message.state = MessageState.MQTT_MS_WAIT_FOR_PUBACK if qos == 1 else MessageState.MQTT_MS_WAIT_FOR_PUBREC
+                self._packet_queue(_PUBLISH, self._publish_packet(topic, payload, qos, retain, mid, packed), mid, qos,
+                                   delivery)
+        return delivery
+
+    def _publish_packet(self, topic: bytes, payload: bytes, qos: int, retain: bool, mid: int, packed: bytes) -> bytes:
+        if self._logger is not None or self.on_log is not None:
+            self._easy_log(paho.MQTT_LOG_DEBUG, "Sending PUBLISH (d0, q%d, r%d, m%d), '%s', ... (%d bytes)",
+                           qos, retain, mid, topic, len(payload))
+        head = len(topic).to_bytes(2, "big") + topic
+        if qos:
+            head += mid.to_bytes(2, "big")
+        if self._protocol == paho.MQTTv5:
+            head += packed
+        return b"".join((bytes((_PUBLISH | qos << 1 | retain,)), _remaining_length(len(head) + len(payload)),
+                         head, payload))
 
     def _handle_pubrec(self) -> Any:
         packet = self._in_packet["packet"]

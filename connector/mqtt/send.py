@@ -18,7 +18,7 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from connector.mqtt.connection import MqttConnection, reason_text
-from connector.mqtt.paho_client import is_published, wait_published
+from connector.mqtt.paho_client import Delivery, is_published, wait_published
 from connector.mqtt.properties import MQTT5_FIELDS, PropertyError, operation_defaults, publish_properties
 from connector.mqtt.topics import TopicError, check_topic_name, operation_problems
 from connector.sdk.documents import Document, Result, Status
@@ -37,7 +37,7 @@ MAX_PAYLOAD = 268_435_455
 @dataclass(slots=True)
 class _Pending:
     index: int
-    info: paho.MQTTMessageInfo | None
+    info: Delivery | None
     deadline: float
     result: Result | None = None
 
@@ -100,12 +100,15 @@ def _publish(conn: MqttConnection, index: int, document: Document, default_topic
         except TopicError as exc:
             return _Pending(index, None, deadline, Result(index, Status.APPLICATION_ERROR, str(exc)))
     payload = document.payload
+    if type(payload) is not bytes:  # a Document made by hand
+        payload = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
     # The size check grows with the payload only: once a size fits a topic (and the broker's
     # limit, which a reconnect may change), every smaller one does, without computing it again.
     size, fits_key = len(payload), (topic, conn.max_packet_size)
+    packed = b"\x00"  # MQTT 5: no properties
     if properties is not None:  # their size varies per document: checked each time
-        packed = len(properties.pack())
-        too_big = oversize(conn, topic, size, qos, packed - _varint_size(packed))
+        packed = properties.pack()
+        too_big = oversize(conn, topic, size, qos, len(packed) - _varint_size(len(packed)))
         if too_big is not None:
             return _Pending(index, None, deadline, Result(index, Status.APPLICATION_ERROR, too_big))
     elif size > fits.get(fits_key, -1):
@@ -117,14 +120,12 @@ def _publish(conn: MqttConnection, index: int, document: Document, default_topic
         return _Pending(index, None, deadline, Result(index, Status.FAILURE, _unreachable(conn, "not sent")))
     if qos == 0 and not conn.up.is_set():  # paho does not keep QoS 0 messages for a reconnect
         _wait_up(conn, deadline, ack_timeout)
-    try:
-        info = conn.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
-        if info.rc == paho.MQTT_ERR_NO_CONN and qos == 0 and not conn.up.is_set():
-            # the connection was lost while this document was being published: it waits for the reconnect too
-            _wait_up(conn, deadline, ack_timeout)
-            info = conn.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
-    except ValueError as exc:  # paho's own checks (topic, size)
-        return _Pending(index, None, deadline, Result(index, Status.APPLICATION_ERROR, str(exc)))
+    name = topic.encode("utf-8")
+    info = conn.client.publish_message(name, payload, qos, retain, properties, packed)
+    if info.rc == paho.MQTT_ERR_NO_CONN and qos == 0 and not conn.up.is_set():
+        # the connection was lost while this document was being published: it waits for the reconnect too
+        _wait_up(conn, deadline, ack_timeout)
+        info = conn.client.publish_message(name, payload, qos, retain, properties, packed)
     if info.rc == paho.MQTT_ERR_NO_CONN and qos == 0:
         error = (_unreachable(conn, "not sent") if conn.gave_up(ack_timeout)
                  else "the connection was lost before the message was sent")
