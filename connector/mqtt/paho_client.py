@@ -46,6 +46,8 @@ def is_published(info: paho.MQTTMessageInfo | Delivery) -> bool:
     """Whether paho marked a published message done (PUBACK or PUBCOMP came; QoS 0: written, or
     lost with the connection: see its ``rc``). paho's own ``is_published()`` takes a lock and raises
     for a message queued while disconnected, which paho sends after reconnecting."""
+    if type(info) is Delivery:
+        return info.published
     return info._published  # set once, never unset: no lock needed to see it (the common case)
 
 
@@ -53,10 +55,10 @@ def wait_published(info: paho.MQTTMessageInfo | Delivery, timeout: float) -> boo
     """:func:`is_published`, waiting up to ``timeout`` seconds for it. paho's own
     ``wait_for_publish()`` raises when the message was queued while disconnected, even though paho
     re-sends it after reconnecting; this waits on the flag itself."""
+    if type(info) is Delivery:
+        return info.published or info._settled.wait(info, timeout)
     if info._published:
         return True
-    if type(info) is Delivery:
-        return info._settled.wait(info, timeout)
     with info._condition:
         if not info._published and timeout > 0:
             info._condition.wait(timeout)
@@ -80,14 +82,14 @@ class _Settled:
             # count and notifies; one settled before it is seen settled here.
             self.waiting += 1
             try:
-                while not delivery._published:
+                while not delivery.published:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
                     self.condition.wait(left)
             finally:
                 self.waiting -= 1
-        return delivery._published
+        return delivery.published
 
     def notify(self) -> None:
         with self.condition:
@@ -101,16 +103,17 @@ class Delivery:
     here the waits of one client share one (:class:`_Settled`). paho's code sees the same
     attributes (``mid``, ``rc``, ``_set_as_published``)."""
 
-    __slots__ = ("mid", "rc", "_published", "_settled")
+    __slots__ = ("mid", "rc", "published", "_settled")
 
     def __init__(self, mid: int, settled: _Settled) -> None:
         self.mid = mid
         self.rc = paho.MQTT_ERR_SUCCESS
-        self._published = False
+        #: Set once, never unset: read without a lock.
+        self.published = False
         self._settled = settled
 
-    def _set_as_published(self) -> None:
-        self._published = True
+    def _set_as_published(self) -> None:  # paho's name: paho calls it
+        self.published = True
         if self._settled.waiting:
             self._settled.notify()
 
@@ -130,8 +133,6 @@ class _Outgoing(paho.MQTTMessage):
 
 def _remaining_length(length: int) -> bytes:
     """MQTT's variable-length encoding of a Remaining Length."""
-    if length < 0x80:
-        return bytes((length,))
     out = bytearray()
     while True:
         byte, length = length & 0x7F, length >> 7
@@ -219,6 +220,8 @@ class PahoClient(paho.Client):
         self._chunk_done: deque[tuple[int, dict[str, Any]]] = deque()
         #: What the waits for a :class:`Delivery` of this client share.
         self._settled = _Settled()
+        #: topic -> its field in a PUBLISH (length and name), for the topics published to lately.
+        self._topic_fields: dict[bytes, bytes] = {}
 
     # -- received messages ---------------------------------------------------------------------
 
@@ -321,16 +324,16 @@ class PahoClient(paho.Client):
         followed by a :class:`Delivery`. QoS 1/2 messages enter paho's session state as paho's own
         do (kept for a resend after a reconnect, counted in flight). ``packed``: ``properties``
         packed (MQTT 5 only)."""
-        with self._mid_generate_mutex:
-            self._last_mid = mid = self._last_mid % 65535 + 1
-        delivery = Delivery(mid, self._settled)
-        if qos == 0:
+        if qos == 0:  # no message id (paho gives one, which a QoS 0 PUBLISH does not carry)
+            delivery = Delivery(0, self._settled)
             if self._sock is None:
                 delivery.rc = paho.MQTT_ERR_NO_CONN
             else:
-                self._packet_queue(_PUBLISH, self._publish_packet(topic, payload, 0, retain, mid, packed), mid, 0,
-                                   delivery)
+                self._packet_queue(_PUBLISH, self._publish_packet(topic, payload, 0, retain, 0, packed), 0, 0, delivery)
             return delivery
+        with self._mid_generate_mutex:
+            self._last_mid = mid = self._last_mid % 65535 + 1
+        delivery = Delivery(mid, self._settled)
         message = _Outgoing(mid, topic, payload, qos, retain, properties, delivery)
         with self._out_message_mutex:
             out = self._out_messages
@@ -354,13 +357,22 @@ class PahoClient(paho.Client):
         if self._logger is not None or self.on_log is not None:
             self._easy_log(paho.MQTT_LOG_DEBUG, "Sending PUBLISH (d0, q%d, r%d, m%d), '%s', ... (%d bytes)",
                            qos, retain, mid, topic, len(payload))
-        head = len(topic).to_bytes(2, "big") + topic
+        head = self._topic_fields.get(topic)
+        if head is None:  # the topic's field (its length, then the name), made once per topic
+            if len(self._topic_fields) >= 256:
+                self._topic_fields.clear()
+            head = self._topic_fields[topic] = len(topic).to_bytes(2, "big") + topic
         if qos:
             head += mid.to_bytes(2, "big")
         if self._protocol == paho.MQTTv5:
             head += packed
-        return b"".join((bytes((_PUBLISH | qos << 1 | retain,)), _remaining_length(len(head) + len(payload)),
-                         head, payload))
+        length = len(head) + len(payload)
+        if length < 0x4000:  # a Remaining Length of one or two bytes
+            fixed = bytes((_PUBLISH | qos << 1 | retain, length)) if length < 0x80 else \
+                bytes((_PUBLISH | qos << 1 | retain, length & 0x7F | 0x80, length >> 7))
+        else:
+            fixed = bytes((_PUBLISH | qos << 1 | retain,)) + _remaining_length(length)
+        return b"".join((fixed, head, payload))
 
     def _handle_pubrec(self) -> Any:
         packet = self._in_packet["packet"]
@@ -589,9 +601,12 @@ class PahoClient(paho.Client):
         """Complete the packets whose bytes are all written now (paho's own steps for each): True
         when one was the DISCONNECT, whose connection is then closed."""
         done, position = self._chunk_done, self._chunk_pos
+        settled = False
         while done and done[0][0] <= position:
             packet = done.popleft()[1]
             if packet["command"] & 0xF0 == _DISCONNECT:
+                if settled and self._settled.waiting:
+                    self._settled.notify()
                 self._chunk = None
                 self._out_packet.popleft()  # _WRITING
                 with self._msgtime_mutex:
@@ -603,7 +618,13 @@ class PahoClient(paho.Client):
                 return True
             if self.on_publish is not None:
                 self._qos0_on_publish(packet["mid"])
-            packet["info"]._set_as_published()
+            info = packet["info"]
+            if type(info) is Delivery:  # its waiters are notified once, below
+                info.published = settled = True
+            else:
+                info._set_as_published()
+        if settled and self._settled.waiting:
+            self._settled.notify()
         return False
 
     def _qos0_on_publish(self, mid: int) -> None:

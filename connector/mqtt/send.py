@@ -1,7 +1,9 @@
 """The Send action: publish a stream of documents, one Result per document, in order.
 
 Documents are read lazily and at most ``conn.window`` of them wait for the broker at once, so
-memory stays bounded and a slow broker slows the input down. A QoS 1/2 document is SUCCESS
+memory stays bounded and a slow broker slows the input down. QoS 0 documents wait only to be
+written: up to :data:`QOS0_WINDOW` of them (and :data:`QOS0_WINDOW_BYTES` of payload), so that the
+client's writer takes many at once rather than a window's worth per write. A QoS 1/2 document is SUCCESS
 only when PUBACK/PUBCOMP came; QoS 0 when it was written to the connection.
 """
 
@@ -18,7 +20,7 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from connector.mqtt.connection import MqttConnection, reason_text
-from connector.mqtt.paho_client import Delivery, is_published, wait_published
+from connector.mqtt.paho_client import Delivery, wait_published
 from connector.mqtt.properties import MQTT5_FIELDS, PropertyError, operation_defaults, publish_properties
 from connector.mqtt.topics import TopicError, check_topic_name, operation_problems
 from connector.sdk.documents import Document, Result, Status
@@ -32,6 +34,9 @@ _warned: list[bool] = []
 #: MQTT's largest Remaining Length (variable header and payload of a packet), so also an upper
 #: bound of a payload.
 MAX_PAYLOAD = 268_435_455
+#: How many QoS 0 documents, and how many bytes of their payloads, may wait to be written.
+QOS0_WINDOW = 1024
+QOS0_WINDOW_BYTES = 4 << 20
 
 
 @dataclass(slots=True)
@@ -40,6 +45,7 @@ class _Pending:
     info: Delivery | None
     deadline: float
     result: Result | None = None
+    size: int = 0  # of the payload handed to the client
 
 
 def send(conn: MqttConnection, operation: Mapping[str, Any], documents: Iterable[Document]) -> Iterator[Result]:
@@ -55,7 +61,8 @@ def _results(conn: MqttConnection, operation: Mapping[str, Any], documents: Iter
     default_topic: str = operation["topic"]
     qos: int = operation["qos"]
     retain: bool = operation["retained"]
-    window_size = conn.window
+    window_size, window_bytes = (conn.window, MAX_PAYLOAD + 1) if qos else (max(conn.window, QOS0_WINDOW), QOS0_WINDOW_BYTES)
+    held = 0  # bytes of the window's payloads
     ack_timeout: float = conn.config["ack_timeout"]
     window: deque[_Pending] = deque()
     append, popleft = window.append, window.popleft
@@ -67,10 +74,18 @@ def _results(conn: MqttConnection, operation: Mapping[str, Any], documents: Iter
         if conn.failure is not None:  # the connection ended for good: this is the last document read
             append(_Pending(index, None, 0.0, Result(index, Status.FAILURE, conn.failure)))
             break
-        append(_publish(conn, index, document, default_topic, qos, retain, ack_timeout, fits, v5,
-                        None if run is None else f"{run}-{index}"))
-        while window and (len(window) >= window_size or _done(window[0])):
-            yield _settle(conn, popleft())
+        pending = _publish(conn, index, document, default_topic, qos, retain, ack_timeout, fits, v5,
+                           None if run is None else f"{run}-{index}")
+        append(pending)
+        held += pending.size
+        while window:
+            pending = window[0]  # settled once full, or done (a result, or the client's flag: no lock)
+            if (len(window) < window_size and held <= window_bytes and pending.result is None
+                    and not pending.info.published):  # type: ignore[union-attr]
+                break
+            popleft()
+            held -= pending.size
+            yield _settle(conn, pending)
     while window:
         yield _settle(conn, window.popleft())
     if conn.failure is not None:  # after a result for every document read
@@ -134,7 +149,7 @@ def _publish(conn: MqttConnection, index: int, document: Document, default_topic
         # NO_CONN with QoS 1/2: paho keeps the message and sends it after reconnecting.
         error = f"the message could not be queued: {reason_text(info.rc)}"
         return _Pending(index, None, deadline, Result(index, Status.FAILURE, error))
-    return _Pending(index, info, deadline)
+    return _Pending(index, info, deadline, None, size)
 
 
 def _wait_up(conn: MqttConnection, deadline: float, ack_timeout: float) -> None:
@@ -192,10 +207,6 @@ def oversize(conn: MqttConnection, topic: str, payload_size: int, qos: int, prop
     return None
 
 
-def _done(pending: _Pending) -> bool:
-    return pending.result is not None or (pending.info is not None and is_published(pending.info))
-
-
 def _unreachable(conn: MqttConnection, what: str) -> str:
     """The error of a document failed by an outage, which is announced once."""
     error = conn.unreachable()
@@ -211,7 +222,7 @@ def _settle(conn: MqttConnection, pending: _Pending) -> Result:
         return pending.result
     assert pending.info is not None
     info = pending.info
-    if is_published(info):  # the common case: no wait
+    if info.published:  # the common case: no wait (the flag is read without a lock)
         if info.rc == paho.MQTT_ERR_SUCCESS and not conn.refused:
             return Result(pending.index, Status.SUCCESS)
         published = True
