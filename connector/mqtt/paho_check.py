@@ -49,7 +49,8 @@ PRIVATE_NAMES: dict[str, tuple[str, ...]] = {
         "_out_packet", "_packet_queue", "_packet_read", "_packet_write", "_sock_recv", "_sock_send",
         "_sockpairR", "_sockpairW", "_thread", "_userdata",
         # the Send's publish (PahoClient.publish_message)
-        "_last_mid", "_logger", "_max_inflight_messages", "_max_queued_messages", "_mid_generate_mutex",
+        "_do_on_publish", "_handle_pubackcomp", "_last_mid", "_logger", "_max_inflight_messages",
+        "_max_queued_messages", "_mid_generate_mutex",
     ),
     "paho.mqtt.client.MQTTMessageInfo": ("_condition", "_published", "_set_as_published"),
     "paho.mqtt.client.MQTTMessage": ("_topic",),

@@ -131,6 +131,18 @@ class _Outgoing(paho.MQTTMessage):
         self.timestamp, self.state = time.monotonic(), MessageState.MQTT_MS_INVALID
 
 
+_SUCCESSES: dict[tuple[str, int], tuple[ReasonCode, Properties]] = {}
+
+
+def _success(cmd: str, code: int) -> tuple[ReasonCode, Properties]:
+    """The reason and (no) properties of a successful PUBACK or PUBCOMP, made once each."""
+    made = _SUCCESSES.get((cmd, code))
+    if made is None:
+        kind = PacketTypes.PUBACK if cmd == "PUBACK" else PacketTypes.PUBCOMP
+        made = _SUCCESSES[cmd, code] = (ReasonCode(kind, identifier=code), Properties(kind))
+    return made
+
+
 def _remaining_length(length: int) -> bytes:
     """MQTT's variable-length encoding of a Remaining Length."""
     out = bytearray()
@@ -380,6 +392,29 @@ class PahoClient(paho.Client):
             mid = int.from_bytes(packet[0:2], "big")
             self.on_pubrec_refused(mid, ReasonCode(PacketTypes.PUBREC, identifier=packet[2]).getName())
         return super()._handle_pubrec()
+
+    def _handle_pubackcomp(self, cmd: Any) -> Any:
+        # paho decodes every PUBACK and PUBCOMP into a ReasonCode and a Properties object (MQTT
+        # 3.1.1 too). The common one, a success without properties, needs neither decoded: the
+        # callback (MQTT 5 only) gets one made once per reason.
+        packet = self._in_packet["packet"]
+        if len(packet) != 2 and not (self._protocol == paho.MQTTv5 and len(packet) >= 3 and packet[2] < 0x80
+                                     and (len(packet) == 3 or (len(packet) == 4 and packet[3] == 0))):
+            return super()._handle_pubackcomp(cmd)
+        mid = packet[0] << 8 | packet[1]
+        if self._logger is not None or self.on_log is not None:
+            self._easy_log(paho.MQTT_LOG_DEBUG, "Received %s (Mid: %d)", cmd, mid)
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, *_success(cmd, packet[2] if len(packet) > 2 else 0))
+        return paho.MQTT_ERR_SUCCESS
+
+    def _update_inflight(self) -> Any:
+        # paho walks every message kept at every acknowledgement, for one queued beyond the
+        # in-flight window; when every message kept is in flight there is none.
+        if len(self._out_messages) <= self._inflight_messages:
+            return paho.MQTT_ERR_SUCCESS
+        return super()._update_inflight()
 
     def abandon(self, mid: int) -> bool:
         """Stop sending a message the broker has not received yet (its document was reported as
