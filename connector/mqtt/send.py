@@ -13,7 +13,8 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import partial
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ MAX_PAYLOAD = 268_435_455
 #: How many QoS 0 documents, and how many bytes of their payloads, may wait to be written.
 QOS0_WINDOW = 1024
 QOS0_WINDOW_BYTES = 4 << 20
+_RC_OK, _SUCCESS = paho.MQTT_ERR_SUCCESS, Status.SUCCESS
 
 
 @dataclass(slots=True)
@@ -45,7 +47,7 @@ class _Pending:
     info: Delivery | None
     deadline: float
     result: Result | None = None
-    size: int = 0  # of the payload handed to the client
+    size: int = 0  # of the payload handed to the client (0 once it has its result)
 
 
 def send(conn: MqttConnection, operation: Mapping[str, Any], documents: Iterable[Document]) -> Iterator[Result]:
@@ -69,19 +71,39 @@ def _results(conn: MqttConnection, operation: Mapping[str, Any], documents: Iter
     fits: dict[tuple[str, int | None], int] = {}
     v5 = operation_defaults(operation) if conn.mqtt5 else None
     run = uuid.uuid4().hex[:12] if v5 is not None and operation.get("stamp_id") else None
+    publish_message, name = conn.client.publish_message, default_topic.encode("utf-8")
+    up_is_set, monotonic = conn.up.is_set, time.monotonic
 
     for index, document in enumerate(documents):
         if conn.failure is not None:  # the connection ended for good: this is the last document read
             append(_Pending(index, None, 0.0, Result(index, Status.FAILURE, conn.failure)))
             break
-        pending = _publish(conn, index, document, default_topic, qos, retain, ack_timeout, fits, v5,
-                           None if run is None else f"{run}-{index}")
+        payload = document.payload
+        if (v5 is None and not document.properties and type(payload) is bytes and conn.silent_since is None
+                and len(payload) <= fits.get((default_topic, conn.max_packet_size), -1) and up_is_set()):
+            # The common case (the checks of _publish passed for the topic and a payload this size)
+            info = publish_message(name, payload, qos, retain)
+            deadline = monotonic() + ack_timeout
+            pending = (_Pending(index, info, deadline) if info.rc == _RC_OK else
+                       _queued(conn, index, deadline, info, qos, partial(publish_message, name, payload, qos, retain)))
+        else:
+            pending = _publish(conn, index, document, default_topic, qos, retain, ack_timeout, fits, v5,
+                               None if run is None else f"{run}-{index}")
         append(pending)
-        held += pending.size
+        pending.size = size = len(payload) if pending.result is None else 0
+        held += size
         while window:
             pending = window[0]  # settled once full, or done (a result, or the client's flag: no lock)
-            if (len(window) < window_size and held <= window_bytes and pending.result is None
-                    and not pending.info.published):  # type: ignore[union-attr]
+            info = pending.info
+            if info is None:
+                pass
+            elif info.published:
+                if info.rc == _RC_OK and not conn.refused:  # the common case, as _settle would
+                    popleft()
+                    held -= pending.size
+                    yield Result(pending.index, _SUCCESS)
+                    continue
+            elif len(window) < window_size and held <= window_bytes:
                 break
             popleft()
             held -= pending.size
@@ -137,10 +159,19 @@ def _publish(conn: MqttConnection, index: int, document: Document, default_topic
         _wait_up(conn, deadline, ack_timeout)
     name = topic.encode("utf-8")
     info = conn.client.publish_message(name, payload, qos, retain, properties, packed)
+    return _queued(conn, index, deadline, info, qos, lambda: conn.client.publish_message(name, payload, qos, retain,
+                                                                                   properties, packed))
+
+
+def _queued(conn: MqttConnection, index: int, deadline: float, info: Delivery, qos: int,
+            again: Callable[[], Delivery]) -> _Pending:
+    """The pending document once the client took it (or not: ``info.rc``); ``again`` publishes it
+    once more."""
+    ack_timeout = conn.config["ack_timeout"]
     if info.rc == paho.MQTT_ERR_NO_CONN and qos == 0 and not conn.up.is_set():
         # the connection was lost while this document was being published: it waits for the reconnect too
         _wait_up(conn, deadline, ack_timeout)
-        info = conn.client.publish_message(name, payload, qos, retain, properties, packed)
+        info = again()
     if info.rc == paho.MQTT_ERR_NO_CONN and qos == 0:
         error = (_unreachable(conn, "not sent") if conn.gave_up(ack_timeout)
                  else "the connection was lost before the message was sent")
@@ -149,7 +180,7 @@ def _publish(conn: MqttConnection, index: int, document: Document, default_topic
         # NO_CONN with QoS 1/2: paho keeps the message and sends it after reconnecting.
         error = f"the message could not be queued: {reason_text(info.rc)}"
         return _Pending(index, None, deadline, Result(index, Status.FAILURE, error))
-    return _Pending(index, info, deadline, None, size)
+    return _Pending(index, info, deadline)
 
 
 def _wait_up(conn: MqttConnection, deadline: float, ack_timeout: float) -> None:
