@@ -668,8 +668,7 @@ class PahoClient(paho.Client):
                 if self._callback_api_version == paho.CallbackAPIVersion.VERSION1:
                     self.on_publish(self, self._userdata, mid)
                 else:
-                    self.on_publish(self, self._userdata, mid, ReasonCode(PacketTypes.PUBACK),
-                                    Properties(PacketTypes.PUBACK))
+                    self.on_publish(self, self._userdata, mid, *_success("PUBACK", 0))
             except Exception as err:
                 self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_publish: %s", err)
                 if not self.suppress_exceptions:
