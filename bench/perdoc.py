@@ -7,8 +7,8 @@ Stable where the network benchmark is not (no broker, no socket, no GIL hand-off
 network thread), so two versions of the connector compare within a few percent on a shared
 machine: run them interleaved, a few rounds each.
 
-listen: a producer thread hands N QoS 1 messages over as paho's thread does (conn._on_message's
-inbox.put), the Listen (connector.mqtt.listen.listen) batches them, the ProcessListener writes
+listen: a producer thread hands N QoS 1 messages over as paho's thread does (conn._on_messages,
+reads of 20 messages), the Listen (connector.mqtt.listen.listen) batches them, the ProcessListener writes
 them through the JSON-lines sink to /dev/null, and acknowledges them (a fake ack).
 send: the command line's pipeline (GracefulStop.documents, Runtime's _as_document and _closing,
 connector.mqtt.send, GracefulStop.results, report_send's tally) over N lines, each publish
@@ -48,6 +48,9 @@ class FakeClient:
     def ack(self, message):
         self.acks += 1
 
+    def ack_all(self, messages):
+        self.acks += len(messages)
+
 
 def fake_conn():
     from connector.mqtt.connection import MqttConnection
@@ -68,19 +71,32 @@ def listen():
 
     conn = fake_conn()
     messages = []
+    try:  # the connector's own received message (paho's MQTTMessage in earlier versions)
+        from connector.mqtt.paho_client import Received
+
+        def received(mid, payload):
+            return Received(b"bench/listen/1", payload, 1, False, False, mid, None, 0)
+    except ImportError:
+        def received(mid, payload):
+            m = paho.MQTTMessage(mid=mid, topic=b"bench/listen/1")
+            m.qos, m.payload = 1, payload
+            return m
     for i in range(n):
-        m = paho.MQTTMessage(mid=i % 65535 + 1, topic=b"bench/listen/1")
-        m.qos, m.payload = 1, (b"%010d " % i) + b"x" * 245
-        messages.append(m)
+        messages.append(received(i % 65535 + 1, (b"%010d " % i) + b"x" * 245))
     null = os.open(os.devnull, os.O_WRONLY)
     listener = ProcessListener(JsonLinesSink(null), count=n)
-    on_message = conn._on_message
+    on_messages = getattr(conn, "_on_messages", None)
+    on_message = getattr(conn, "_on_message", None)
 
-    def produce():
-        for m in messages:
-            on_message(None, None, m)
-            if m.mid % 20 == 0:
-                time.sleep(0)  # let the Listen run, as paho's thread does between reads
+    def produce():  # reads of 20 messages (Mosquitto's in-flight window), as paho's thread hands them over
+        for start in range(0, n, 20):
+            read = messages[start:start + 20]
+            if on_messages is not None:
+                on_messages(None, None, read)
+            else:
+                for m in read:
+                    on_message(None, None, m)
+            time.sleep(0)  # let the Listen run, as paho's thread does between reads
 
     t0 = time.process_time()
     producer = threading.Thread(target=produce)

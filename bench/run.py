@@ -752,6 +752,7 @@ def main(argv: list[str] | None = None) -> int:
         out = ROOT / "docs"
     out.mkdir(parents=True, exist_ok=True)
     os.chdir(ROOT)
+    precompile()
     results = measure(args.skip, repeats, scale, args.quick)
     (out / "bench-results.json").write_text(json.dumps(results, indent=1) + "\n")
     drawn = bool(results["throughput"]) and chart(results, out / "bench.png")
@@ -762,6 +763,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {out / 'bench-results.json'}, {out / 'bench-results.md'}" + (f" and {out / 'bench.png'}" if drawn else
           " (no chart: pip install -e '.[bench]' for matplotlib)" if results["throughput"] else ""))
     return 0
+
+
+def precompile() -> None:
+    """Compile the connector's and the bench's modules to bytecode first, as installing a wheel does:
+    with ``PYTHONDONTWRITEBYTECODE=1`` (set on many machines) a source checkout is otherwise
+    compiled again at every start of every command and worker (about 0.1 to 0.2 s of each CLI run)."""
+    import compileall
+
+    for folder in ("connector", "bench", "examples"):
+        compileall.compile_dir(str(ROOT / folder), quiet=1)
 
 
 def _part(results: dict, name: str, t0: float) -> None:

@@ -10,11 +10,25 @@ from pathlib import Path
 import pytest
 
 from brokers import BROKER_IDS, Endpoint, MosquittoBroker, NatsBroker, RabbitBroker, find_program
+from freshinstall import build_wheel, new_venv
 from connector.mqtt.broker import BrokerThread
 from connector.harness.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 _topic_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This checkout's wheel (pip wheel --no-deps)."""
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="session")
+def fresh_install(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new virtual environment with the wheel and its test extra installed: its bin folder. Tests
+    may install more into it (the tutorial's connector), never remove."""
+    return new_venv(tmp_path_factory.mktemp("fresh"), f"{wheel}[test]")
 
 
 @pytest.fixture(scope="session")

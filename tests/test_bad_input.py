@@ -46,7 +46,7 @@ def test_a_second_send_on_a_held_outbox_is_refused_at_once_naming_the_holder(
     topic = f"{unique}/jobs"
     runtime = Runtime(default_connector="mqtt")
     with runtime.listen_in_background({"host": broker.host, "port": broker.port},
-                                      {"action": "listen", "topic": topic, "qos": 1}, timeout=30) as watcher:
+                                      {"action": "listen", "topic": topic, "qos": 1}, count=3) as watcher:
         watcher.wait_ready()
         send = ["send", *_address(broker), "--topic", topic, "--qos", "1", "--lines", "--outbox", str(box)]
         first = subprocess.Popen([sys.executable, "-m", "connector", *send], stdin=subprocess.PIPE,

@@ -4,6 +4,7 @@ that leaves the published results alone. The benchmark itself runs in CI as ``py
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,13 @@ def test_a_quick_run_writes_outside_docs_unless_asked(monkeypatch: pytest.Monkey
     assert seen[0][1:] == (1, 0.1, True)
     assert json.loads((tmp_path / "quick" / "bench-results.json").read_text())["repeats"] == 5
     assert str(tmp_path / "quick") in capsys.readouterr().out
+
+
+def test_the_modules_are_compiled_before_measuring_as_an_installed_wheel_has_them(tmp_path: Path,
+                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "connector").mkdir()
+    (tmp_path / "connector" / "mod.py").write_text("x = 1\n")
+    monkeypatch.setattr(run, "ROOT", tmp_path)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # PYTHONDONTWRITEBYTECODE=1
+    run.precompile()
+    assert list((tmp_path / "connector" / "__pycache__").glob("mod.*.pyc"))

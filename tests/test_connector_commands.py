@@ -95,15 +95,15 @@ def files(tmp_path: Path, operation: dict[str, Any], connection: dict[str, Any] 
 
 def test_connectors_lists_what_is_installed(install: Any, capfd: pytest.CaptureFixture[str]) -> None:
     install()
-    assert run(capfd, "connectors") == (0, "mqtt 0.1.0: send, listen (commands: broker, demo, clear-retained)\n", "")
+    assert run(capfd, "connectors") == (0, "mqtt 0.1.0: send, listen (commands: broker, demo, clear-retained, bench)\n", "")
     install(Talkative())
     code, out, err = run(capfd, "connectors", "--connector", "mqtt")  # taken, and ignored
     assert (code, err) == (0, "")
-    assert out.splitlines() == ["mqtt 0.1.0: send, listen (commands: broker, demo, clear-retained)",
+    assert out.splitlines() == ["mqtt 0.1.0: send, listen (commands: broker, demo, clear-retained, bench)",
                                 "talk 1: send, listen (commands: hello)"]
     code, out, _ = run(capfd, "connectors", "--json")
     assert code == 0 and json.loads(out) == [
-        {"id": "mqtt", "name": "MQTT", "version": "0.1.0", "actions": ["send", "listen"], "commands": ["broker", "demo", "clear-retained"]},
+        {"id": "mqtt", "name": "MQTT", "version": "0.1.0", "actions": ["send", "listen"], "commands": ["broker", "demo", "clear-retained", "bench"]},
         {"id": "talk", "name": "Fake", "version": "1", "actions": ["send", "listen"], "commands": ["hello"]},
     ]
     install(entry_points=False)

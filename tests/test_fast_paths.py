@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 from brokers import remaining_length
-from test_client_rules import ScriptedBroker, client, publish, scripted  # noqa: F401 (fixtures)
+from test_client_rules import PUBACK, ScriptedBroker, client, publish, scripted  # noqa: F401 (fixtures)
 
 from connector.mqtt.connection import MqttConnection
 from connector.mqtt.framing import CHUNK, FramingError, PacketReader
@@ -155,3 +155,59 @@ def test_packets_that_arrived_together_are_handled_without_waiting_for_more(scri
     got = [client.inbox.get(timeout=5).payload for _ in range(300)]
     assert got == [b"%d" % mid for mid in range(1, 301)]
     assert time.monotonic() - started < 0.5
+
+
+# -- receiving: PUBLISH read in place, a read's messages handed over together, acks in one write ---
+
+PUBLISHES = [  # (first byte, topic, message id, MQTT 5 properties, payload)
+    (0x30, b"t", None, b"\x00", b""), (0x31, b"a/b", None, b"\x00", b"x" * 300), (0x32, b"\xc3\xa9", 7, b"\x00", b"p"),
+    (0x3D, b"t/" * 100, 65535, b"\x02\x01\x01", b"\x00\xff" * 100),  # DUP, QoS 2, retained; format indicator
+    (0x34, b"s", 1, b"\x0b\x26\x00\x01k\x00\x01v\x03\x00\x01c", b"{}"),  # a user property, a content type
+]
+
+
+@pytest.mark.parametrize("mqtt5", [False, True])
+def test_a_publish_reads_as_paho_decodes_it(mqtt5: bool) -> None:
+    from paho.mqtt import _packet
+
+    from connector.mqtt.paho_client import _parse_publish
+
+    protocol = paho.MQTTv5 if mqtt5 else paho.MQTTv311
+    for first, topic, mid, properties, payload in PUBLISHES:
+        body = struct.pack("!H", len(topic)) + topic + (struct.pack("!H", mid) if mid else b"")
+        body += (properties if mqtt5 else b"") + payload
+        mine, paho_s = _parse_publish(first, bytearray(body), mqtt5, 3), _packet.decode_publish(first, body, protocol)
+        assert (mine.raw_topic, mine.payload, mine.qos, mine.retain, mine.dup, mine.mid) == (
+            paho_s.topic, paho_s.payload, paho_s.qos, paho_s.retain, paho_s.dup, paho_s.mid)
+        assert type(mine.payload) is bytes and mine.connection == 3 and not mine.accepted
+        assert str(mine.properties) == str(paho_s.properties)
+
+
+def test_a_short_or_topicless_publish_is_malformed() -> None:
+    from paho.mqtt.exception import MalformedPacket
+
+    from connector.mqtt.paho_client import _parse_publish
+
+    for first, body, mqtt5 in [(0x30, b"\x00", False), (0x32, b"\x00\x01t\x00", False), (0x30, b"\x00\x05t", False),
+                               (0x30, b"\x00\x00x", False), (0x36, b"\x00\x01t\x00\x01", False)]:
+        with pytest.raises(MalformedPacket):
+            _parse_publish(first, body, mqtt5, 1)
+    assert _parse_publish(0x30, b"\x00\x00\x00x", True, 1).payload == b"x"  # MQTT 5: a topic alias may stand for it
+
+
+def test_messages_read_together_are_handed_over_together_and_acknowledged_in_one_write(
+        scripted: ScriptedBroker, client: MqttConnection, monkeypatch: pytest.MonkeyPatch) -> None:
+    handed: list[int] = []
+    writes: list[bytes] = []
+    on_messages, send = client.client.on_messages, PahoClient._sock_send
+    client.client.on_messages = lambda c, userdata, messages: (handed.append(len(messages)), on_messages(c, userdata, messages))
+    monkeypatch.setattr(PahoClient, "_sock_send", lambda c, data: (writes.append(bytes(data)), send(c, data))[1])
+    scripted.send(*(publish(mid, qos=1, payload=b"%d" % mid) for mid in range(1, 301)))  # one write
+    messages = [client.inbox.get(timeout=5) for _ in range(300)]
+    assert [m.payload for m in messages] == [b"%d" % mid for mid in range(1, 301)]
+    assert sum(handed) == 300 and len(handed) <= 3, handed  # a read's messages at once (not one by one)
+    client.client.ack_all(messages)
+    scripted.wait_answer(PUBACK, 300)
+    assert scripted.answers(PUBACK) == list(range(1, 301))
+    acks = [data for data in writes if data[:1] == b"\x40"]
+    assert acks == [b"".join(b"\x40\x02" + struct.pack("!H", mid) for mid in range(1, 301))]

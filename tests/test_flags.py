@@ -161,9 +161,15 @@ def _harness_flags(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--lines", action="store_true")
         parser.add_argument("--results")
         parser.add_argument("--outbox")
+        # since 0.1.0: how documents given as text are read, and test traffic
+        parser.add_argument("--payload-encoding")
+        parser.add_argument("--repeat", type=int)
+        parser.add_argument("--interval", type=float)
     if command == "listen":
         parser.add_argument("--count", type=int)
         parser.add_argument("--timeout", type=float)
+        parser.add_argument("--format")  # since 0.1.0: how documents are written, and where
+        parser.add_argument("--output")
 
 
 @pytest.mark.parametrize("argv", _readme_commands(), ids=" ".join)

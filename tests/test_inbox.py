@@ -99,3 +99,13 @@ def test_a_small_inbox_between_two_busy_threads_loses_nothing() -> None:
     assert all(inbox.put(i, timeout=5) for i in range(count))
     thread.join(10)
     assert got == list(range(count))
+
+
+def test_items_put_together_wake_the_taker_once_and_wait_for_room_together() -> None:
+    inbox: Inbox[int] = Inbox(3)
+    assert inbox.put_all([1, 2])
+    assert inbox.wait(0) and inbox.take(10) == [1, 2]
+    assert inbox.put_all([3, 4, 5, 6])  # room for one more: all go in (a read is handed over whole)
+    assert not inbox.put_all([7, 8], timeout=0.05)  # now full: none is added
+    assert inbox.take(10) == [3, 4, 5, 6]
+    assert inbox.put_all(range(7, 9)) and inbox.take(10) == [7, 8]

@@ -5,13 +5,14 @@ persistent sessions keep unacknowledged messages, so a redelivery shows what was
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 
 import paho.mqtt.client as paho
 import pytest
 
 from brokers import MosquittoBroker
 from connector.harness.runtime import ProcessListener, Runtime
-from connector.mqtt.paho_client import PahoClient
+from connector.mqtt.paho_client import PahoClient, Received
 from connector.harness.sinks import JsonLinesSink
 from connector.sdk.documents import Document, Status
 from connector.sdk.listener import Listener
@@ -43,15 +44,16 @@ class RecordingSink:
 
 @pytest.fixture
 def acks(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
-    """Every acknowledgement the connector sends, recorded at its client's ack()."""
+    """Every acknowledgement the connector sends, recorded at its client's ack_all() (ack() too goes there)."""
     events: list[tuple] = []
-    real_ack = PahoClient.ack
+    real_ack_all = PahoClient.ack_all
 
-    def ack(client: paho.Client, message: paho.MQTTMessage) -> object:
-        events.append(("ack", message.mid))
-        return real_ack(client, message)
+    def ack_all(client: PahoClient, messages: Iterable[Received]) -> object:
+        messages = list(messages)
+        events.extend(("ack", message.mid) for message in messages)
+        return real_ack_all(client, messages)
 
-    monkeypatch.setattr(PahoClient, "ack", ack)
+    monkeypatch.setattr(PahoClient, "ack_all", ack_all)
     return events
 
 

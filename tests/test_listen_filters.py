@@ -94,3 +94,15 @@ def test_clear_retained_clears_under_the_filter_and_lists_each_topic(runtime: Ru
     left = runtime.listen_in_background(connection, listen(runtime, connection, unique, retained_only=True), timeout=10)
     left.join()
     assert [d.properties["topic"] for d in left.documents] == [f"{unique}/out"]
+
+
+@pytest.mark.parametrize(("topic_filter", "words"), [
+    ("a/#/b", "'#' must be the whole last level"), ("", "is empty"), ("a/b+", "'+' must be a whole level"),
+    ("a\tb", "U+0009"), ("$share/g", "shared subscription"),
+])
+def test_clear_retained_names_its_flag_for_a_bad_filter(topic_filter: str, words: str) -> None:
+    done = run_cli("clear-retained", "--port", "1", "--topic", topic_filter)  # refused before connecting
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.decode().splitlines() == [done.stderr.decode().strip()]
+    line = done.stderr.decode().strip()
+    assert line.startswith(f"error: --topic {topic_filter!r}: ") and words in line, line

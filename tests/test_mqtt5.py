@@ -242,14 +242,14 @@ def test_receive_maximum_slows_what_the_broker_sends_unacknowledged(mosquitto: M
     acknowledged; without it, it sends all 30 at once. (Mosquitto 2.0.11 keeps the limit loosely: up to
     15 unacknowledged were seen with 2; the connector only asks.)"""
     unacknowledged: list[int] = []
-    handle = PahoClient._handle_publish
+    receive = PahoClient._receive  # every PUBLISH read
 
-    def counting(client: PahoClient) -> object:
-        done = handle(client)
+    def counting(client: PahoClient, command: int, body: bytes) -> object:
+        done = receive(client, command, body)
         unacknowledged.append(len(client._received))  # received by the Listen, not yet acknowledged
         return done
 
-    monkeypatch.setattr(PahoClient, "_handle_publish", counting)
+    monkeypatch.setattr(PahoClient, "_receive", counting)
     runtime, most = Runtime(default_connector="mqtt"), {}
     for limit in (None, 2):
         topic = f"{unique}/slow-{limit}"

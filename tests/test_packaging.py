@@ -4,37 +4,16 @@ from __future__ import annotations
 
 import configparser
 import json
-import os
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
 import connector
+from freshinstall import clean_env as _clean_env
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _clean_env() -> dict[str, str]:
-    """The environment without anything that would point a child at this checkout or its venv."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP", "PYTHONSAFEPATH")}
-    venv_bin = str(Path(sys.prefix) / "bin")
-    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
-    return env
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(ROOT)],
-                          capture_output=True, text=True, timeout=120, cwd=out)
-    assert done.returncode == 0, f"building the wheel failed:\n{done.stdout}\n{done.stderr}"
-    wheels = list(out.glob("mqtt_connector-*.whl"))
-    assert len(wheels) == 1, wheels
-    return wheels[0]
 
 
 def test_wheel_is_named_with_the_package_version(wheel: Path) -> None:
@@ -100,16 +79,9 @@ def test_wheel_declares_the_entry_points_and_dependencies(wheel: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_non_editable_install_in_a_fresh_venv(wheel: Path, tmp_path: Path) -> None:
+def test_non_editable_install_in_a_fresh_venv(fresh_install: Path, tmp_path: Path) -> None:
     env = _clean_env()
-    venv = tmp_path / "venv"
-    done = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True, timeout=120, env=env)
-    assert done.returncode == 0, done.stderr
-    bin_dir = venv / "bin"
-    # dependencies come from the configured package index: if it cannot be reached, this fails
-    done = subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "--quiet", str(wheel)],
-                          capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
-    assert done.returncode == 0, f"pip install failed:\n{done.stdout}\n{done.stderr}"
+    bin_dir, venv = fresh_install, fresh_install.parent
 
     outside = tmp_path / "elsewhere"
     outside.mkdir()

@@ -195,3 +195,13 @@ def test_the_policy_is_connector_neutral() -> None:
             node.body = node.body[1:]
     code = ast.unparse(tree)
     assert "mqtt" not in code.lower() and "paho" not in code.lower()
+
+
+def test_an_endpoint_that_acknowledges_many_at_once_gets_each_accepted_run_together() -> None:
+    listener, fake = FakeListener(refusals=1), FakeEndpoint()
+    together: list[list[str]] = []
+    messages, documents = _batch("a", "b", "c")
+    retries = _retries({"max_attempts": 2, "retry_delay": 0}, listener,
+                       fake.endpoint(acknowledge_all=lambda batch: together.append(list(batch))))
+    assert retries.deliver(messages, documents) == 3
+    assert together == [["a", "b", "c"]] and fake.acked == []  # a refused once, then all three accepted at once

@@ -243,7 +243,7 @@ def filters(draw: st.DrawFn) -> str:
     return text
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(topic_filter=filters(), topic=topics)
 def test_matches_agrees_with_the_reference(topic_filter: str, topic: str) -> None:
     check_topic_filter(topic_filter)
@@ -313,7 +313,7 @@ def _accepts(check: object, text: str) -> bool:
     return True
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(text=st.one_of(texts, clean_texts))
 def test_validators_agree_with_the_reference(text: str) -> None:
     assert _accepts(check_topic_name, text) is reference_name_ok(text), repr(text)
@@ -383,7 +383,7 @@ def _schema_accepts(action: str, topic: str) -> bool:
 _OPERATION_VALIDATOR = None
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(text=clean_texts)
 def test_the_operation_schema_agrees_with_the_topic_rules(text: str) -> None:
     # The schema cannot count UTF-8 bytes; apart from that it refuses exactly what topics.py refuses,

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from test_packaging import _clean_env
+from freshinstall import clean_env as _clean_env, pip_install
 
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIAL = ROOT / "docs" / "sdk.md"
@@ -161,24 +160,14 @@ def write_example(blocks: list[Shown], folder: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def followed(blocks: list[Shown], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def followed(blocks: list[Shown], fresh_install: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A new virtual environment with this checkout and the tutorial's connector installed (not
     editable), and the connector's folder: ``(venv's bin, folder)``."""
-    base = tmp_path_factory.mktemp("tutorial")
-    folder = base / "disk-connector"
+    folder = tmp_path_factory.mktemp("tutorial") / "disk-connector"
     folder.mkdir()
     assert "pyproject.toml" in write_example(blocks, folder)
-    env = _clean_env()
-    venv = base / "venv"
-    done = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True, timeout=120, env=env)
-    assert done.returncode == 0, done.stderr
-    bin_dir = venv / "bin"
-    # dependencies come from the configured package index: if it cannot be reached, this fails
-    for what in (f"{ROOT}[test]", str(folder)):
-        done = subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "--quiet", what],
-                              capture_output=True, text=True, timeout=240, env=env, cwd=base)
-        assert done.returncode == 0, f"pip install {what} failed:\n{done.stdout}\n{done.stderr}"
-    return bin_dir, folder
+    pip_install(fresh_install, str(folder))
+    return fresh_install, folder
 
 
 def section(markdown: str, heading: str) -> str:

@@ -16,12 +16,10 @@ files), :mod:`~connector.harness.inputs` (files, documents, outputs),
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Sequence
 
 from connector.harness.exits import EXIT_BAD_INPUT, EXIT_CLOSED, EXIT_CONNECT, EXIT_FAILED, UsageError
-from connector.harness.logs import mask, setup_logging
 from connector.harness.parser import Parser, build_parser
 
 __all__ = ["Parser", "build_parser", "main"]
@@ -69,6 +67,8 @@ def main(argv: Sequence[str] | None = None, *, default_connector: str | None = N
         return _fail_known(exc, "--verbose" in argv or "-v" in argv)
     if args is None:
         return EXIT_BAD_INPUT
+    from connector.harness.logs import setup_logging
+
     setup_logging(args.verbose)
     try:
         return _run(commands[args.command], args)
@@ -95,6 +95,8 @@ def _run(command: Callable[[argparse.Namespace], int], args: argparse.Namespace)
 
 
 def _fail(code: int, message: str) -> int:
+    from connector.harness.logs import mask
+
     sys.stderr.write(f"error: {mask(message)}\n")
     return code
 
@@ -107,5 +109,7 @@ def _fail_known(exc: Exception, verbose: bool) -> int:
     if isinstance(exc, ConnectError):
         return _fail(EXIT_CONNECT, str(exc))
     if verbose:
+        import logging
+
         logging.getLogger("connector").exception("unexpected failure")
     return _fail(EXIT_FAILED, f"unexpected failure: {type(exc).__name__}: {exc} (run with --verbose for details)")

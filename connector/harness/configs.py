@@ -5,7 +5,6 @@ from then on (:mod:`connector.harness.logs`) and one given where others can see 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,8 +12,9 @@ from typing import Any
 
 from connector.harness.exits import UsageError
 from connector.harness.flags import Flag
-from connector.harness.inputs import load_json_file
-from connector.harness.logs import remember_secret
+
+# The parser imports this module for SchemaFlags before any command runs (``--help`` too): what
+# only running a command needs (logging, files) is imported by the functions that use it.
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ def _secrets(flags: Iterable[Flag]) -> set[str]:
 
 def remember_secrets(config: Any, secrets: Iterable[str]) -> None:
     """Mask every secret field of a configuration (the fields its schema marks writeOnly)."""
+    from connector.harness.logs import remember_secret
+
     if isinstance(config, dict):
         for name in secrets:
             remember_secret(config.get(name))
@@ -59,6 +61,7 @@ def connection_from_args(args: argparse.Namespace, flags: SchemaFlags) -> dict[s
     """The ``--connection FILE`` with the connection flags over it (and the environment
     variables the schema names for secrets)."""
     from connector.harness.flagconfig import config_from_args
+    from connector.harness.inputs import load_json_file
 
     config: dict[str, Any] = {}
     if args.connection:
@@ -87,6 +90,8 @@ def warn_exposed_secrets(args: argparse.Namespace, config: Any, file_secret: boo
     secret): a secret on the command line is in the process list of every user; a file that
     holds one (a secret's file flag, a connection file, a field marked ``x-secret-file``) should
     be readable by its owner only."""
+    import logging
+
     from connector.harness.flagconfig import secret_warnings
 
     warn = logging.getLogger("connector.harness").warning

@@ -48,6 +48,9 @@ class ProcessListener(Listener):
         self.sink = sink
         self.count = count
         self.accepted = 0
+        #: Documents handed over by the connector (a document handed over again, e.g. retried, once).
+        self.received = 0
+        self._last_received: Document | None = None
         self.ready = threading.Event()
         self.reason = "stopped"
         self.dead_letters = 0
@@ -59,7 +62,13 @@ class ProcessListener(Listener):
         if attach is not None:  # a sink that may block on its reader, or lose it (see sinks)
             attach(self.stopping, lambda: self.stop_for("closed"))
 
+    def _received(self, documents: list[Document]) -> None:
+        if documents and documents[-1] is not self._last_received:  # a retry hands a tail of the same batch
+            self.received += len(documents)
+            self._last_received = documents[-1]
+
     def submit(self, document: Document) -> bool:
+        self._received([document])
         try:
             self.sink(document)
         except OutputError as exc:
@@ -77,6 +86,7 @@ class ProcessListener(Listener):
         write, flush = getattr(sink, "write", None), getattr(sink, "flush", None)
         if write is None or flush is None:
             return super().submit_batch(documents)
+        self._received(documents)
         if self.count is not None:
             documents = documents[:max(0, self.count - self.accepted)]
         if not documents:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from connector.harness.exits import EXIT_BAD_INPUT
+from connector.harness.progress import add_progress_flag
 
 #: The commands whose flags come from the connector's schemas, and the action of their operation.
 SCHEMA_COMMANDS: dict[str, str | None] = {"send": "send", "listen": "listen", "check": None}
@@ -123,6 +124,7 @@ def _send_parser(sub: Any, default_connector: str | None, argv: Sequence[str]) -
     p.add_argument("--results", metavar="FILE", help="write one JSON line per document: index, status, error")
     p.add_argument("--outbox", metavar="FILE", help="durable record (SQLite) of what the endpoint confirmed: run the "
                    "same command again after a crash and only the documents not confirmed are sent")
+    add_progress_flag(p)
     connector_arg(p, default_connector)
     common(p)
     _schema_flags(p, "send", default_connector, argv)
@@ -145,6 +147,7 @@ def _harness_commands(sub: Any, default_connector: str | None, argv: Sequence[st
     p.add_argument("--count", type=int, metavar="N", help="stop after N documents")
     p.add_argument("--timeout", type=_timeout, metavar="S", help="stop after S seconds")
     _output_args(p)
+    add_progress_flag(p)
     connector_arg(p, default_connector)
     common(p)
     _schema_flags(p, "listen", default_connector, argv)
@@ -160,6 +163,7 @@ def _harness_commands(sub: Any, default_connector: str | None, argv: Sequence[st
     p.add_argument("--count", type=int, metavar="N", help="Listen: stop after N documents")
     p.add_argument("--timeout", type=_timeout, metavar="S", help="Listen: stop after S seconds")
     _output_args(p, "Listen: ")
+    add_progress_flag(p)
     common(p)
 
     p = sub.add_parser("describe", help="show the connector, its connection fields and the Options tab")

@@ -101,9 +101,9 @@ def report_send(results: Iterator[Any], results_path: str | None, what: str | No
         tally.close()
     summary, failed = tally.summary(what)
     if stop is not None and stop.signal is not None:
-        import signal
+        from connector.harness.stopping import stopped_counts
 
-        say(summary + f"; stopped by {signal.Signals(stop.signal).name}: the rest of the input was not read\n")
+        say(summary + "; " + stopped_counts(stop, tally.succeeded, sum(tally.counts.values())) + "\n")
         code = 128 + stop.signal
     else:
         say(summary + "\n")
@@ -116,8 +116,8 @@ def report_send(results: Iterator[Any], results_path: str | None, what: str | No
 
 
 def listen_and_report(runtime: Any, connection: dict[str, Any], operation: dict[str, Any], count: int | None,
-                      timeout: float | None, connector_id: str, output: tuple[str | None, str | None] = (None, None)
-                      ) -> int:
+                      timeout: float | None, connector_id: str, output: tuple[str | None, str | None] = (None, None),
+                      progress: bool | None = None) -> int:
     """Run a Listen to standard output (or ``output``: its ``--format`` and ``--output FILE``) and
     report how it ended; the exit code."""
     import signal
@@ -144,14 +144,31 @@ def listen_and_report(runtime: Any, connection: dict[str, Any], operation: dict[
     # Graceful: no new message is taken; the batch in hand is written, flushed and acknowledged;
     # the connection is closed with a DISCONNECT. What the broker sent meanwhile stays unacknowledged.
     # A write blocked on a reader that does not read gives up within a second (not acknowledged).
+    signals: list[int] = []  # the one that stopped it, for the report
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: listener.stop_for("stopped"))
-    outcome = runtime.listen(connection, operation, listener.sink, count=count, timeout=timeout, listener=listener,
-                             connector_id=connector_id)
-    return _report_listen(outcome, sink, chatty)
+        signal.signal(sig, lambda signum, _: (signals.append(signum), listener.stop_for("stopped")))
+    from connector.harness.progress import listen_progress
+
+    shown = listen_progress(progress, listener)
+    try:
+        outcome = runtime.listen(connection, operation, listener.sink, count=count, timeout=timeout,
+                                 listener=listener, connector_id=connector_id)
+    finally:
+        if shown is not None:
+            shown.finish()
+    stopped = None
+    if signals and outcome.reason == "stopped":
+        stopped = (f"stopped by {signal.Signals(signals[0]).name}: received {listener.received:,}, wrote "
+                   f"{outcome.accepted:,}{_unwritten(listener.received - outcome.accepted)}")
+    return _report_listen(outcome, sink, chatty, stopped)
 
 
-def _report_listen(outcome: Any, sink: Any, chatty: bool) -> int:
+def _unwritten(count: int) -> str:
+    return (f", {count:,} not written (not acknowledged: a persistent session gets them again)"
+            if count > 0 else "")
+
+
+def _report_listen(outcome: Any, sink: Any, chatty: bool, stopped: str | None = None) -> int:
     from connector.harness.output import FdOutput, silence
 
     accepted = f"{outcome.accepted:,} document{'s' if outcome.accepted != 1 else ''}"
@@ -175,7 +192,9 @@ def _report_listen(outcome: Any, sink: Any, chatty: bool) -> int:
         say(f"error: the process failed for a message every attempt ({outcome.error}); it was not "
             f"acknowledged{moved}\n")
         return EXIT_FAILED
-    if chatty or moved:
+    if stopped is not None:  # by a signal: always said, with the counts
+        say(stopped + moved + "\n")
+    elif chatty or moved:
         ended = {"count": "count reached", "timeout": "timeout", "stopped": "stopped"}.get(outcome.reason, outcome.done)
         say(f"received {accepted} ({ended}){moved}\n")
     return EXIT_OK

@@ -8,13 +8,14 @@ import argparse
 from typing import Any
 
 from connector.harness.exits import EXIT_OK, UsageError
-from connector.harness.inputs import check_outputs, input_documents, load_json_file, stdin_whole
-from connector.harness.reports import listen_and_report, report_send
 
 
 def cmd_send(args: argparse.Namespace) -> int:
     from connector.harness.commands import runtime as make_runtime
     from connector.harness.configs import connection_from_args, operation_from_args
+    from connector.harness.inputs import check_outputs
+    from connector.harness.progress import input_size
+    from connector.harness.reports import report_send
     from connector.harness.sendinputs import send_input
     from connector.harness.stopping import GracefulStop
 
@@ -29,24 +30,29 @@ def cmd_send(args: argparse.Namespace) -> int:
     results = in_input_order(runtime.send(connection, operation, documents, connector_id=flags.connector,
                                           outbox=args.outbox))
     stop.install()
+    results = _with_progress(args, stop, results, input_size(args.file, args.lines, args.message, args.repeat))
     return report_send(results, args.results, runtime.describe_operation(operation, flags.connector), stop)
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
     from connector.harness.commands import runtime
     from connector.harness.configs import connection_from_args, operation_from_args
+    from connector.harness.reports import listen_and_report
 
     flags = args.schema_flags
     connection = connection_from_args(args, flags)
     operation = operation_from_args(args, flags)
     return listen_and_report(runtime(args), connection, operation, args.count, args.timeout, flags.connector,
-                             (args.format, args.output))
+                             (args.format, args.output), args.progress)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from connector.harness.commands import runtime as make_runtime
     from connector.harness.configs import holds_secret, remember_secrets, warn_exposed_secrets
     from connector.harness.flags import schema_flags
+    from connector.harness.inputs import check_outputs, input_documents, load_json_file, stdin_whole
+    from connector.harness.progress import input_size
+    from connector.harness.reports import listen_and_report, report_send
     from connector.harness.stopping import GracefulStop
 
     connection = load_json_file(args.connection, "connection")
@@ -62,7 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.inputs or args.lines or args.results or args.outbox:
             raise UsageError("a Listen takes no INPUT, --lines, --results or --outbox")
         return listen_and_report(runtime, connection, operation, args.count, args.timeout, connector_id,
-                                 (args.format, args.output))
+                                 (args.format, args.output), args.progress)
     if args.count is not None or args.timeout is not None or args.format is not None or args.output is not None:
         raise UsageError("--count, --timeout, --format and --output are for a Listen")
     check_outputs(args)
@@ -72,7 +78,17 @@ def cmd_run(args: argparse.Namespace) -> int:
                                                stop.stopped, limit))
     results = runtime.send(connection, operation, documents, connector_id=connector_id, outbox=args.outbox)
     stop.install()
+    results = _with_progress(args, stop, results, input_size(args.inputs, args.lines))
     return report_send(results, args.results, runtime.describe_operation(operation, connector_id), stop)
+
+
+def _with_progress(args: argparse.Namespace, stop: Any, results: Any, size: Any) -> Any:
+    """The results of a Send, shown on a progress line when wanted; the size of its input
+    (:class:`~connector.harness.progress.InputSize`) also tells the report what was not sent."""
+    from connector.harness.progress import send_progress
+
+    stop.expected = size.documents
+    return send_progress(args.progress, stop, results, size)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

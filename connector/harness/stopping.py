@@ -39,6 +39,9 @@ class GracefulStop:
         self.second: int | None = None
         #: Documents read from the input (each must get one result).
         self.read = 0
+        self.bytes_read = 0  # their payloads (of lines: without the newlines)
+        #: Documents the input holds, when known before it is read (for the report).
+        self.expected: int | None = None
         self._interruptible = False
 
     def install(self) -> None:
@@ -65,6 +68,7 @@ class GracefulStop:
             except StopIteration:
                 return
             self.read += 1
+            self.bytes_read += len(document)
             yield document
 
     def results(self, results: Iterator[Result]) -> Iterator[Result]:
@@ -90,6 +94,16 @@ class GracefulStop:
             close()
         for index in range(reported, self.read):
             yield Result(index, Status.FAILURE, INTERRUPTED)
+
+
+def stopped_counts(stop: GracefulStop, confirmed: int, failed: int) -> str:
+    """What a Send stopped by a signal did, in words: which signal, documents sent (read),
+    confirmed, failed, and not sent (a number when the input's size is known)."""
+    assert stop.signal is not None
+    rest = ("the rest of the input not sent" if stop.expected is None
+            else f"{max(0, stop.expected - stop.read):,} not sent")
+    return (f"stopped by {signal.Signals(stop.signal).name}: {stop.read:,} sent, {confirmed:,} confirmed, "
+            f"{failed:,} failed, {rest}")
 
 
 class StdinReader:

@@ -36,6 +36,14 @@ def retained_topics(connection: Mapping[str, Any], filters: Sequence[str]) -> li
     from connector.mqtt.listen import listen
     from connector.mqtt.plugin import connector_manifest
 
+    from connector.mqtt.topics import TopicError, check_topic_filter
+    from connector.sdk.errors import ConfigError
+
+    for topic_filter in filters:  # in the words of the command's flag, before the operation's
+        try:
+            check_topic_filter(topic_filter)
+        except TopicError as exc:
+            raise ConfigError(f"--topic {topic_filter!r}: {exc}") from None
     operation = connector_manifest().validate_operation(
         {"action": "listen", "topic": list(filters), "qos": 0, "retained_only": True})
     found = _Topics()

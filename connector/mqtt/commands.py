@@ -1,4 +1,5 @@
-"""The MQTT connector's own commands (``connector_commands``): ``broker`` and ``demo``.
+"""The MQTT connector's own commands (``connector_commands``): ``broker``, ``demo``,
+``clear-retained`` and ``bench``.
 
 Only the standard library is imported here: the harness builds its parser from these before it
 knows which command runs; each command imports what it needs when it runs.
@@ -110,9 +111,25 @@ def cmd_clear_retained(args: argparse.Namespace) -> int:
     return clear_retained(args.connection_config, args.topic)
 
 
+def _bench_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--count", type=int, default=10_000, metavar="N", help="messages to publish (default 10000)")
+    p.add_argument("--qos", type=int, choices=(0, 1, 2), default=1, help="quality of service (default 1)")
+    p.add_argument("--size", type=int, default=200, metavar="BYTES", help="payload size, at least 8 (default 200)")
+    p.add_argument("--topic-prefix", default="mqtt-connector-bench", metavar="PREFIX",
+                   help="the messages go to PREFIX/<random> (default mqtt-connector-bench)")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from connector.mqtt.bench import bench
+
+    return bench(args.connection_config, args.count, args.qos, args.size, args.topic_prefix)
+
+
 COMMANDS = (
     Command("broker", "run the embedded MQTT broker in the foreground", _broker_arguments, cmd_broker),
     Command("demo", "offline tour on the embedded broker: retained, wildcards, QoS 0/1/2", lambda p: None, cmd_demo),
     Command("clear-retained", "clear the stored retained messages under topic filters, listing each topic cleared",
             _clear_arguments, cmd_clear_retained, connection=True),
+    Command("bench", "measure the broker: publish and subscribe rates, latency percentiles (p50/p90/p99)",
+            _bench_arguments, cmd_bench, connection=True),
 )

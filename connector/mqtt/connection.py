@@ -27,7 +27,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from connector.mqtt.inbox import Inbox
-from connector.mqtt.paho_client import PahoClient
+from connector.mqtt.paho_client import PahoClient, Received
 from connector.mqtt.tls import alert_text, tls_context, tls_failure, uses_tls, warn_if_insecure
 from connector.sdk.errors import ConnectError
 
@@ -215,7 +215,7 @@ class MqttConnection:
         #: MQTT 5: how many QoS 1/2 messages the broker takes unacknowledged (CONNACK Receive Maximum).
         self.receive_maximum: int | None = None
         self._tls_error: str | None = None
-        self.inbox: Inbox[paho.MQTTMessage] = Inbox(INBOX_SIZE)
+        self.inbox: Inbox[Received] = Inbox(INBOX_SIZE)
         self.subscriptions: list[tuple[str, int]] = []
         self.on_subscribed: Any = None  # called with [(filter, granted qos or None)] after every SUBACK
         self.closing = threading.Event()
@@ -294,7 +294,7 @@ class MqttConnection:
         client.on_disconnect = self._on_disconnect
         client.on_socket_lost = self._socket_lost
         client.on_connect_fail = self._on_connect_fail
-        client.on_message = self._on_message
+        client.on_messages = self._on_messages
         client.on_subscribe = self._on_subscribe
         if self.mqtt5:  # only MQTT 5 acks carry a reason; paho builds objects per message for this callback
             client.on_publish = self._on_publish
@@ -628,8 +628,9 @@ class MqttConnection:
             except Exception:  # the runtime's callback must not kill paho's thread
                 log.exception("subscription callback failed")
 
-    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        # Blocks paho's thread when the process falls far behind: TCP then slows the broker down.
-        put = self.inbox.put
-        while not put(message, 0.5) and not self.closing.is_set():
+    def _on_messages(self, client: paho.Client, userdata: Any, messages: list[Received]) -> None:
+        # The messages read together: the Listen is woken once for all of them (a batch). Blocks
+        # paho's thread when the process falls far behind: TCP then slows the broker down.
+        put = self.inbox.put_all
+        while not put(messages, 0.5) and not self.closing.is_set():
             pass

@@ -60,6 +60,8 @@ class PacketReader:
             byte = data[pos + 1]
             if byte < 0x80:  # the common case: a Remaining Length of one byte
                 length, start = byte, pos + 2
+            elif pos + 2 < end and data[pos + 2] < 0x80:  # two bytes: packets of 128 B to 16 KiB
+                length, start = (byte & 0x7F) | data[pos + 2] << 7, pos + 3
             else:
                 length, start = self._long_length(data, pos)
                 if start < 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
+from collections.abc import Iterable
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
@@ -30,12 +31,18 @@ class Inbox(Generic[Item]):
 
     def put(self, item: Item, timeout: float | None = None) -> bool:
         """Add ``item``; False when the inbox stayed full ``timeout`` seconds (it was not added)."""
-        items = self._items
-        if len(items) >= self.size:
+        return self.put_all((item,), timeout)
+
+    def put_all(self, items: Iterable[Item], timeout: float | None = None) -> bool:
+        """Add ``items`` together once the inbox has room (it may then hold up to ``len(items) - 1``
+        more than ``size``); the taker is woken once for all of them. paho's thread hands over the
+        messages of one read so. False when the inbox stayed full ``timeout`` seconds (none added)."""
+        queued = self._items
+        if len(queued) >= self.size:
             self._room.clear()
-            if len(items) >= self.size and not self._room.wait(timeout):
+            if len(queued) >= self.size and not self._room.wait(timeout):
                 return False
-        items.append(item)
+        queued.extend(items)
         if not self._ready.is_set():
             self._ready.set()
         return True

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import datetime
 import logging
-import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import paho.mqtt.client as paho
-
 from connector.mqtt.connection import MqttConnection
+from connector.mqtt.paho_client import Received
 from connector.mqtt.phrases import describe_granted
 from connector.mqtt.properties import document_properties, message_uid
 from connector.mqtt.selection import Selection
@@ -27,8 +25,6 @@ log = logging.getLogger("connector.mqtt.listen")
 POLL_SECONDS = 0.2
 #: At most this many messages that already wait go to the process as one batch (one flush).
 BATCH_MAX = 500
-#: How long the Listen waits after a message for more to join its batch.
-LINGER_SECONDS = 0.001
 #: Dead letters are confirmed by the broker before the original is acknowledged.
 DEAD_LETTER_QOS = 1
 
@@ -42,7 +38,7 @@ def topic_filters(operation: Mapping[str, Any]) -> list[str]:
     return [topics] if isinstance(topics, str) else list(topics)
 
 
-def to_document(message: paho.MQTTMessage, topic: str | None = None, received_at: str | None = None) -> Document:
+def to_document(message: Received, topic: str | None = None, received_at: str | None = None) -> Document:
     """A received message as a document with the properties the manifest declares for Listen
     (with MQTT 5 also its message properties, those it has). ``topic``: the message's topic,
     when already decoded; ``received_at`` (ISO 8601, UTC): when the Listen took it from the
@@ -91,11 +87,8 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
             if selection.quiet():
                 listener.done("every retained message was read")
             continue
-        if len(inbox) > 1:
-            # More are coming (a backlog, a burst): linger a moment so that paho's thread reads
-            # on without fighting this one for the GIL at every message; they then come in large
-            # batches. A lone message (a quiet stream) goes on at once, without this latency.
-            time.sleep(LINGER_SECONDS)
+        # No linger for more: paho's thread hands over every read whole, so a batch is what came
+        # together; meanwhile paho's thread reads on.
         messages, documents, ended = [], [], False
         received_at = datetime.datetime.now(datetime.timezone.utc).isoformat()  # one clock read per batch
         for message in inbox.take(BATCH_MAX):
@@ -142,7 +135,7 @@ class _Repeats:
         self._order: deque[str] = deque()
         self._ids: set[str] = set()
 
-    def seen(self, message: paho.MQTTMessage) -> bool:
+    def seen(self, message: Received) -> bool:
         """True when the message is a repeat; else remember it."""
         uid = message_uid(message.properties)
         if uid is None:
@@ -156,29 +149,29 @@ class _Repeats:
         return False
 
 
-def _acknowledger(conn: MqttConnection) -> Callable[[paho.MQTTMessage], None]:
+def _acknowledger(conn: MqttConnection) -> Callable[[Received], None]:
     """``ack(message)``: PUBACK / PUBREC for a received message, when its id still names it."""
     client_ack = conn.client.ack
 
-    def ack(message: paho.MQTTMessage) -> None:
+    def ack(message: Received) -> None:
         if message.qos:
             client_ack(message)
 
     return ack
 
 
-def _endpoint(conn: MqttConnection, ack: Callable[[paho.MQTTMessage], None]) -> Endpoint[paho.MQTTMessage]:
+def _endpoint(conn: MqttConnection, ack: Callable[[Received], None]) -> Endpoint[Received]:
     """What the SDK's retry policy needs of MQTT: acknowledging, and dead letters published with
     QoS 1 and confirmed by the broker, at most the largest payload it surely takes."""
     from connector.mqtt.plugin import connector_manifest
     from connector.mqtt.send import largest_payload, send  # the Send path: confirmation, refusals
 
-    def publish(topic: str, letter: bytes, message: paho.MQTTMessage) -> str | None:
+    def publish(topic: str, letter: bytes, message: Received) -> str | None:
         operation = {"action": "send", "topic": topic, "qos": DEAD_LETTER_QOS, "retained": False}
         result = next(iter(send(conn, operation, [Document(letter)])))
         return None if result.ok else f"{result.status.value}: {result.error}"
 
-    return Endpoint(acknowledge=ack, publish_dead_letter=publish,
+    return Endpoint(acknowledge=ack, acknowledge_all=conn.client.ack_all, publish_dead_letter=publish,
                     dead_letter_room=lambda topic: largest_payload(conn, topic, DEAD_LETTER_QOS),
                     describe=lambda document: f"the message on {document.properties['topic']!r}",
                     byte_properties=connector_manifest().byte_properties)

@@ -38,25 +38,25 @@ REQUIREMENT = "paho-mqtt>=2.2,<2.3"
 #: the list and the module's use agree, and that no other module of the connector uses one).
 PRIVATE_NAMES: dict[str, tuple[str, ...]] = {
     "paho.mqtt.client.Client": (
-        "_easy_log", "_handle_on_message", "_handle_publish", "_handle_pubrec", "_handle_pubrel", "_host",
+        "_easy_log", "_handle_publish", "_handle_pubrec", "_handle_pubrel", "_host",
         "_in_packet", "_inflight_messages", "_loop_rc_handle", "_out_message_mutex", "_out_messages",
         "_packet_handle", "_port", "_protocol", "_reconnect_delay", "_reconnect_delay_mutex",
         "_reconnect_on_failure", "_reconnect_wait", "_send_puback", "_send_pubcomp", "_send_pubrec", "_sock",
         "_sock_close", "_state", "_thread_terminate", "_update_inflight",
         # the network loop's fast paths (wake-ups, joined writes, buffered reads)
         "_call_socket_register_write", "_callback_api_version", "_do_on_disconnect", "_in_callback_mutex",
-        "_last_bytes_received", "_last_msg_out", "_loop", "_msgtime_mutex", "_on_socket_register_write",
+        "_last_bytes_received", "_last_msg_out", "_logger", "_loop", "_msgtime_mutex", "_on_socket_register_write",
         "_out_packet", "_packet_queue", "_packet_read", "_packet_write", "_sock_recv", "_sock_send",
         "_sockpairR", "_sockpairW", "_thread", "_userdata",
         # the Send's publish (PahoClient.publish_message)
-        "_do_on_publish", "_handle_pubackcomp", "_last_mid", "_logger", "_max_inflight_messages",
+        "_do_on_publish", "_handle_pubackcomp", "_last_mid", "_max_inflight_messages",
         "_max_queued_messages", "_mid_generate_mutex",
     ),
     "paho.mqtt.client.MQTTMessageInfo": ("_condition", "_published", "_set_as_published"),
-    "paho.mqtt.client.MQTTMessage": ("_topic",),
+    "paho.mqtt.client.MQTTMessage": ("_topic",),  # the Send's messages in paho's session state
     "paho.mqtt.client._WebsocketWrapper": ("_socket",),
     "paho.mqtt": ("_packet",),
-    "paho.mqtt._packet": ("decode_publish", "decode_pubrel"),
+    "paho.mqtt._packet": ("decode_pubrel",),
     "paho.mqtt.enums": ("_ConnectionState",),
     "paho.mqtt.enums._ConnectionState": ("MQTT_CS_DISCONNECTED", "MQTT_CS_DISCONNECTING"),
 }

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 # First the check: another paho-mqtt, or one without the private names below, fails in one clear line.
@@ -153,24 +153,71 @@ def _remaining_length(length: int) -> bytes:
             return bytes(out)
 
 
-class _Held:
-    """A received QoS 1/2 message under its id, until its acknowledgement went out."""
+class Received:
+    """A received message: what a runtime reads of it (paho's ``MQTTMessage`` names: ``topic``,
+    ``payload``, ``qos``, ``retain``, ``dup``, ``mid``, ``properties``) and, for QoS 1/2, what
+    its acknowledgement needs. paho builds an ``MQTTMessage`` per message, with an
+    ``MQTTMessageInfo``, a ``Condition`` and an ``RLock`` that only its published messages use."""
 
-    __slots__ = ("message", "connection", "accepted")
+    __slots__ = ("raw_topic", "payload", "qos", "retain", "dup", "mid", "properties", "timestamp", "connection",
+                 "accepted")
 
-    def __init__(self, message: paho.MQTTMessage, connection: int) -> None:
-        self.message = message
+    def __init__(self, topic: bytes, payload: bytes, qos: int, retain: bool, dup: bool, mid: int,
+                 properties: Properties | None, connection: int) -> None:
+        self.raw_topic, self.payload, self.qos, self.retain, self.dup, self.mid = topic, payload, qos, retain, dup, mid
+        self.properties = properties
+        #: When it was read (``time.monotonic()``), as paho's ``MQTTMessage.timestamp``.
+        self.timestamp = 0.0
         #: The connection on which the broker last sent it: only there does its id name it.
         self.connection = connection
         #: The process accepted it (for QoS 2: PUBREC sent, or due when the broker sends it again).
         self.accepted = False
 
-    def sent_again(self, packet: Any) -> bool:
-        """Whether ``packet`` is this message sent again, not another message under the same id:
+    @property
+    def topic(self) -> str:
+        """The topic (raises UnicodeDecodeError when the broker sent one that is not UTF-8)."""
+        return self.raw_topic.decode("utf-8")
+
+    def sent_again(self, other: Received) -> bool:
+        """Whether ``other`` is this message sent again, not another message under the same id:
         a re-delivery carries DUP and the same topic, QoS and payload."""
-        message = self.message
-        return (bool(packet.dup) and packet.qos == message.qos and packet.topic == message._topic
-                and packet.payload == message.payload)
+        return other.dup and other.qos == self.qos and other.raw_topic == self.raw_topic and other.payload == self.payload
+
+    def __repr__(self) -> str:
+        return f"Received(mid={self.mid}, qos={self.qos}, topic={self.raw_topic!r}, {len(self.payload)} bytes)"
+
+
+_PUBACK, _PUBREC = 0x40, 0x50
+_ACK_HEADER = {1: bytes((_PUBACK, 2)), 2: bytes((_PUBREC, 2))}
+
+
+def _parse_publish(command: int, body: bytes | bytearray, mqtt5: bool, connection: int) -> Received:
+    """A PUBLISH packet's body (after its fixed header) as a :class:`Received`, read in place
+    (paho's decoder unpacks it with formats built per message, and copies it at each field)."""
+    qos = (command & 0x06) >> 1
+    if qos == 3:
+        raise MalformedPacket("QoS 3")
+    if len(body) < 2:
+        raise MalformedPacket("a PUBLISH without its topic")
+    end = 2 + ((body[0] << 8) | body[1])
+    topic = bytes(body[2:end])
+    if qos:
+        if len(body) < end + 2:
+            raise MalformedPacket("a PUBLISH without its message id")
+        mid = (body[end] << 8) | body[end + 1]
+        end += 2
+    else:
+        mid = 0
+        if len(body) < end:
+            raise MalformedPacket("a PUBLISH shorter than its topic")
+    properties = None
+    if mqtt5:
+        properties = Properties(PacketTypes.PUBLISH)
+        end += properties.unpack(body[end:])[1]
+    elif not topic:
+        raise MalformedPacket("topic can't be empty in MQTTv3")
+    return Received(topic, bytes(body[end:]), qos, bool(command & 0x01), bool(command & 0x08), mid, properties,
+                    connection)
 
 
 class PahoClient(paho.Client):
@@ -199,6 +246,9 @@ class PahoClient(paho.Client):
     """
 
     on_pubrec_refused: Any = None  # called with (mid, reason words) in paho's thread
+    #: ``on_messages(client, userdata, messages)``: the messages read together, in paho's thread
+    #: (instead of ``on_message`` for each).
+    on_messages: Any = None
     #: Called in paho's thread when a connection is lost, before its socket is closed: paho reports
     #: the loss (``on_disconnect``) only later, and in between a QoS 0 publish fails at once
     #: (NO_CONN) while the connection still looks up.
@@ -215,7 +265,7 @@ class PahoClient(paho.Client):
         #: The brokers to try, in turn, whenever the one in use cannot be reached (failover).
         self.addresses: list[tuple[str, int]] = []
         #: mid -> the received QoS 1/2 message that id names, until acknowledged (QoS 2: released).
-        self._received: dict[int, _Held] = {}
+        self._received: dict[int, Received] = {}
         self._received_lock = threading.Lock()
         #: Whether the network loop sleeps in select() with nothing to write: only then does a
         #: queued packet wake it (see :meth:`_loop`).
@@ -225,6 +275,8 @@ class PahoClient(paho.Client):
         #: meanwhile would get more of them again).
         self._acked = False
         self._reader = PacketReader()
+        #: The messages of the packets being handled, handed over together (:meth:`_hand_over`).
+        self._arrived: list[Received] = []
         #: The write under way: packets joined, how much of it the socket took, and the packets
         #: that are done once written (QoS 0 PUBLISH, DISCONNECT) with where their bytes end.
         self._chunk: memoryview | None = None
@@ -238,65 +290,96 @@ class PahoClient(paho.Client):
     # -- received messages ---------------------------------------------------------------------
 
     def _handle_publish(self) -> Any:
-        header = self._in_packet["command"]
-        if (header & 0x06) >> 1 == 0:  # QoS 0: nothing to acknowledge, paho's own path
-            return super()._handle_publish()
-        packet = _packet.decode_publish(header, self._in_packet["packet"], self._protocol)
-        mid = packet.mid
-        self._easy_log(paho.MQTT_LOG_DEBUG, "Received PUBLISH (d%d, q%d, r%d, m%d), %r, ...  (%d bytes)", packet.dup,
-                       packet.qos, packet.retain, mid, packet.topic, len(packet.payload))
+        incoming = self._in_packet
+        return self._receive(incoming["command"], incoming["packet"])
+
+    def _receive(self, command: int, body: bytes | bytearray) -> Any:
+        """A PUBLISH came: a new message joins :attr:`_arrived` (handed over once the packets read
+        together are handled); QoS 1/2 is held under its id until acknowledged."""
+        message = _parse_publish(command, body, self._protocol == paho.MQTTv5, self.connection)
+        if self._logger is not None:
+            self._easy_log(paho.MQTT_LOG_DEBUG, "Received PUBLISH (d%d, q%d, r%d, m%d), %r, ...  (%d bytes)",
+                           message.dup, message.qos, message.retain, message.mid, message.raw_topic, len(message.payload))
+        message.timestamp = self.heard_at
+        qos, mid = message.qos, message.mid
+        if not qos:
+            self._arrived.append(message)
+            return paho.MQTT_ERR_SUCCESS
         with self._received_lock:
             held = self._received.get(mid)
-            if held is not None and held.sent_again(packet):
-                held.connection = self.connection  # its id names it on this connection too
-                due = held.accepted
-                if due and packet.qos == 1:
-                    del self._received[mid]
-            else:
+            if held is None or not held.sent_again(message):
                 if held is not None:
                     log.debug("message id %d given to another message while the process has the first: "
                               "handed over; the first is no longer acknowledged by that id", mid)
-                message = paho.MQTTMessage(mid=mid, topic=packet.topic)
-                message.dup, message.qos, message.retain = packet.dup, packet.qos, packet.retain
-                message.properties, message.payload = packet.properties, packet.payload
-                message.timestamp = time.monotonic()
-                self._received[mid] = held = _Held(message, self.connection)
-                due = None
-        if due is None:
-            self._handle_on_message(held.message)
-            return paho.MQTT_ERR_SUCCESS
+                self._received[mid] = message
+                self._arrived.append(message)
+                return paho.MQTT_ERR_SUCCESS
+            held.connection = self.connection  # its id names it on this connection too
+            due = held.accepted
+            if due and qos == 1:
+                del self._received[mid]
         if due:  # accepted while its acknowledgement could not go out, or that one was lost
-            return self._send_puback(mid) if packet.qos == 1 else self._send_pubrec(mid)
+            return self._send_puback(mid) if qos == 1 else self._send_pubrec(mid)
         log.debug("message %d sent again while the process has it: handed over once", mid)
         return paho.MQTT_ERR_SUCCESS
 
-    def ack(self, message: paho.MQTTMessage) -> Any:
-        """Acknowledge a received message the process accepted: PUBACK (QoS 1) or PUBREC (QoS 2),
-        now or, after a reconnect, when the broker sent it again; never when its id names another
-        message by now (an earlier session's message, an id the broker gave out again)."""
-        if message.qos == 0:
-            return paho.MQTT_ERR_SUCCESS
-        mid = message.mid
+    def _hand_over(self) -> None:
+        """Hand the messages read together to the runtime: ``on_messages(client, userdata, list)``
+        at once, or else ``on_message`` for each (paho's callback, in order)."""
+        arrived, self._arrived = self._arrived, []
+        callback = self.on_messages
+        with self._in_callback_mutex:
+            try:
+                if callback is not None:
+                    callback(self, self._userdata, arrived)
+                elif self.on_message is not None:
+                    for message in arrived:
+                        self.on_message(self, self._userdata, message)
+            except Exception as err:
+                self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                if not self.suppress_exceptions:
+                    raise
+
+    def ack(self, message: Received) -> Any:
+        """:meth:`ack_all` for one message."""
+        return self.ack_all((message,))
+
+    def ack_all(self, messages: Iterable[Received]) -> Any:
+        """Acknowledge received messages the process accepted, in one write: PUBACK (QoS 1) or
+        PUBREC (QoS 2), now or, after a reconnect, when the broker sent them again; never when an
+        id names another message by now (an earlier session's message, an id the broker gave out
+        again)."""
+        acks: list[bytes] = []
         # Under the lock up to the queueing: a reconnect counts its connection under it too, then
         # empties paho's queue, so an acknowledgement never goes out on a later connection.
         with self._received_lock:
-            held = self._received.get(mid)
-            if held is None or held.message is not message:
+            received, connection = self._received, self.connection
+            for message in messages:
+                qos = message.qos
+                if not qos:
+                    continue
+                mid = message.mid
+                if received.get(mid) is not message:
+                    continue
+                message.accepted = True
+                if message.connection != connection:
+                    continue  # sent when the broker sends the message again
+                if qos == 1:
+                    del received[mid]
+                acks.append(_ACK_HEADER[qos] + mid.to_bytes(2, "big"))
+            if not acks:
                 return paho.MQTT_ERR_SUCCESS
-            held.accepted = True
-            if held.connection != self.connection:
-                return paho.MQTT_ERR_SUCCESS  # sent when the broker sends the message again
+            if self._logger is not None:
+                self._easy_log(paho.MQTT_LOG_DEBUG, "Sending PUBACK/PUBREC (Mids: %s)",
+                               ", ".join(str(int.from_bytes(ack[2:], "big")) for ack in acks))
             self._acked = True  # written by paho's thread after the packet it is handling now
-            if message.qos == 1:
-                del self._received[mid]
-                return self._send_puback(mid)
-            return self._send_pubrec(mid)
+            return self._packet_queue(_PUBACK, b"".join(acks), 0, 1)
 
     def _handle_pubrel(self) -> Any:
         mid = _packet.decode_pubrel(self._in_packet["command"], self._in_packet["packet"], self._protocol).mid
         with self._received_lock:  # the broker releases only what was PUBREC'd: accepted
-            held = self._received.get(mid)
-            if held is not None and held.accepted:
+            message = self._received.get(mid)
+            if message is not None and message.accepted:
                 del self._received[mid]
         return self._send_pubcomp(mid)
 
@@ -561,13 +644,19 @@ class PahoClient(paho.Client):
             return paho.MQTT_ERR_CONN_LOST
         if not data:
             return paho.MQTT_ERR_CONN_LOST
+        now = time.monotonic()
         with self._msgtime_mutex:
-            self._last_bytes_received = time.monotonic()
+            self._last_bytes_received = now
+        self.heard_at = now
         incoming = self._in_packet
+        receive = self._receive
         try:
             for command, length, body in reader.packets(data):
-                incoming["command"], incoming["remaining_length"], incoming["packet"] = command, length, body
-                rc = self._packet_handle()
+                if command & 0xF0 == _PUBLISH:  # most packets: parsed here, without paho's dispatch
+                    rc = receive(command, body)
+                else:
+                    incoming["command"], incoming["remaining_length"], incoming["packet"] = command, length, body
+                    rc = self._packet_handle()
                 if self._acked and not rc and self._sock is not None:
                     self._acked = False
                     rc = self._packet_write()
@@ -579,6 +668,9 @@ class PahoClient(paho.Client):
             self._easy_log(paho.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
             reader.clear()
             return paho.MQTT_ERR_PROTOCOL
+        finally:
+            if self._arrived:  # what was read whole is handed over, even when the connection ends
+                self._hand_over()
         return paho.MQTT_ERR_SUCCESS
 
     def _packet_write(self) -> Any:

@@ -8,17 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector.sdk import hookimpl
-from connector.sdk.commands import Command
-from connector.sdk.documents import Document, Result
-from connector.sdk.listener import Listener
-from connector.sdk.manifest import Manifest
+
+# Loaded to build a command line's help: each hook imports what it needs when it is called.
+if TYPE_CHECKING:
+    from connector.sdk.commands import Command
+    from connector.sdk.documents import Document, Result
+    from connector.sdk.listener import Listener
+    from connector.sdk.manifest import Manifest
 
 
 @cache
 def _manifest() -> Manifest:
+    from connector.sdk.manifest import Manifest
+
     return Manifest.load(__package__)
 
 

@@ -20,12 +20,11 @@ Two kinds of checks, for two people:
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from connector.sdk.errors import ConfigError, PluginError
@@ -44,23 +43,45 @@ REDACTED = "********"
 def _root(package: str) -> Any:
     """Where ``package``'s manifest.json and schemas are: inside the package (an installed wheel),
     or, in a source checkout or an editable install of a repository that keeps them at its top
-    level beside pyproject.toml, there."""
-    files = resources.files(package)
-    if package == __package__ or files.joinpath("manifest.json").is_file():  # the SDK's own: in its package
-        return files
-    try:
-        folder = Path(str(files)).resolve()
-    except (OSError, ValueError):
-        return files
-    for parent in folder.parents:
-        if (parent / "pyproject.toml").is_file():
-            return parent if (parent / "manifest.json").is_file() else files
-    return files
+    level beside pyproject.toml, there. A folder's path (a str), else an importlib.resources
+    Traversable (a package in a zip file)."""
+    folder = _folder(package)
+    if folder is None:
+        from importlib import resources
+
+        return resources.files(package)
+    if package == __package__ or os.path.isfile(os.path.join(folder, "manifest.json")):  # the SDK's own too
+        return folder
+    parent = os.path.realpath(folder)
+    while os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)
+        if os.path.isfile(os.path.join(parent, "pyproject.toml")):
+            return parent if os.path.isfile(os.path.join(parent, "manifest.json")) else folder
+    return folder
+
+
+def _folder(package: str) -> str | None:
+    """The one folder of ``package`` (imported if it is not), or None (a namespace package, a zip file)."""
+    module = sys.modules.get(package)
+    if module is None:
+        from importlib import import_module
+
+        module = import_module(package)
+    paths = list(getattr(module, "__path__", None) or ())
+    return paths[0] if len(paths) == 1 and os.path.isdir(paths[0]) else None
+
+
+def _read_text(package: str, path: str) -> str:
+    root = _root(package)
+    if not isinstance(root, str):
+        return root.joinpath(path).read_text(encoding="utf-8")
+    with open(os.path.join(root, *path.split("/")), encoding="utf-8") as f:
+        return f.read()
 
 
 def _read_json(package: str, path: str) -> Any:
     try:
-        text = _root(package).joinpath(path).read_text(encoding="utf-8")
+        text = _read_text(package, path)
     except (FileNotFoundError, ModuleNotFoundError) as exc:
         raise PluginError(f"connector package {package!r} has no {path}: {exc}") from None
     try:

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from connector.sdk import hookspecs
+from connector.sdk.entrypoints import EntryPoint, distribution, entry_points
 from connector.sdk.errors import ConnectorError, PluginError
-from connector.sdk.manifest import Manifest
 
 if TYPE_CHECKING:
     from connector.sdk.commands import Command
     from connector.sdk.documents import Document, Result
     from connector.sdk.listener import Listener
+    from connector.sdk.manifest import Manifest
 
 #: Connectors register themselves under this entry-point group.
 ENTRY_POINT_GROUP = "connector_sdk.connectors"
@@ -49,7 +50,7 @@ def create_plugin_manager(
     :raises PluginError: a connector fails to load, implements a hook with no spec, has no
         manifest, or has the id of another.
     """
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm = _PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     blocked = set(block) | {n.strip() for n in os.environ.get(BLOCK_ENV, "").split(",") if n.strip()}
     for name in blocked:
@@ -61,7 +62,7 @@ def create_plugin_manager(
             raise PluginError(f"connector plugin {plugin!r} is broken: {' '.join(str(exc).split())}") from None
     if entry_points:
         try:
-            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+            pm.load_entry_points(ENTRY_POINT_GROUP)
         except Exception as exc:  # an installed connector that does not import
             raise PluginError(f"a connector failed to load: {type(exc).__name__}: {' '.join(str(exc).split())}") from None
     try:
@@ -70,6 +71,47 @@ def create_plugin_manager(
         raise PluginError(f"connector plugin {exc.plugin!r} is broken: {exc}") from None
     _register_under_ids(pm)
     return pm
+
+
+class _PluginManager(pluggy.PluginManager):
+    """pluggy's, loading entry points without importing importlib.metadata (:mod:`connector.sdk.entrypoints`):
+    the distribution of each connector is read only when asked for."""
+
+    def __init__(self, project_name: str) -> None:
+        super().__init__(project_name)
+        self._loaded: list[tuple[Any, EntryPoint]] = []
+
+    def load_entry_points(self, group: str) -> int:
+        """Load and register every plugin of the entry-point ``group`` (as ``load_setuptools_entrypoints``)."""
+        count = 0
+        for ep in entry_points(group):
+            if self.has_plugin(ep.name) or self.is_blocked(ep.name):
+                continue
+            plugin = ep.load()
+            self.register(plugin, name=ep.name)
+            self._loaded.append((plugin, ep))
+            count += 1
+        return count
+
+    def list_plugin_distributions(self) -> list[tuple[Any, Any]]:
+        return [(plugin, distribution(ep)) for plugin, ep in self._loaded]
+
+    def list_plugin_distinfo(self) -> list[tuple[Any, Any]]:
+        return [(plugin, _DistInfo(dist)) for plugin, dist in self.list_plugin_distributions()]
+
+
+class _DistInfo:
+    """A distribution as ``list_plugin_distinfo`` gives it (pkg_resources' ``project_name`` too)."""
+
+    def __init__(self, dist: Any) -> None:
+        self._dist = dist
+
+    @property
+    def project_name(self) -> str:
+        return str(self._dist.metadata["name"])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._dist, name)
 
 
 def _register_under_ids(pm: pluggy.PluginManager) -> None:
@@ -90,6 +132,8 @@ def _register_under_ids(pm: pluggy.PluginManager) -> None:
 
 
 def _manifest_of(pm: pluggy.PluginManager, plugin: Any, name: str) -> Manifest:
+    from connector.sdk.manifest import Manifest
+
     impls = [i for i in pm.hook.connector_manifest.get_hookimpls() if i.plugin is plugin]
     if not impls:
         raise PluginError(f"connector plugin {name!r} implements no connector_manifest: a connector has one")

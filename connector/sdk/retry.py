@@ -88,6 +88,9 @@ class Endpoint(Generic[Message]):
     #: The document properties that carry bytes (``Manifest.byte_properties``), in a dead letter as
     #: text when UTF-8, else base64.
     byte_properties: Collection[str] = ()
+    #: Acknowledge the messages of a batch the process accepted together (e.g. in one write);
+    #: None: ``acknowledge`` each, in order.
+    acknowledge_all: Callable[[Sequence[Message]], None] | None = None
 
 
 class Retries(Generic[Message]):
@@ -111,12 +114,16 @@ class Retries(Generic[Message]):
         process accepted. Returns early, leaving the rest unacknowledged, once the Listen stops."""
         listener, stopping = self.listener, self.listener.stopping
         acknowledge, describe = self.endpoint.acknowledge, self.endpoint.describe
+        acknowledge_all = self.endpoint.acknowledge_all
         accepted = position = 0
         attempt = 1  # of documents[position]
         while position < len(documents) and not stopping.is_set():
             taken = listener.submit_batch(documents[position:] if position else documents)
-            for message in messages[position:position + taken]:  # written and made durable: acknowledge
-                acknowledge(message)
+            if taken and acknowledge_all is not None:  # written and made durable: acknowledge
+                acknowledge_all(messages[position:position + taken])
+            else:
+                for message in messages[position:position + taken]:
+                    acknowledge(message)
             accepted += taken
             position += taken
             if position == len(documents) or stopping.is_set():

@@ -4,7 +4,6 @@ jsonschema is imported on first use. Also a schema's defaults and secret fields.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 from collections.abc import Mapping
@@ -167,6 +166,8 @@ def _sentence(error: ValidationError, root: Mapping[str, Any]) -> str:
         extra = [k for k in error.instance if k not in known]
         hints = []
         for name in extra:
+            import difflib  # only for a misspelled field
+
             close = difflib.get_close_matches(name, known, n=1)
             shown = name if len(name) <= 80 else name[:80] + "..."  # a key may be megabytes long
             hints.append(f"'{shown}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
