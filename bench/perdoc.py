@@ -25,10 +25,11 @@ mode, n = sys.argv[1], int(sys.argv[2])
 
 
 class Info:
-    __slots__ = ("_published", "rc", "mid")
+    __slots__ = ("_published", "published", "rc", "mid")
 
     def __init__(self, mid):
-        self._published, self.rc, self.mid = True, 0, mid
+        self._published = self.published = True
+        self.rc, self.mid = 0, mid
 
 
 class FakeClient:
@@ -36,7 +37,11 @@ class FakeClient:
         self.mid = 0
         self.acks = 0
 
-    def publish(self, topic, payload, qos=0, retain=False, properties=None):
+    def publish(self, topic, payload, qos=0, retain=False, properties=None):  # versions before publish_message
+        self.mid += 1
+        return Info(self.mid)
+
+    def publish_message(self, topic, payload, qos, retain, properties=None, packed=b"\x00"):
         self.mid += 1
         return Info(self.mid)
 

@@ -102,6 +102,26 @@ def lost_and_duplicated(expected: list[str], got: list[str]) -> tuple[int, int]:
     return len(set(expected) - set(got)), len(got) - len(set(got))
 
 
+def repeats_not_from_the_restart(output: Path, restarted_at: int) -> list[str]:
+    """The documents of a Listen's output that came twice other than as Mosquitto sends them again
+    after a restart: the first copy written before it, the second after it, carrying DUP and the
+    same message id."""
+    first: dict[str, tuple[int, dict]] = {}
+    wrong = []
+    for index, line in enumerate(output.read_bytes().splitlines()):
+        document = json.loads(line)
+        payload, properties = document["payload"], document["properties"]
+        if payload not in first:
+            first[payload] = (index, properties)
+            continue
+        before, earlier = first[payload]
+        if not (before < restarted_at <= index and properties["duplicate"]
+                and properties["message_id"] == earlier["message_id"]):
+            wrong.append(f"{payload[:6]}: lines {before} and {index} of {restarted_at} at the restart")
+        first[payload] = (index, properties)  # a third copy is checked against the second
+    return wrong
+
+
 def lines_file(folder: Path, items: list[str]) -> Path:
     path = folder / "input.txt"
     path.write_text("".join(f"{item}\n" for item in items))
@@ -324,7 +344,9 @@ def test_cuts_and_a_restart_through_reads_and_writes_of_many_packets(qos: int, b
                                                                     tmp_path: Path) -> None:
     """Must show: documents of up to 3 KB, so that each read and each write of the client carries many
     packets, and often part of one; the connections cut four times and the broker restarted once:
-    at QoS 1 and 2 nothing is lost, at QoS 2 nothing reaches the process twice."""
+    at QoS 1 and 2 nothing is lost; at QoS 2 the cuts bring nothing twice, and what the restart does
+    is Mosquitto's: with more messages in flight than its window, it publishes some the Listen had
+    completed again (DUP, same id) once restarted (docs/delivery.md, tests/test_mosquitto_restart.py)."""
     sent = [f"{i:06d}-" + "x" * (i * 37 % 3_000) for i in range(5_000)]
     fast = tmp_path / "fast.json"
     fast.write_text(json.dumps({"reconnect_delay": 0.05, "reconnect_max_delay": 0.2}))
@@ -342,6 +364,7 @@ def test_cuts_and_a_restart_through_reads_and_writes_of_many_packets(qos: int, b
                 if written == 1_800:
                     broker.stop()
                     time.sleep(0.5)
+                    restarted_at = count_lines(listen.out)  # all it had read is written; nothing comes
                     broker.start()
                 else:
                     proxy.cut()
@@ -356,7 +379,7 @@ def test_cuts_and_a_restart_through_reads_and_writes_of_many_packets(qos: int, b
     lost, duplicated = lost_and_duplicated(sent, payloads(listen.out))
     assert lost == 0
     if qos == 2:
-        assert duplicated == 0
+        assert repeats_not_from_the_restart(listen.out, restarted_at) == []
     assert cuts >= 4
     print(f"\nQoS {qos}, {cuts} cuts and a restart: lost 0, duplicated {duplicated}")
 

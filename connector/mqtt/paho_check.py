@@ -48,8 +48,12 @@ PRIVATE_NAMES: dict[str, tuple[str, ...]] = {
         "_last_bytes_received", "_last_msg_out", "_logger", "_loop", "_msgtime_mutex", "_on_socket_register_write",
         "_out_packet", "_packet_queue", "_packet_read", "_packet_write", "_sock_recv", "_sock_send",
         "_sockpairR", "_sockpairW", "_thread", "_userdata",
+        # the Send's publish (PahoClient.publish_message)
+        "_do_on_publish", "_handle_pubackcomp", "_last_mid", "_max_inflight_messages",
+        "_max_queued_messages", "_mid_generate_mutex",
     ),
     "paho.mqtt.client.MQTTMessageInfo": ("_condition", "_published", "_set_as_published"),
+    "paho.mqtt.client.MQTTMessage": ("_topic",),  # the Send's messages in paho's session state
     "paho.mqtt.client._WebsocketWrapper": ("_socket",),
     "paho.mqtt": ("_packet",),
     "paho.mqtt._packet": ("decode_pubrel",),
@@ -100,6 +104,7 @@ def _places() -> dict[str, Any]:
         # An instance: most of the names are attributes __init__ sets.
         "paho.mqtt.client.Client": client.Client(client.CallbackAPIVersion.VERSION2),
         "paho.mqtt.client.MQTTMessageInfo": client.MQTTMessageInfo(0),
+        "paho.mqtt.client.MQTTMessage": client.MQTTMessage(),
         "paho.mqtt.client._WebsocketWrapper": types.SimpleNamespace(**dict.fromkeys(assigned)),
         "paho.mqtt": paho.mqtt,
         "paho.mqtt._packet": packet,

@@ -42,23 +42,115 @@ _PUBLISH, _DISCONNECT = 0x30, 0xE0
 _WRITING: dict[str, Any] = {"command": 0, "mid": 0, "qos": 0, "packet": b"", "info": None}
 
 
-def is_published(info: paho.MQTTMessageInfo) -> bool:
+def is_published(info: paho.MQTTMessageInfo | Delivery) -> bool:
     """Whether paho marked a published message done (PUBACK or PUBCOMP came; QoS 0: written, or
     lost with the connection: see its ``rc``). paho's own ``is_published()`` takes a lock and raises
     for a message queued while disconnected, which paho sends after reconnecting."""
+    if type(info) is Delivery:
+        return info.published
     return info._published  # set once, never unset: no lock needed to see it (the common case)
 
 
-def wait_published(info: paho.MQTTMessageInfo, timeout: float) -> bool:
+def wait_published(info: paho.MQTTMessageInfo | Delivery, timeout: float) -> bool:
     """:func:`is_published`, waiting up to ``timeout`` seconds for it. paho's own
     ``wait_for_publish()`` raises when the message was queued while disconnected, even though paho
     re-sends it after reconnecting; this waits on the flag itself."""
+    if type(info) is Delivery:
+        return info.published or info._settled.wait(info, timeout)
     if info._published:
         return True
     with info._condition:
         if not info._published and timeout > 0:
             info._condition.wait(timeout)
         return info._published
+
+
+class _Settled:
+    """The one condition the waits for a client's :class:`Delivery` share; notified only while
+    someone waits (a Send waits for the oldest message of its window, rarely)."""
+
+    __slots__ = ("condition", "waiting")
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition(threading.Lock())
+        self.waiting = 0
+
+    def wait(self, delivery: Delivery, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self.condition:
+            # Counted before the flag is looked at: a message settled after this look sees the
+            # count and notifies; one settled before it is seen settled here.
+            self.waiting += 1
+            try:
+                while not delivery.published:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self.condition.wait(left)
+            finally:
+                self.waiting -= 1
+        return delivery.published
+
+    def notify(self) -> None:
+        with self.condition:
+            self.condition.notify_all()
+
+
+class Delivery:
+    """A message handed over by :meth:`PahoClient.publish_message`: its id, paho's result code
+    (``rc``) and whether it is done (QoS 0: written, or lost with the connection; QoS 1/2:
+    confirmed). paho's own ``MQTTMessageInfo`` makes a Condition (and its RLock) per message;
+    here the waits of one client share one (:class:`_Settled`). paho's code sees the same
+    attributes (``mid``, ``rc``, ``_set_as_published``)."""
+
+    __slots__ = ("mid", "rc", "published", "_settled")
+
+    def __init__(self, mid: int, settled: _Settled) -> None:
+        self.mid = mid
+        self.rc = paho.MQTT_ERR_SUCCESS
+        #: Set once, never unset: read without a lock.
+        self.published = False
+        self._settled = settled
+
+    def _set_as_published(self) -> None:  # paho's name: paho calls it
+        self.published = True
+        if self._settled.waiting:
+            self._settled.notify()
+
+
+class _Outgoing(paho.MQTTMessage):
+    """A QoS 1/2 message in paho's session state (``_out_messages``), made without the
+    ``MQTTMessageInfo`` paho's constructor makes: its ``info`` is a :class:`Delivery`."""
+
+    __slots__ = ()
+
+    def __init__(self, mid: int, topic: bytes, payload: bytes, qos: int, retain: bool,
+                 properties: Properties | None, info: Delivery) -> None:  # noqa: PLR0913
+        self.mid, self._topic, self.payload, self.qos, self.retain = mid, topic, payload, qos, retain
+        self.properties, self.info, self.dup = properties, info, False
+        self.timestamp, self.state = time.monotonic(), MessageState.MQTT_MS_INVALID
+
+
+_SUCCESSES: dict[tuple[str, int], tuple[ReasonCode, Properties]] = {}
+
+
+def _success(cmd: str, code: int) -> tuple[ReasonCode, Properties]:
+    """The reason and (no) properties of a successful PUBACK or PUBCOMP, made once each."""
+    made = _SUCCESSES.get((cmd, code))
+    if made is None:
+        kind = PacketTypes.PUBACK if cmd == "PUBACK" else PacketTypes.PUBCOMP
+        made = _SUCCESSES[cmd, code] = (ReasonCode(kind, identifier=code), Properties(kind))
+    return made
+
+
+def _remaining_length(length: int) -> bytes:
+    """MQTT's variable-length encoding of a Remaining Length."""
+    out = bytearray()
+    while True:
+        byte, length = length & 0x7F, length >> 7
+        out.append(byte | 0x80 if length else byte)
+        if not length:
+            return bytes(out)
 
 
 class Received:
@@ -190,6 +282,10 @@ class PahoClient(paho.Client):
         self._chunk: memoryview | None = None
         self._chunk_pos = 0
         self._chunk_done: deque[tuple[int, dict[str, Any]]] = deque()
+        #: What the waits for a :class:`Delivery` of this client share.
+        self._settled = _Settled()
+        #: topic -> its field in a PUBLISH (length and name), for the topics published to lately.
+        self._topic_fields: dict[bytes, bytes] = {}
 
     # -- received messages ---------------------------------------------------------------------
 
@@ -316,12 +412,92 @@ class PahoClient(paho.Client):
 
     # -- published messages --------------------------------------------------------------------
 
+    def publish_message(self, topic: bytes, payload: bytes, qos: int, retain: bool,
+                        properties: Properties | None = None, packed: bytes = b"\x00") -> Delivery:
+        """paho's ``publish()`` for a topic and payload already checked (a topic name, sizes within
+        MQTT's and the broker's limits): the PUBLISH is built here in one piece, and the message is
+        followed by a :class:`Delivery`. QoS 1/2 messages enter paho's session state as paho's own
+        do (kept for a resend after a reconnect, counted in flight). ``packed``: ``properties``
+        packed (MQTT 5 only)."""
+        if qos == 0:  # no message id (paho gives one, which a QoS 0 PUBLISH does not carry)
+            delivery = Delivery(0, self._settled)
+            if self._sock is None:
+                delivery.rc = paho.MQTT_ERR_NO_CONN
+            else:
+                self._packet_queue(_PUBLISH, self._publish_packet(topic, payload, 0, retain, 0, packed), 0, 0, delivery)
+            return delivery
+        with self._mid_generate_mutex:
+            self._last_mid = mid = self._last_mid % 65535 + 1
+        delivery = Delivery(mid, self._settled)
+        message = _Outgoing(mid, topic, payload, qos, retain, properties, delivery)
+        with self._out_message_mutex:
+            out = self._out_messages
+            if mid in out or 0 < self._max_queued_messages <= len(out):
+                delivery.rc = paho.MQTT_ERR_QUEUE_SIZE
+                return delivery
+            out[mid] = message
+            if self._max_inflight_messages and self._inflight_messages >= self._max_inflight_messages:
+                message.state = MessageState.MQTT_MS_QUEUED  # sent when a slot frees (paho's _update_inflight)
+            elif self._sock is None:  # sent after reconnecting
+                message.state = MessageState.MQTT_MS_PUBLISH
+                delivery.rc = paho.MQTT_ERR_NO_CONN
+            else:
+                self._inflight_messages += 1
+                message.state = MessageState.MQTT_MS_WAIT_FOR_PUBACK if qos == 1 else MessageState.MQTT_MS_WAIT_FOR_PUBREC
+                self._packet_queue(_PUBLISH, self._publish_packet(topic, payload, qos, retain, mid, packed), mid, qos,
+                                   delivery)
+        return delivery
+
+    def _publish_packet(self, topic: bytes, payload: bytes, qos: int, retain: bool, mid: int, packed: bytes) -> bytes:
+        if self._logger is not None or self.on_log is not None:
+            self._easy_log(paho.MQTT_LOG_DEBUG, "Sending PUBLISH (d0, q%d, r%d, m%d), '%s', ... (%d bytes)",
+                           qos, retain, mid, topic, len(payload))
+        head = self._topic_fields.get(topic)
+        if head is None:  # the topic's field (its length, then the name), made once per topic
+            if len(self._topic_fields) >= 256:
+                self._topic_fields.clear()
+            head = self._topic_fields[topic] = len(topic).to_bytes(2, "big") + topic
+        if qos:
+            head += mid.to_bytes(2, "big")
+        if self._protocol == paho.MQTTv5:
+            head += packed
+        length = len(head) + len(payload)
+        if length < 0x4000:  # a Remaining Length of one or two bytes
+            fixed = bytes((_PUBLISH | qos << 1 | retain, length)) if length < 0x80 else \
+                bytes((_PUBLISH | qos << 1 | retain, length & 0x7F | 0x80, length >> 7))
+        else:
+            fixed = bytes((_PUBLISH | qos << 1 | retain,)) + _remaining_length(length)
+        return b"".join((fixed, head, payload))
+
     def _handle_pubrec(self) -> Any:
         packet = self._in_packet["packet"]
         if self._protocol == paho.MQTTv5 and len(packet) > 2 and packet[2] >= 0x80 and self.on_pubrec_refused:
             mid = int.from_bytes(packet[0:2], "big")
             self.on_pubrec_refused(mid, ReasonCode(PacketTypes.PUBREC, identifier=packet[2]).getName())
         return super()._handle_pubrec()
+
+    def _handle_pubackcomp(self, cmd: Any) -> Any:
+        # paho decodes every PUBACK and PUBCOMP into a ReasonCode and a Properties object (MQTT
+        # 3.1.1 too). The common one, a success without properties, needs neither decoded: the
+        # callback (MQTT 5 only) gets one made once per reason.
+        packet = self._in_packet["packet"]
+        if len(packet) != 2 and not (self._protocol == paho.MQTTv5 and len(packet) >= 3 and packet[2] < 0x80
+                                     and (len(packet) == 3 or (len(packet) == 4 and packet[3] == 0))):
+            return super()._handle_pubackcomp(cmd)
+        mid = packet[0] << 8 | packet[1]
+        if self._logger is not None or self.on_log is not None:
+            self._easy_log(paho.MQTT_LOG_DEBUG, "Received %s (Mid: %d)", cmd, mid)
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, *_success(cmd, packet[2] if len(packet) > 2 else 0))
+        return paho.MQTT_ERR_SUCCESS
+
+    def _update_inflight(self) -> Any:
+        # paho walks every message kept at every acknowledgement, for one queued beyond the
+        # in-flight window; when every message kept is in flight there is none.
+        if len(self._out_messages) <= self._inflight_messages:
+            return paho.MQTT_ERR_SUCCESS
+        return super()._update_inflight()
 
     def abandon(self, mid: int) -> bool:
         """Stop sending a message the broker has not received yet (its document was reported as
@@ -552,9 +728,12 @@ class PahoClient(paho.Client):
         """Complete the packets whose bytes are all written now (paho's own steps for each): True
         when one was the DISCONNECT, whose connection is then closed."""
         done, position = self._chunk_done, self._chunk_pos
+        settled = False
         while done and done[0][0] <= position:
             packet = done.popleft()[1]
             if packet["command"] & 0xF0 == _DISCONNECT:
+                if settled and self._settled.waiting:
+                    self._settled.notify()
                 self._chunk = None
                 self._out_packet.popleft()  # _WRITING
                 with self._msgtime_mutex:
@@ -566,7 +745,13 @@ class PahoClient(paho.Client):
                 return True
             if self.on_publish is not None:
                 self._qos0_on_publish(packet["mid"])
-            packet["info"]._set_as_published()
+            info = packet["info"]
+            if type(info) is Delivery:  # its waiters are notified once, below
+                info.published = settled = True
+            else:
+                info._set_as_published()
+        if settled and self._settled.waiting:
+            self._settled.notify()
         return False
 
     def _qos0_on_publish(self, mid: int) -> None:
@@ -575,8 +760,7 @@ class PahoClient(paho.Client):
                 if self._callback_api_version == paho.CallbackAPIVersion.VERSION1:
                     self.on_publish(self, self._userdata, mid)
                 else:
-                    self.on_publish(self, self._userdata, mid, ReasonCode(PacketTypes.PUBACK),
-                                    Properties(PacketTypes.PUBACK))
+                    self.on_publish(self, self._userdata, mid, *_success("PUBACK", 0))
             except Exception as err:
                 self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_publish: %s", err)
                 if not self.suppress_exceptions:

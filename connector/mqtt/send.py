@@ -1,7 +1,9 @@
 """The Send action: publish a stream of documents, one Result per document, in order.
 
 Documents are read lazily and at most ``conn.window`` of them wait for the broker at once, so
-memory stays bounded and a slow broker slows the input down. A QoS 1/2 document is SUCCESS
+memory stays bounded and a slow broker slows the input down. QoS 0 documents wait only to be
+written: up to :data:`QOS0_WINDOW` of them (and :data:`QOS0_WINDOW_BYTES` of payload), so that the
+client's writer takes many at once rather than a window's worth per write. A QoS 1/2 document is SUCCESS
 only when PUBACK/PUBCOMP came; QoS 0 when it was written to the connection.
 """
 
@@ -11,14 +13,15 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import partial
 from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
 
 from connector.mqtt.connection import MqttConnection, reason_text
-from connector.mqtt.paho_client import is_published, wait_published
+from connector.mqtt.paho_client import Delivery, wait_published
 from connector.mqtt.properties import MQTT5_FIELDS, PropertyError, operation_defaults, publish_properties
 from connector.mqtt.topics import TopicError, check_topic_name, operation_problems, reserved_topic_warning
 from connector.sdk.documents import Document, Result, Status
@@ -34,14 +37,19 @@ _reserved_warned: set[str] = set()
 #: MQTT's largest Remaining Length (variable header and payload of a packet), so also an upper
 #: bound of a payload.
 MAX_PAYLOAD = 268_435_455
+#: How many QoS 0 documents, and how many bytes of their payloads, may wait to be written.
+QOS0_WINDOW = 1024
+QOS0_WINDOW_BYTES = 4 << 20
+_RC_OK, _SUCCESS = paho.MQTT_ERR_SUCCESS, Status.SUCCESS
 
 
 @dataclass(slots=True)
 class _Pending:
     index: int
-    info: paho.MQTTMessageInfo | None
+    info: Delivery | None
     deadline: float
     result: Result | None = None
+    size: int = 0  # of the payload handed to the client (0 once it has its result)
 
 
 def send(conn: MqttConnection, operation: Mapping[str, Any], documents: Iterable[Document]) -> Iterator[Result]:
@@ -66,22 +74,51 @@ def _results(conn: MqttConnection, operation: Mapping[str, Any], documents: Iter
     default_topic: str = operation["topic"]
     qos: int = operation["qos"]
     retain: bool = operation["retained"]
-    window_size = conn.window
+    window_size, window_bytes = (conn.window, MAX_PAYLOAD + 1) if qos else (max(conn.window, QOS0_WINDOW), QOS0_WINDOW_BYTES)
+    held = 0  # bytes of the window's payloads
     ack_timeout: float = conn.config["ack_timeout"]
     window: deque[_Pending] = deque()
     append, popleft = window.append, window.popleft
     fits: dict[tuple[str, int | None], int] = {}
     v5 = operation_defaults(operation) if conn.mqtt5 else None
     run = uuid.uuid4().hex[:12] if v5 is not None and operation.get("stamp_id") else None
+    publish_message, name = conn.client.publish_message, default_topic.encode("utf-8")
+    up_is_set, monotonic = conn.up.is_set, time.monotonic
 
     for index, document in enumerate(documents):
         if conn.failure is not None:  # the connection ended for good: this is the last document read
             append(_Pending(index, None, 0.0, Result(index, Status.FAILURE, conn.failure)))
             break
-        append(_publish(conn, index, document, default_topic, qos, retain, ack_timeout, fits, v5,
-                        None if run is None else f"{run}-{index}"))
-        while window and (len(window) >= window_size or _done(window[0])):
-            yield _settle(conn, popleft())
+        payload = document.payload
+        if (v5 is None and not document.properties and type(payload) is bytes and conn.silent_since is None
+                and len(payload) <= fits.get((default_topic, conn.max_packet_size), -1) and up_is_set()):
+            # The common case (the checks of _publish passed for the topic and a payload this size)
+            info = publish_message(name, payload, qos, retain)
+            deadline = monotonic() + ack_timeout
+            pending = (_Pending(index, info, deadline) if info.rc == _RC_OK else
+                       _queued(conn, index, deadline, info, qos, partial(publish_message, name, payload, qos, retain)))
+        else:
+            pending = _publish(conn, index, document, default_topic, qos, retain, ack_timeout, fits, v5,
+                               None if run is None else f"{run}-{index}")
+        append(pending)
+        pending.size = size = len(payload) if pending.result is None else 0
+        held += size
+        while window:
+            pending = window[0]  # settled once full, or done (a result, or the client's flag: no lock)
+            info = pending.info
+            if info is None:
+                pass
+            elif info.published:
+                if info.rc == _RC_OK and not conn.refused:  # the common case, as _settle would
+                    popleft()
+                    held -= pending.size
+                    yield Result(pending.index, _SUCCESS)
+                    continue
+            elif len(window) < window_size and held <= window_bytes:
+                break
+            popleft()
+            held -= pending.size
+            yield _settle(conn, pending)
     while window:
         yield _settle(conn, window.popleft())
     if conn.failure is not None:  # after a result for every document read
@@ -112,12 +149,15 @@ def _publish(conn: MqttConnection, index: int, document: Document, default_topic
             return _Pending(index, None, deadline, Result(index, Status.APPLICATION_ERROR, str(exc)))
         _warn_reserved(topic)
     payload = document.payload
+    if type(payload) is not bytes:  # a Document made by hand
+        payload = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
     # The size check grows with the payload only: once a size fits a topic (and the broker's
     # limit, which a reconnect may change), every smaller one does, without computing it again.
     size, fits_key = len(payload), (topic, conn.max_packet_size)
+    packed = b"\x00"  # MQTT 5: no properties
     if properties is not None:  # their size varies per document: checked each time
-        packed = len(properties.pack())
-        too_big = oversize(conn, topic, size, qos, packed - _varint_size(packed))
+        packed = properties.pack()
+        too_big = oversize(conn, topic, size, qos, len(packed) - _varint_size(len(packed)))
         if too_big is not None:
             return _Pending(index, None, deadline, Result(index, Status.APPLICATION_ERROR, too_big))
     elif size > fits.get(fits_key, -1):
@@ -129,14 +169,21 @@ def _publish(conn: MqttConnection, index: int, document: Document, default_topic
         return _Pending(index, None, deadline, Result(index, Status.FAILURE, _unreachable(conn, "not sent")))
     if qos == 0 and not conn.up.is_set():  # paho does not keep QoS 0 messages for a reconnect
         _wait_up(conn, deadline, ack_timeout)
-    try:
-        info = conn.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
-        if info.rc == paho.MQTT_ERR_NO_CONN and qos == 0 and not conn.up.is_set():
-            # the connection was lost while this document was being published: it waits for the reconnect too
-            _wait_up(conn, deadline, ack_timeout)
-            info = conn.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
-    except ValueError as exc:  # paho's own checks (topic, size)
-        return _Pending(index, None, deadline, Result(index, Status.APPLICATION_ERROR, str(exc)))
+    name = topic.encode("utf-8")
+    info = conn.client.publish_message(name, payload, qos, retain, properties, packed)
+    return _queued(conn, index, deadline, info, qos, lambda: conn.client.publish_message(name, payload, qos, retain,
+                                                                                   properties, packed))
+
+
+def _queued(conn: MqttConnection, index: int, deadline: float, info: Delivery, qos: int,
+            again: Callable[[], Delivery]) -> _Pending:
+    """The pending document once the client took it (or not: ``info.rc``); ``again`` publishes it
+    once more."""
+    ack_timeout = conn.config["ack_timeout"]
+    if info.rc == paho.MQTT_ERR_NO_CONN and qos == 0 and not conn.up.is_set():
+        # the connection was lost while this document was being published: it waits for the reconnect too
+        _wait_up(conn, deadline, ack_timeout)
+        info = again()
     if info.rc == paho.MQTT_ERR_NO_CONN and qos == 0:
         error = (_unreachable(conn, "not sent") if conn.gave_up(ack_timeout)
                  else "the connection was lost before the message was sent")
@@ -203,10 +250,6 @@ def oversize(conn: MqttConnection, topic: str, payload_size: int, qos: int, prop
     return None
 
 
-def _done(pending: _Pending) -> bool:
-    return pending.result is not None or (pending.info is not None and is_published(pending.info))
-
-
 def _unreachable(conn: MqttConnection, what: str) -> str:
     """The error of a document failed by an outage, which is announced once."""
     error = conn.unreachable()
@@ -222,7 +265,7 @@ def _settle(conn: MqttConnection, pending: _Pending) -> Result:
         return pending.result
     assert pending.info is not None
     info = pending.info
-    if is_published(info):  # the common case: no wait
+    if info.published:  # the common case: no wait (the flag is read without a lock)
         if info.rc == paho.MQTT_ERR_SUCCESS and not conn.refused:
             return Result(pending.index, Status.SUCCESS)
         published = True
