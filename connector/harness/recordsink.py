@@ -11,6 +11,7 @@ them succeeded: a document that is not in the file is never acknowledged.
 from __future__ import annotations
 
 import bisect
+import itertools
 import os
 import stat
 import threading
@@ -34,7 +35,7 @@ class RecordSink:
         self.render = render
         self.durable = durable and isinstance(self.output, FdOutput) and stat.S_ISREG(os.fstat(self.output.fd).st_mode)
         self._records: list[bytes] = []
-        self._ends: list[int] = []  # where each record of _records ends, in bytes
+        self._pending = 0  # bytes in _records
         self._done = 0  # documents of this batch written already (a batch over WRITE_THROUGH)
         self._reader_gone: Callable[[], None] | None = None
 
@@ -48,18 +49,18 @@ class RecordSink:
     def write(self, document: Document) -> None:
         record = self.render(document)
         self._records.append(record)
-        self._ends.append((self._ends[-1] if self._ends else 0) + len(record))
-        if self._ends[-1] > WRITE_THROUGH:
+        self._pending += len(record)
+        if self._pending > WRITE_THROUGH:  # large documents: bounded memory
             self._write_records()
 
     def _write_records(self) -> None:
-        records, ends = self._records, self._ends
-        self._records, self._ends = [], []
+        records, self._records, self._pending = self._records, [], 0
         try:
             if records:
                 self.output.write(b"".join(records))
         except OutputError as exc:
-            whole = bisect.bisect_right(ends, exc.written)  # the records whose every byte went out
+            # the records whose every byte went out
+            whole = bisect.bisect_right(list(itertools.accumulate(map(len, records))), exc.written)
             if whole and self._unsynced():  # ... and, for a file, were made durable
                 whole = 0
             exc.documents, self._done = self._done + whole, 0
