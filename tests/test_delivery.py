@@ -39,15 +39,16 @@ WAIT = 120.0
 class Cli:
     """``python -m connector ARGS`` as a child process, stdout and stderr in files."""
 
-    def __init__(self, folder: Path, name: str, *args: str, stdin: Path | None = None) -> None:
+    def __init__(self, folder: Path, name: str, *args: str, stdin: Path | int | None = None) -> None:
+        """``stdin`` is a file to read, ``subprocess.PIPE`` for a pipe the test writes to, or nothing."""
         self.out, self.err = folder / f"{name}.out", folder / f"{name}.err"
         with open(self.out, "ab") as out, open(self.err, "ab") as err:
-            source = open(stdin, "rb") if stdin else subprocess.DEVNULL
+            source = open(stdin, "rb") if isinstance(stdin, Path) else stdin if stdin else subprocess.DEVNULL
             try:
                 self.proc = subprocess.Popen([sys.executable, "-m", "connector", *args], stdin=source, stdout=out,
                                              stderr=err)
             finally:
-                if stdin:
+                if isinstance(stdin, Path):
                     source.close()
 
     def stderr(self) -> str:
@@ -126,6 +127,22 @@ def lines_file(folder: Path, items: list[str]) -> Path:
     path = folder / "input.txt"
     path.write_text("".join(f"{item}\n" for item in items))
     return path
+
+
+def feed_in_step_with_cuts(send: Cli, lines: list[str], proxy: FaultProxy, cuts: int, chunks: int = 20) -> None:
+    """Writes ``lines`` to the Send's standard input in ``chunks`` pieces 0.1 s apart, and closes it once
+    the proxy has cut at least ``cuts`` connections: the stream is cut however fast the Send is."""
+    assert send.proc.stdin is not None
+    step = -(-len(lines) // chunks)
+    for start in range(0, len(lines), step):
+        send.proc.stdin.write("".join(f"{line}\n" for line in lines[start:start + step]).encode())
+        send.proc.stdin.flush()
+        time.sleep(0.1)
+    if cuts:
+        deadline = time.monotonic() + WAIT
+        while proxy.cuts < cuts and time.monotonic() < deadline and send.proc.poll() is None:
+            time.sleep(0.05)
+        send.proc.stdin.close()
 
 
 def address(broker: MosquittoBroker | FaultProxy) -> list[str]:
@@ -318,11 +335,13 @@ def test_no_duplicates_through_network_cuts(qos: int, listen_extra: list[str], s
             listen.subscribed()
             send = Cli(tmp_path, "send", "send", *address(proxy), "--topic", "cuts/t", "--qos", str(qos), "--lines",
                        "--persistent", "--client-id", "cuts-send", "--connection", str(fast), *send_extra,
-                       stdin=lines_file(tmp_path, sent))
+                       stdin=subprocess.PIPE)
             # the cuts begin once the Send is connected: a connection closed before the broker accepted it
             # at the start is a Send that cannot begin (exit 3), not what this test is about
+            feed_in_step_with_cuts(send, sent[:100], proxy, 0, chunks=1)
             listen.wait_for(lambda: count_lines(listen.out) >= 1, "the Send's first document")
             proxy.cut_every(0.5)
+            feed_in_step_with_cuts(send, sent[100:], proxy, 8)
             assert send.exit_code() == 0, send.stderr()
             proxy.stop_cutting()
             listen.wait_for(lambda: len(set(payloads(listen.out))) >= len(sent), "every document received")
