@@ -170,6 +170,9 @@ def _harness_flags(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--timeout", type=float)
         parser.add_argument("--format")  # since 0.1.0: how documents are written, and where
         parser.add_argument("--output")
+        for flag in ("--health-port", "--health-host", "--health-threshold"):  # as a service (docs/deploy.md)
+            parser.add_argument(flag)
+        parser.add_argument("--metrics", action="store_true")
 
 
 @pytest.mark.parametrize("argv", _readme_commands(), ids=" ".join)

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from connector.harness.exits import EXIT_BAD_INPUT, EXIT_CLOSED, EXIT_CONNECT, EXIT_FAILED, UsageError
-from connector.harness.parser import Parser, build_parser
+from connector.harness.parser import Parser, build_parser, log_format_of
 
 __all__ = ["Parser", "build_parser", "main"]
 
@@ -65,6 +65,10 @@ def main(argv: Sequence[str] | None = None, *, default_connector: str | None = N
         complete(prog, default_connector)
     _utf8_streams()
     argv = list(sys.argv[1:] if argv is None else argv)
+    if log_format_of(argv) == "json":  # the parser's own errors too
+        from connector.harness.logs import use_json
+
+        use_json()
     commands: dict[str, Callable[[argparse.Namespace], int]] = dict(COMMANDS)
     try:
         args = _parse(argv, default_connector, prog, commands)
@@ -74,12 +78,11 @@ def main(argv: Sequence[str] | None = None, *, default_connector: str | None = N
         return EXIT_BAD_INPUT
     from connector.harness.logs import setup_logging
 
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, args.log_format)
     try:
         return _run(commands[args.command], args)
     except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
-        return 130
+        return _fail(130, "interrupted")
     except UsageError as exc:
         return _fail(EXIT_BAD_INPUT, str(exc))
     except BrokenPipeError:  # the reader of stdout went away (describe | head -1): quietly, as Unix tools do
@@ -100,9 +103,9 @@ def _run(command: Callable[[argparse.Namespace], int], args: argparse.Namespace)
 
 
 def _fail(code: int, message: str) -> int:
-    from connector.harness.logs import mask
+    from connector.harness.logs import for_people, mask
 
-    sys.stderr.write(f"error: {mask(message)}\n")
+    sys.stderr.write(for_people(f"error: {mask(message)}\n"))
     return code
 
 

@@ -39,7 +39,9 @@ def needs_connector_commands(argv: list[str]) -> bool:
     """Whether the parser must know the connectors' commands: not for the harness's own commands
     (so that ``send --help`` loads no connector) nor ``--version``; for anything else, top-level
     help included (it lists them)."""
-    command = next((a for a in argv if not a.startswith("-")), None)
+    from connector.harness.parser import command_of
+
+    command = command_of(argv)
     if command is None:
         return "--version" not in argv
     return command not in HARNESS_COMMANDS

@@ -33,7 +33,8 @@ from connector.sdk.errors import PluginError
 HARNESS_FLAGS = frozenset({"--connection", "--connector", "--verbose", "-v", "--results", "--outbox", "--lines",
                            "--file", "--message", "--count", "--timeout", "--json", "--help", "-h", "--version",
                            "--operation", "--format", "--output", "--payload-encoding", "--repeat",
-                           "--interval"})
+                           "--interval", "--log-format", "--health-port", "--health-host", "--health-threshold",
+                           "--metrics"})
 #: Attribute names the harness reads from the parsed arguments (its flags' and the command's).
 _HARNESS_DESTS = frozenset({f.lstrip("-").replace("-", "_") for f in HARNESS_FLAGS} | {"command", "inputs"})
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -57,6 +58,20 @@ class ProcessListener(Listener):
         self.repeats = 0
         self.skips: dict[str, int] = {}
         self.done_because: str | None = None
+        #: Documents handed over again after the process refused them (each time).
+        self.retried = 0
+        #: Connections won back after one was lost.
+        self.reconnects = 0
+        #: Since when (``time.monotonic()``) the Listen has had no connection: from its start until
+        #: the first one is up, and from each loss until the next; None while connected.
+        self.down_since: float | None = time.monotonic()
+        #: Why the last connection was lost (None while connected, or before the first one).
+        self.down_because: str | None = None
+        #: Whether the endpoint confirmed the subscriptions on the connection now up.
+        self.subscribed = False
+        #: When (``time.monotonic()``) the last document came from the connector; None before the first.
+        self.last_received_at: float | None = None
+        self._was_up = False
         self._on_listening = on_listening
         attach = getattr(sink, "attach", None)
         if attach is not None:  # a sink that may block on its reader, or lose it (see sinks)
@@ -66,6 +81,7 @@ class ProcessListener(Listener):
         if documents and documents[-1] is not self._last_received:  # a retry hands a tail of the same batch
             self.received += len(documents)
             self._last_received = documents[-1]
+            self.last_received_at = time.monotonic()
 
     def submit(self, document: Document) -> bool:
         self._received([document])
@@ -140,9 +156,26 @@ class ProcessListener(Listener):
 
     def repeat_dropped(self, document: Document) -> None:
         self.repeats += 1
+        self.last_received_at = time.monotonic()
 
     def skipped(self, document: Document, reason: str) -> None:
         self.skips[reason] = self.skips.get(reason, 0) + 1
+        self.last_received_at = time.monotonic()
+
+    def retrying(self, document: Document, error: str, attempt: int, wait: float) -> None:
+        self.retried += 1
+
+    def connected(self) -> None:
+        if self._was_up and self.down_since is not None:  # won back after a loss (not the first connection)
+            self.reconnects += 1
+        self._was_up = True
+        self.down_since = self.down_because = None
+
+    def disconnected(self, reason: str) -> None:
+        self.subscribed = False
+        self.down_because = reason
+        if self.down_since is None:
+            self.down_since = time.monotonic()
 
     def done(self, reason: str) -> None:
         if not self.stopping.is_set():
@@ -154,9 +187,16 @@ class ProcessListener(Listener):
         self.stop_for("refused")
 
     def listening(self, description: str) -> None:
+        self.subscribed = True
         self.ready.set()
         if self._on_listening is not None:
             self._on_listening(description)
+
+    def outcome(self) -> ListenOutcome:
+        """How the Listen ended (once it did)."""
+        error = self.error if self.reason in ("refused", "output") else None
+        return ListenOutcome(self.accepted, self.reason, error, self.dead_letters, self.repeats, dict(self.skips),
+                             self.done_because)
 
     def stop_for(self, reason: str) -> None:
         if not self.stopping.is_set():

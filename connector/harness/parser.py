@@ -21,11 +21,32 @@ from connector.harness.progress import add_progress_flag
 SCHEMA_COMMANDS: dict[str, str | None] = {"send": "send", "listen": "listen", "check": None}
 #: The longest --timeout: a year (the schema's bound for every number of seconds).
 MAX_SECONDS = 31_536_000
+#: ``--health-threshold``'s default: longer than a reconnect's longest wait (30 s by default), so that
+#: a Listen that reconnects on its own is not restarted for it.
+DEFAULT_HEALTH_THRESHOLD = 60.0
+
+
+#: ``--log-format``'s choices (connector.harness.logs).
+LOG_FORMATS = ("text", "json")
+
+
+def log_format_of(argv: Sequence[str]) -> str:
+    """The ``--log-format`` ``argv`` gives, read before it is parsed (its errors are written so too)."""
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg.startswith("--log-format="):
+            return arg.partition("=")[2]
+        if arg == "--log-format" and i + 1 < len(argv):
+            return argv[i + 1]
+    return "text"
 
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not argparse's usage block
-        sys.stderr.write(f"error: {message} (see '{self.prog} --help')\n")
+        from connector.harness.logs import for_people
+
+        sys.stderr.write(for_people(f"error: {message} (see '{self.prog} --help')\n"))
         raise SystemExit(EXIT_BAD_INPUT)
 
 
@@ -34,21 +55,44 @@ def common(p: argparse.ArgumentParser, top: bool = False) -> None:
     leaves the one given before the command alone (argparse would reset it to its default)."""
     p.add_argument("--verbose", "-v", action="store_true", default=False if top else argparse.SUPPRESS,
                    help="debug logging on stderr (never shows secrets)")
+    p.add_argument("--log-format", choices=LOG_FORMATS, default="text" if top else argparse.SUPPRESS,
+                   help="text (the default) or json: each line on stderr one JSON object (time, level, logger, "
+                   "message), for log collectors")
 
 
-def _timeout(text: str) -> float:
+def _timeout(text: str, unless: str = "; leave it out for no limit") -> float:
     from connector.harness.flagtypes import number
 
     value = number(text)
     if not 0 < value <= MAX_SECONDS:
         raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_SECONDS:,} seconds (a year), "
-                                         f"not {text!r}; leave it out for no limit")
+                                         f"not {text!r}{unless}")
+    return value
+
+
+def _threshold(text: str) -> float:
+    return _timeout(text, "")
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 (a free one) to 65535, not {text!r}")
     return value
 
 
 def command_of(argv: Sequence[str]) -> str | None:
-    """The command ``argv`` names (its first word that is not a flag)."""
-    return next((a for a in argv if not a.startswith("-")), None)
+    """The command ``argv`` names (its first word that is neither a flag nor a value of
+    ``--log-format``, the one flag before the command that takes a value)."""
+    after_flag = False
+    for arg in argv:
+        if not arg.startswith("-") and not after_flag:
+            return arg
+        after_flag = arg == "--log-format"
+    return None
 
 
 class _Early(argparse.ArgumentParser):
@@ -146,6 +190,18 @@ def _output_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
                    "is written and fsynced before it is acknowledged")
 
 
+def _service_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    p.add_argument("--health-port", type=_port, metavar="PORT", help=prefix + "serve health checks over HTTP on "
+                   "PORT (0: a free one, printed): /healthz fails once disconnected longer than --health-threshold, "
+                   "/readyz answers 200 once subscribed (see docs/deploy.md)")
+    p.add_argument("--health-host", metavar="ADDR", help=prefix + "the address --health-port listens on (default "
+                   "127.0.0.1; any other warns: metrics and state are then served to other machines)")
+    p.add_argument("--health-threshold", type=_threshold, metavar="S", help=prefix + "/healthz answers 503 once the "
+                   f"Listen has had no connection for S seconds (default {DEFAULT_HEALTH_THRESHOLD:g})")
+    p.add_argument("--metrics", action="store_true", default=None, help=prefix + "with --health-port, also serve "
+                   "/metrics in the Prometheus text format (needs prometheus_client: the 'service' extra)")
+
+
 def _harness_commands(sub: Any, default_connector: str | None, argv: Sequence[str]) -> None:
     """send, listen, run, describe, check; ``argv`` gives the command run and its connector."""
     from connector.harness.commands import connector_arg
@@ -155,6 +211,7 @@ def _harness_commands(sub: Any, default_connector: str | None, argv: Sequence[st
     p.add_argument("--count", type=int, metavar="N", help="stop after N documents")
     p.add_argument("--timeout", type=_timeout, metavar="S", help="stop after S seconds")
     _output_args(p)
+    _service_args(p)
     add_progress_flag(p)
     connector_arg(p, default_connector)
     common(p)
@@ -171,6 +228,7 @@ def _harness_commands(sub: Any, default_connector: str | None, argv: Sequence[st
     p.add_argument("--count", type=int, metavar="N", help="Listen: stop after N documents")
     p.add_argument("--timeout", type=_timeout, metavar="S", help="Listen: stop after S seconds")
     _output_args(p, "Listen: ")
+    _service_args(p, "Listen: ")
     add_progress_flag(p)
     common(p)
 

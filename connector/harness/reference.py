@@ -52,7 +52,7 @@ def _usage(action: argparse.Action) -> str:
 
 
 #: The flags every command has (said once, at the top).
-EVERYWHERE = frozenset({"verbose", "connector"})
+EVERYWHERE = frozenset({"verbose", "log_format", "connector"})
 
 
 def _flag_lines(parser: argparse.ArgumentParser, skip: frozenset[str] = EVERYWHERE) -> list[str]:
@@ -79,8 +79,9 @@ def _flag_lines(parser: argparse.ArgumentParser, skip: frozenset[str] = EVERYWHE
 def _harness_section(prog: str, default: str | None, commands: Mapping[str, argparse.ArgumentParser],
                      connector_id: str) -> list[str]:
     """The harness's commands and their own flags (the connectors' fields are in their sections)."""
-    lines = ["## Commands", "", f"Every command takes `--verbose` / `-v` (debug logging on stderr, never secrets) and `--connector ID` "
-             "(the connector it uses: the only one installed, else the default). "
+    lines = ["## Commands", "", f"Every command takes `--verbose` / `-v` (debug logging on stderr, never secrets), "
+             "`--log-format text|json` (json: each line on stderr one JSON object: time, level, logger, message) "
+             "and `--connector ID` (the connector it uses: the only one installed, else the default). "
              f"`{prog} COMMAND --help` shows the same flags.", ""]
     for name, sub in commands.items():
         if getattr(sub, "_owner", None):

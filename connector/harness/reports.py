@@ -14,9 +14,10 @@ from connector.harness.exits import EXIT_CLOSED, EXIT_FAILED, EXIT_OK, UsageErro
 
 def say(text: str) -> None:
     """A line for people on stderr, in UTF-8, whole (see connector.harness.output)."""
+    from connector.harness.logs import for_people
     from connector.harness.output import write_text
 
-    write_text(sys.stderr, text)
+    write_text(sys.stderr, for_people(text))
 
 
 def _open_results(path: str | None) -> Any:
@@ -122,9 +123,10 @@ def report_send(results: Iterator[Any], results_path: str | None, what: str | No
 
 def listen_and_report(runtime: Any, connection: dict[str, Any], operation: dict[str, Any], count: int | None,
                       timeout: float | None, connector_id: str, output: tuple[str | None, str | None] = (None, None),
-                      progress: bool | None = None) -> int:
+                      progress: bool | None = None, service: Any = None) -> int:
     """Run a Listen to standard output (or ``output``: its ``--format`` and ``--output FILE``) and
-    report how it ended; the exit code."""
+    report how it ended; the exit code. ``service``: the health checks (and metrics) to serve while
+    it runs (:class:`~connector.harness.service.ServiceOptions`), or None."""
     import signal
 
     from connector.harness.formats import listen_sink
@@ -154,6 +156,10 @@ def listen_and_report(runtime: Any, connection: dict[str, Any], operation: dict[
         signal.signal(sig, lambda signum, _: (signals.append(signum), listener.stop_for("stopped")))
     from connector.harness.progress import listen_progress
 
+    server = None
+    if service is not None:  # checked first: a bad configuration is exit 2 whatever the port
+        runtime.validate_listen(connection, operation, connector_id)
+        server = _serve(service, listener, connector_id, manifest.version)
     shown = listen_progress(progress, listener)
     try:
         outcome = runtime.listen(connection, operation, listener.sink, count=count, timeout=timeout,
@@ -161,11 +167,32 @@ def listen_and_report(runtime: Any, connection: dict[str, Any], operation: dict[
     finally:
         if shown is not None:
             shown.finish()
+        if server is not None:
+            server.close()
     stopped = None
     if signals and outcome.reason == "stopped":
         stopped = (f"stopped by {signal.Signals(signals[0]).name}: received {listener.received:,}, wrote "
                    f"{outcome.accepted:,}{_unwritten(listener.received - outcome.accepted)}")
     return _report_listen(outcome, sink, chatty, stopped)
+
+
+def _serve(options: Any, listener: Any, connector_id: str, version: str) -> Any:
+    """Start serving the Listen's health checks (and metrics); say where."""
+    from connector.harness.service import ServiceServer
+    from connector.sdk.network import is_loopback
+
+    page = None
+    if options.metrics:  # prometheus_client is imported only now
+        from connector.harness.metrics import metrics_page
+
+        page = metrics_page(listener, {"connector": connector_id, "version": version})
+    server = ServiceServer(listener, options, page).start()
+    if not is_loopback(options.host):
+        logging.getLogger("connector.harness.service").warning(
+            "--health-host %s serves the Listen's state%s to other machines: keep the port behind a firewall",
+            options.host, " and metrics" if page else "")
+    say(f"health checks on {server.url}/healthz and /readyz{f', metrics on {server.url}/metrics' if page else ''}\n")
+    return server
 
 
 def _unwritten(count: int) -> str:

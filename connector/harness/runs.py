@@ -53,7 +53,23 @@ def cmd_listen(args: argparse.Namespace) -> int:
         connection = connection_from_args(args, flags, origins)
         operation = operation_from_args(args, flags, origins)
         return listen_and_report(runtime(args), connection, operation, args.count, args.timeout, flags.connector,
-                                 (args.format, args.output), args.progress)
+                                 (args.format, args.output), args.progress, _service(args))
+
+
+def _service(args: argparse.Namespace) -> Any:
+    """The ``--health-*`` and ``--metrics`` flags as :class:`~connector.harness.service.ServiceOptions`;
+    None without ``--health-port``."""
+    if args.health_port is None:
+        given = [flag for flag, value in (("--health-host", args.health_host), ("--health-threshold",
+                 args.health_threshold), ("--metrics", args.metrics)) if value is not None]
+        if given:
+            raise UsageError(f"{' and '.join(given)} need{'s' if len(given) == 1 else ''} --health-port")
+        return None
+    from connector.harness.service import ServiceOptions
+
+    given = {"host": args.health_host, "threshold": args.health_threshold}
+    return ServiceOptions(args.health_port, metrics=bool(args.metrics),
+                          **{name: value for name, value in given.items() if value is not None})
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -90,9 +106,10 @@ def _run(args: argparse.Namespace, connection: Any, operation: Any) -> int:
         if args.inputs or args.lines or args.results or args.outbox:
             raise UsageError("a Listen takes no INPUT, --lines, --results or --outbox")
         return listen_and_report(runtime, connection, operation, args.count, args.timeout, connector_id,
-                                 (args.format, args.output), args.progress)
-    if args.count is not None or args.timeout is not None or args.format is not None or args.output is not None:
-        raise UsageError("--count, --timeout, --format and --output are for a Listen")
+                                 (args.format, args.output), args.progress, _service(args))
+    if any(value is not None for value in (args.count, args.timeout, args.format, args.output, args.health_port,
+                                            args.health_host, args.health_threshold, args.metrics)):
+        raise UsageError("--count, --timeout, --format, --output, --health-* and --metrics are for a Listen")
     check_outputs(args)
     limit = runtime.max_document_size(connection, operation, connector_id)
     stop = GracefulStop()

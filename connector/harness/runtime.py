@@ -100,6 +100,11 @@ class Runtime:
         """The connection with its defaults, checked as ``check`` checks it (ConfigError)."""
         return self._configs(self.connector(connector_id), connection, None, None)[0]
 
+    def validate_listen(self, connection: Mapping[str, Any], operation: Mapping[str, Any],
+                        connector_id: str | None = None) -> None:
+        """Check a Listen's configurations as :meth:`listen` does (ConfigError); nothing is opened."""
+        self._configs(self.connector(connector_id), connection, operation, "listen")
+
     def check(self, connection: Mapping[str, Any], connector_id: str | None = None) -> str:
         """Test the connection; return a line describing what was reached, or raise ConnectError."""
         connector = self.connector(connector_id)
@@ -186,6 +191,7 @@ class Runtime:
         timer = None
         conn = self._open(connector, conn_cfg)
         try:
+            listener.connected()
             if timeout is not None:
                 timer = threading.Timer(timeout, listener.stop_for, args=("timeout",))
                 timer.daemon = True
@@ -196,16 +202,13 @@ class Runtime:
             if timer is not None:
                 timer.cancel()
             conn.close()
-        error = listener.error if listener.reason in ("refused", "output") else None
-        return ListenOutcome(listener.accepted, listener.reason, error, listener.dead_letters, listener.repeats,
-                             dict(listener.skips), listener.done_because)
+        return listener.outcome()
 
     def listen_in_background(self, connection: Mapping[str, Any], operation: Mapping[str, Any],
                              sink: Sink | None = None, *, count: int | None = None, timeout: float | None = None,
                              connector_id: str | None = None) -> BackgroundListen:
         """Start a Listen in a thread; configuration errors raise here, at once."""
-        connector_id = self.connectors.resolve(connector_id, self.default_connector)
-        self._configs(self.connectors.get(connector_id), connection, operation, "listen")
+        self.validate_listen(connection, operation, connector_id)  # its connector_id resolved as listen() does
         _check_timeout(timeout)
         return BackgroundListen(self, connection, operation, sink, count, timeout, connector_id)
 

@@ -188,6 +188,15 @@ def connection_problems(config: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _notify(callback: Any, *args: Any) -> None:
+    """Call what the Listen asked to be told (in paho's thread): it must not kill that thread."""
+    if callback is not None:
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("connection callback failed")
+
+
 class _Unreachable(ConnectError):
     """The broker cannot be reached (yet): worth trying again when waiting for it."""
 
@@ -218,6 +227,8 @@ class MqttConnection:
         self.inbox: Inbox[Received] = Inbox(INBOX_SIZE)
         self.subscriptions: list[tuple[str, int]] = []
         self.on_subscribed: Any = None  # called with [(filter, granted qos or None)] after every SUBACK
+        self.on_up: Any = None  # called after every CONNACK that accepted the connection
+        self.on_down: Any = None  # called with the reason when an accepted connection was lost
         self.closing = threading.Event()
         self._connack = threading.Event()
         self._connect_error: str | None = None
@@ -545,6 +556,7 @@ class MqttConnection:
         self.up.set()
         self._connect_error = None
         self._connack.set()
+        _notify(self.on_up)
         self._send_subscribe()
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
@@ -570,6 +582,8 @@ class MqttConnection:
         if self.closing.is_set():
             return
         self._went_silent()
+        if was_up:
+            _notify(self.on_down, reason_text(reason))
         if was_up and self._taken_over(reason):
             self.failure = (f"another client uses the client ID {self.client_id!r}: give each {self.role} its own "
                             "--client-id")
@@ -621,12 +635,7 @@ class MqttConnection:
                 log.error("the broker refused the subscription to %r", topic_filter)
             elif got < asked:
                 log.warning("the broker granted QoS %d for %r where %d was asked", got, topic_filter, asked)
-        callback = self.on_subscribed
-        if callback is not None:
-            try:
-                callback(granted)
-            except Exception:  # the runtime's callback must not kill paho's thread
-                log.exception("subscription callback failed")
+        _notify(self.on_subscribed, granted)
 
     def _on_messages(self, client: paho.Client, userdata: Any, messages: list[Received]) -> None:
         # The messages read together: the Listen is woken once for all of them (a batch). Blocks

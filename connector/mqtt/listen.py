@@ -72,6 +72,9 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
     conn.role = "Listen"
     selection = Selection(operation)
     conn.on_subscribed = lambda granted: (selection.subscribed(), listener.listening(describe_granted(granted)))
+    conn.on_up, conn.on_down = listener.connected, listener.disconnected  # for a runtime's health checks
+    if not conn.up.is_set():  # lost between the runtime's open and now
+        listener.disconnected("the connection was lost")
     conn.subscribe([(f, own_qos.get(f, qos)) for f in filters], operation)
     window = operation.get("dedupe_window", 0)
     repeats = _Repeats(window) if conn.mqtt5 and window else None

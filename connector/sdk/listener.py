@@ -13,6 +13,11 @@ class Listener:
     A runtime subclasses it and implements :meth:`submit` (and, to write batches at once,
     :meth:`submit_batch`). A connector calls :meth:`submit` or :meth:`submit_batch`,
     :meth:`listening`, :meth:`dead_lettered` and :meth:`gave_up`, and watches :attr:`stopping`.
+    A connector with a connection that can be lost and won back also calls :meth:`disconnected`
+    and :meth:`connected`; the SDK's retry policy calls :meth:`retrying`. The notifications but
+    :meth:`submit` and :meth:`submit_batch` do nothing here: a runtime overrides those it shows
+    (the harness counts them for its health checks and metrics). They may come from another
+    thread than the Listen's (e.g. a network thread): they must be quick and must not raise.
 
     When the process refuses a document, the connector hands it over again (with a delay) up to
     the operation's number of attempts; then it moves the message to a dead-letter destination
@@ -75,6 +80,19 @@ class Listener:
         """The connector ends the Listen as its operation asks (``reason``, a few words such as
         "every retained message was read"); it returns soon after."""
         self.stop()
+
+    def retrying(self, document: Document, error: str, attempt: int, wait: float) -> None:
+        """The process refused ``document`` at ``attempt`` (1 for the first; last ``error``): it is
+        handed over again in ``wait`` seconds, unless the Listen stops meanwhile."""
+
+    def connected(self) -> None:
+        """The connection to the endpoint is up: the runtime calls it once ``connector_open``
+        returned, the connector after each reconnect (and :meth:`listening` once the endpoint
+        confirmed the subscriptions again)."""
+
+    def disconnected(self, reason: str) -> None:
+        """The connection to the endpoint was lost (``reason``, a few words for a person); the
+        connector tries to get it back, and calls :meth:`connected` when it has."""
 
     def listening(self, description: str) -> None:
         """The endpoint confirmed the connector listens (called again after every reconnect).

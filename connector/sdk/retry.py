@@ -136,6 +136,7 @@ class Retries(Generic[Message]):
                 wait = self.wait(attempt)
                 log.warning("the process failed for %s (attempt %d of %d: %s); trying again in %g s",
                             describe(document), attempt, self.max_attempts, error, wait)
+                listener.retrying(document, error, attempt, wait)
                 if stopping.wait(wait):
                     break  # not acknowledged: the endpoint keeps it (e.g. for a persistent session)
                 attempt += 1
