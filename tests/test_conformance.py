@@ -37,10 +37,16 @@ QUIET = 0.5
 #: QoS 2 for subscriptions and grant QoS 1).
 MAX_GRANTED = {"embedded": 2, "mosquitto": 2, "nats": 1, "rabbitmq": 1}
 
+#: What a broker without shared subscriptions does with one (seen on each: the Listens get nothing).
+NO_SHARED_SUBSCRIPTIONS = ("{} has no shared subscriptions: it grants '$share/GROUP/FILTER' as a plain filter, "
+                           "which no topic matches, so the Listens of the group get nothing")
+
 #: broker -> test name -> why it fails (a strict xfail: a fix makes it fail, so the entry goes).
 KNOWN_LIMITS: dict[str, dict[str, str]] = {
     "embedded": {},
     "nats": {
+        "test_shared_subscription_deals_each_message_to_one_listen":
+            NO_SHARED_SUBSCRIPTIONS.format("NATS (2.9.10, and 2.12.8 across the nodes of a cluster)"),
         "test_filter_with_spaces":
             "NATS maps MQTT topics to NATS subjects, which cannot hold spaces: it refuses such a "
             "subscription and drops a client that publishes to such a topic",
@@ -48,6 +54,8 @@ KNOWN_LIMITS: dict[str, dict[str, str]] = {
             "the topics have spaces ('smoke alarms'), which NATS cannot map to subjects",
     },
     "rabbitmq": {
+        "test_shared_subscription_deals_each_message_to_one_listen":
+            NO_SHARED_SUBSCRIPTIONS.format("RabbitMQ 3.10's MQTT plugin"),
         "test_retained_once_per_matching_subscription_never_to_others":
             "RabbitMQ 3.10 sends a retained message only to a subscription to its exact topic, "
             "never to a wildcard filter (documented limit of its MQTT plugin)",
@@ -407,6 +415,28 @@ def test_overlapping_subscriptions(any_broker: Endpoint, runtime: Runtime, uniqu
     copies = got.of(topic)
     assert 1 <= len(copies) <= 2
     assert {(payload(d), d.properties["qos"]) for d in copies} == {("both", 1)}
+
+
+def test_shared_subscription_deals_each_message_to_one_listen(any_broker: Endpoint, runtime: Runtime,
+                                                              unique: str) -> None:
+    """Two Listens in one group (``$share/GROUP/FILTER``, MQTT 5 and a common extension of 3.1.1)
+    split the messages: each arrives once, at one of them, and both get some. Both also subscribe
+    to a plain topic, whose message sent last tells when the group's have come."""
+    shared, end, count = f"$share/{unique}-workers/{unique}/jobs/#", f"{unique}/end", 20
+    with listening(runtime, any_broker, shared, end) as (_, first), \
+            listening(runtime, any_broker, shared, end) as (_, second):
+        send(runtime, any_broker, f"{unique}/jobs/new", *(f"job-{i}" for i in range(count)))
+        send(runtime, any_broker, end, "end")
+        first.wait_topic(end)
+        second.wait_topic(end)
+
+        def jobs() -> list[str]:
+            return [payload(d) for got in (first, second) for d in got.documents if topic_of(d) != end]
+        deadline = time.monotonic() + 2 * QUIET  # the group's messages may come after the plain one
+        while len(jobs()) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert sorted(jobs()) == sorted(f"job-{i}" for i in range(count)), f"not each job once: {sorted(jobs())}"
+    assert first.of(f"{unique}/jobs/new") and second.of(f"{unique}/jobs/new"), "one Listen of the group got every job"
 
 
 def _text(value: bytes) -> bytes:

@@ -8,8 +8,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from brokers import MosquittoBroker
-from clirun import run_cli
+from brokers import ClosingDoor, MosquittoBroker
+from clirun import run_cli, start_cli
 from faultproxy import FaultProxy
 
 from connector.mqtt.broker import BrokerThread, free_port
@@ -115,6 +115,72 @@ def test_failover_on_reconnect_moves_to_the_next_broker(mosquitto: MosquittoBrok
                 time.sleep(0.02)
     assert [r.status for r in results] == [Status.SUCCESS] * 100
     assert {d.payload for d in watch.documents} == {str(i).encode() for i in range(100)}
+
+
+# -- waiting for a cluster node ----------------------------------------------------------------------
+
+#: Fast retries, so that three closed connections take well under a second of backoff.
+RETRY_FAST = ("--reconnect-delay", "0.05", "--reconnect-max-delay", "0.2")
+
+
+def test_send_waits_through_a_node_that_closes_before_accepting(mosquitto: MosquittoBroker, unique: str) -> None:
+    """A cluster node electing leaders closes connections before its CONNACK for a while: with a
+    wait, every address is tried again each round (the first here refuses) until the node accepts."""
+    topic = f"{unique}/door"
+    with ClosingDoor(("127.0.0.1", mosquitto.port), closes=3) as door:
+        done = run_cli("send", "--port", str(free_port()), "--failover", f"127.0.0.1:{door.port}", "--topic", topic,
+                       "--qos", "1", "--retained", "--message", "through", "--wait-for-broker", "60", *RETRY_FAST)
+        assert done.returncode == 0, done.stderr
+        assert door.refused == 3 and door.opened.is_set()
+    got = run_cli("listen", "--port", str(mosquitto.port), "--topic", topic, "--count", "1", "--timeout", str(WAIT))
+    assert b'"payload": "through"' in got.stdout, got.stderr
+    assert b"closed the connection before accepting it" in done.stderr  # said while waiting, as a warning
+    assert b"error:" not in done.stderr
+
+
+def test_listen_waits_through_a_node_that_closes_before_accepting(mosquitto: MosquittoBroker, unique: str) -> None:
+    topic = f"{unique}/door"
+    assert run_cli("send", "--port", str(mosquitto.port), "--topic", topic, "--qos", "1", "--retained",
+                   "--message", "waiting").returncode == 0
+    with ClosingDoor(("127.0.0.1", mosquitto.port), closes=3) as door:
+        listen = start_cli("listen", "--port", str(door.port), "--topic", topic, "--qos", "1", "--count", "1",
+                           "--wait-for-broker", "60", *RETRY_FAST)
+        try:
+            out, err = listen.communicate(timeout=60)
+        finally:
+            if listen.poll() is None:
+                listen.kill()
+                listen.wait(10)
+        assert listen.returncode == 0, err
+        assert door.refused == 3
+    assert b'"payload": "waiting"' in out
+
+
+def test_without_a_wait_a_node_that_closes_before_accepting_is_an_error_at_once() -> None:
+    with ClosingDoor(None, closes=0) as door:
+        done = run_cli("send", "--port", str(door.port), "--topic", "t/door", "--qos", "1", "--message", "x")
+    assert done.returncode == 3
+    assert done.stderr.decode().startswith(f"error: 127.0.0.1:{door.port} closed the connection before accepting it")
+    assert "is it an MQTT broker on a plain (not TLS or WebSocket) port?" in done.stderr.decode()
+    assert door.refused == 1 and b"Traceback" not in done.stderr
+
+
+def test_past_the_wait_the_error_names_every_address_tried() -> None:
+    dead = free_port()
+    with ClosingDoor(None, closes=0) as door:
+        began = time.monotonic()
+        done = run_cli("check", "--port", str(dead), "--failover", f"127.0.0.1:{door.port}", "--wait-for-broker",
+                       "2", *RETRY_FAST)
+        waited = time.monotonic() - began
+    assert done.returncode == 3
+    lines = done.stderr.decode().splitlines()
+    error = lines[-1]
+    assert error.startswith(f"error: no broker can be reached: connection refused by 127.0.0.1:{dead}"), lines
+    assert f"127.0.0.1:{door.port} closed the connection before accepting it" in error
+    rounds = int(error.split("(tried ")[1].split(" times")[0])
+    assert rounds >= 2 and door.refused == rounds, (rounds, door.refused)  # each round tried the node again
+    assert waited >= 2, f"gave up after {waited:.1f} s of a 2 s wait"
+    assert all(line.startswith("warning: no broker can be reached") for line in lines[:-1])
 
 
 # -- WebSocket ---------------------------------------------------------------------------------------

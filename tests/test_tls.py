@@ -4,6 +4,7 @@ one line saying what failed."""
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from brokers import MosquittoBroker
+from brokers import ClosingDoor, MosquittoBroker
 from certs import KEY_PASSPHRASE, make_certs, tls_listeners
 from clirun import run_cli
 from connector.mqtt.broker import free_port
@@ -69,6 +70,22 @@ def test_check_names_tls_and_the_protocol(tls: TlsBroker) -> None:
     proc = run_cli("check", *tls.args("tls", "--ca-file", tls.file("ca.pem"), "--protocol", "5"))
     assert proc.returncode == 0, proc.stderr.decode()
     assert "(MQTT 5, TLS)" in proc.stdout.decode()
+
+
+def test_a_tls_node_that_closes_after_the_handshake_is_waited_for(tls: TlsBroker) -> None:
+    """Closed after a TLS handshake that succeeded: the broker behind TLS (a cluster node electing
+    leaders) is not ready; the wait tries it again. Without the wait: exit 3 at once."""
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(tls.file("server.pem"), tls.file("server.key"))
+    with ClosingDoor(("127.0.0.1", tls.ports["tls"]), closes=2, tls=server) as door:
+        at_once = run_cli("check", "--port", str(door.port), "--ca-file", tls.file("ca.pem"))
+        waited = run_cli("check", "--port", str(door.port), "--ca-file", tls.file("ca.pem"), "--wait-for-broker", "60",
+                         "--reconnect-delay", "0.05")
+        assert door.refused == 2
+    line = error_line(at_once, 3)
+    assert "closed the TLS connection before accepting it" in line, line
+    assert waited.returncode == 0, waited.stderr.decode()
+    assert b"closed the TLS connection before accepting it" in waited.stderr  # the warning while waiting
 
 
 def test_wrong_ca_exits_3_naming_the_ca(tls: TlsBroker) -> None:

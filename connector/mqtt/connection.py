@@ -319,8 +319,11 @@ class MqttConnection:
         """Connect and wait for the broker's CONNACK; raise ConnectError with the reason.
 
         With ``wait_for_broker`` > 0, a broker that cannot be reached yet (refused, unreachable,
-        no answer, 'Server unavailable') is tried again with the reconnect backoff until then."""
-        give_up = time.monotonic() + self.config.get("wait_for_broker", 0)
+        no answer, closed before accepting, 'Server unavailable': a cluster node electing leaders
+        does all of these) is tried again, every failover address each round, with the reconnect
+        backoff, the last round when the wait ends."""
+        wait = self.config.get("wait_for_broker", 0)
+        began = time.monotonic()
         attempt = 0
         while True:
             failures = []
@@ -332,9 +335,12 @@ class MqttConnection:
                     failures.append(str(exc))
                     self._reset_attempt()
             error = failures[0] if len(failures) == 1 else "no broker can be reached: " + "; ".join(failures)
-            delay = backoff(self.config["reconnect_delay"], self.config["reconnect_max_delay"], attempt)
-            if time.monotonic() + delay > give_up:
+            left = began + wait - time.monotonic()
+            if left <= 0:
+                if wait:
+                    error += f" (tried {attempt + 1} times in {time.monotonic() - began:.1f} s)"
                 raise ConnectError(error)
+            delay = min(left, backoff(self.config["reconnect_delay"], self.config["reconnect_max_delay"], attempt))
             log.warning("%s; trying again in %.1f s", error, delay)
             time.sleep(delay)
             attempt += 1
@@ -604,7 +610,9 @@ class MqttConnection:
                     f"{self.host}:{self.port} closed the connection before accepting it ({reason_text(reason)}): "
                     "is it an MQTT broker on a plain (not TLS or WebSocket) port?"
                 )
-                self._connect_retryable = True  # e.g. a load balancer whose broker is not up yet
+            # After the TLS handshake (paho's connect() completes it): a cluster node electing leaders,
+            # a load balancer whose broker is not up yet, as well as no MQTT broker at all.
+            self._connect_retryable = self._tls_error is None
             self._connack.set()
             client.disconnect()
             return
