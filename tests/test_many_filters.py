@@ -94,8 +94,9 @@ class Listening:
     """``mqtt-connector listen --topic-file FILE ... --verbose`` once it said it listens (every SUBACK
     came); its stderr read on in a thread, so that the pipe never fills with debug lines."""
 
-    def __init__(self, port: int, filters: list[str], folder: Path, count: int, *more: str) -> None:
-        (folder / "filters.txt").write_text("".join(f + "\n" for f in filters))
+    def __init__(self, port: int, filters: list[str], folder: Path, count: int, *more: str, windows: bool = False) -> None:
+        text = "".join(f + ("\r\n" if windows else "\n") for f in filters)  # windows: a byte-order mark, CRLF
+        (folder / "filters.txt").write_bytes(("\ufeff" + text if windows else text).encode())
         self.proc = subprocess.Popen([sys.executable, "-m", "connector", "listen", "--connector", "mqtt", "--port",
                                       str(port), "--topic-file", str(folder / "filters.txt"), "--qos", "1", "--count",
                                       str(count), "--timeout", "120", "--verbose", "--format", "{topic} {payload}",
@@ -158,7 +159,7 @@ def test_filters_refused_among_many_packets_are_each_reported_and_the_rest_liste
         filters.insert(at, topic_filter)
     with BrokerThread(acl_file=acl, allow_anonymous=True) as broker:
         # at most 1,000 bytes a packet: about 90 of these filters a SUBSCRIBE
-        listen = Listening(broker.port, filters, tmp_path, 2, "--max-packet-size", "1000")
+        listen = Listening(broker.port, filters, tmp_path, 2, "--max-packet-size", "1000", windows=True)
         publish_all(broker.port, ["secret/a", "ok/299/z", "ok/0/a"])
         documents = listen.documents()
     assert documents == [("ok/299/z", "1"), ("ok/0/a", "2")]

@@ -32,7 +32,7 @@ def _read_lines(path: str, what: str) -> list[str]:
     from connector.harness.exits import UsageError
     from connector.harness.inputs import read_text
 
-    text = read_text(path, what)
+    text = read_text(path, what).removeprefix("\ufeff")  # the byte-order mark some editors write first
     if not text:
         raise UsageError(f"the {what} file {path!r} is empty: give one a line")
     return [line.removesuffix("\r") for line in text.removesuffix("\n").split("\n")]
