@@ -47,7 +47,7 @@ SIZES = {"full": {"backlog": 200_000, "spread": 50_000, "filters": 10_000, "topi
 
 
 def _drain(bench: Bench, client_ids: list[str], filters: list[str], total: int, tmp: Path,
-           timeout: float = 600) -> tuple[float, float]:
+           stall: float = 60) -> tuple[float, float]:
     """Start one ``mqtt-connector listen`` per client ID (its persistent session's backlog) at once,
     each writing ``--format payload`` to a file of its own; the seconds until the files hold
     ``total`` lines together, from the start and from the first line written (start-up, connect
@@ -65,7 +65,7 @@ def _drain(bench: Bench, client_ids: list[str], filters: list[str], total: int, 
                     [*CLI, "listen", *topic_args, "--qos", "1", "--persistent", "--client-id", client_id,
                      "--format", "payload", "--port", str(bench.port)],
                     stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.PIPE, env=ENV))
-        deadline, first = t0 + timeout, None
+        first, before, moved = None, -1, t0  # give up after ``stall`` seconds without a new line
         while True:
             written = sum(out.stat().st_size for out in outs) // line
             if first is None and written:
@@ -73,9 +73,13 @@ def _drain(bench: Bench, client_ids: list[str], filters: list[str], total: int, 
             if written >= total:
                 done = time.perf_counter()
                 break
-            if time.perf_counter() > deadline or any(p.poll() is not None for p in procs):
+            if written != before:
+                before, moved = written, time.perf_counter()
+            ended = any(p.poll() is not None for p in procs)
+            if ended or time.perf_counter() - moved > stall:
                 errors = b"".join(p.stderr.read() for p in procs if p.poll() is not None and p.stderr)
-                raise RuntimeError(f"the Listens wrote {written:,} of {total:,} messages: "
+                why = "a Listen ended" if ended else f"none for {stall:g} s"
+                raise RuntimeError(f"the Listens wrote {written:,} of {total:,} messages ({why}): "
                                    f"{errors.decode(errors='replace')[-1500:]}")
             time.sleep(0.01)  # polling file sizes: 10 ms is well under the runs' seconds
     finally:
@@ -98,9 +102,9 @@ def _drain(bench: Bench, client_ids: list[str], filters: list[str], total: int, 
 
 
 def _filters_file(tmp: Path, filters: list[str]) -> Path:
-    path = tmp / f"filters-{len(filters)}.txt"
-    if not path.exists():
-        path.write_text("".join(f + "\n" for f in filters))
+    """The filters, one a line, in a file of their own (each run has its own topics)."""
+    path = tmp / f"filters-{abs(hash(tuple(filters))):x}.txt"
+    path.write_text("".join(f + "\n" for f in filters))
     return path
 
 
