@@ -42,7 +42,7 @@ PAYLOAD = 64
 GROUP_SIZES = (1, 2, 4)
 #: The sizes of a full run and of --quick: the shared backlog, the many-filters backlog, the
 #: filters, the topics the matcher is timed on.
-SIZES = {"full": {"backlog": 200_000, "spread": 50_000, "filters": 10_000, "topics": 100_000},
+SIZES = {"full": {"backlog": 200_000, "spread": 200_000, "filters": 10_000, "topics": 100_000},
          "quick": {"backlog": 2_000, "spread": 2_000, "filters": 10_000, "topics": 2_000}}
 
 

@@ -128,7 +128,7 @@ class Listening:
 @pytest.fixture(scope="module")
 def limited(mosquitto_factory: Callable[..., MosquittoBroker]) -> Callable[[int], MosquittoBroker]:
     """Mosquitto closing the connection of a client that sends a packet over ``limit`` bytes (one
-    SUBSCRIBE of the 10,000 filters below is about 160 KB); to MQTT 5 clients it announces the limit
+    SUBSCRIBE of the 10,000 filters below is about 150 KB); to MQTT 5 clients it announces the limit
     in its CONNACK (Maximum Packet Size). One broker per limit, for the module."""
     started: dict[int, MosquittoBroker] = {}
 
