@@ -93,6 +93,11 @@ class Mosquitto:
         (folder / "mosquitto.conf").write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen | None = None
 
+    def version(self) -> str:
+        """``mosquitto version 2.0.11`` (the first line of ``mosquitto -h``)."""
+        lines = subprocess.run([self.binary, "-h"], capture_output=True, text=True).stdout.splitlines()[:1]
+        return lines[0] if lines else "?"
+
     def start(self) -> Mosquitto:
         log = open(self.folder / "mosquitto.log", "ab")
         self.proc = subprocess.Popen([self.binary, "-c", str(self.folder / "mosquitto.conf")],
@@ -538,6 +543,10 @@ def table(results: dict) -> str:
     out.append(f"mqtt-connector --help: median {h['median_s'] * 1000:.0f} ms, max {h['max_s'] * 1000:.0f} ms "
                f"(python -c pass: {h['python_alone_median_s'] * 1000:.0f} ms)")
     out.append("")
+    if results.get("scale"):
+        from bench import scale
+
+        out += scale.table(results)
     if results["quick"]:
         out.append("--quick: a tenth of the acceptance workloads, one repeat, so start-up dominates; the targets "
                    "are for the full run")
@@ -672,8 +681,9 @@ def markdown(results: dict) -> str:
     return "\n".join(out)
 
 
-def update_doc(doc: Path, text: str) -> bool:
-    start, end = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
+def update_doc(doc: Path, text: str, section: str = "results") -> bool:
+    """Replace the text between ``<!-- bench:SECTION:start -->`` and its end mark in ``doc``."""
+    start, end = f"<!-- bench:{section}:start -->", f"<!-- bench:{section}:end -->"
     if not doc.exists():
         return False
     content = doc.read_text()
@@ -740,7 +750,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="where bench-results.json, bench-results.md and bench.png go (default docs/, "
                                  "which also updates docs/performance.md)")
     p.add_argument("--skip", action="append", default=[],
-                   choices=["throughput", "brokers", "latency", "rss", "profile"], help="leave a part out (repeatable)")
+                   choices=["throughput", "brokers", "latency", "rss", "profile", "scale"],
+                   help="leave a part out (repeatable)")
     args = p.parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 5)
     scale = 0.1 if args.quick else 1.0
@@ -759,6 +770,10 @@ def main(argv: list[str] | None = None) -> int:
     (out / "bench-results.md").write_text(markdown(results) + "\n")
     if out.resolve() == (ROOT / "docs").resolve() and update_doc(ROOT / "docs" / "performance.md", markdown(results)):
         print("updated the results in docs/performance.md", file=sys.stderr)
+    if results.get("scale"):
+        from bench import scale
+
+        scale.write({k: results[k] for k in ("quick", "machine", "scale")} | {"repeats": results["scale_repeats"]}, out)
     print(table(results))
     print(f"\nwrote {out / 'bench-results.json'}, {out / 'bench-results.md'}" + (f" and {out / 'bench.png'}" if drawn else
           " (no chart: pip install -e '.[bench]' for matplotlib)" if results["throughput"] else ""))
@@ -779,21 +794,24 @@ def _part(results: dict, name: str, t0: float) -> None:
     results.setdefault("part_seconds", {})[name] = round(time.perf_counter() - t0, 1)
 
 
+def machine() -> dict:
+    """What the results were measured on, and the load average before."""
+    from importlib.metadata import version
+
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "load_before": [round(x, 2) for x in os.getloadavg()], "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "paho_mqtt": version("paho-mqtt")}
+
+
 def measure(skip: list[str], repeats: int, scale: float, quick: bool) -> dict:
     """Every part not in ``skip``, through a Mosquitto of its own (and the embedded broker for the
     broker comparison), both stopped at the end."""
-    results: dict = {"quick": quick, "repeats": repeats, "machine": {
-        "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-        "load_before": [round(x, 2) for x in os.getloadavg()], "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}}
-    from importlib.metadata import version
-
-    results["machine"]["paho_mqtt"] = version("paho-mqtt")
+    results: dict = {"quick": quick, "repeats": repeats, "machine": machine()}
     with tempfile.TemporaryDirectory(prefix="mqtt-bench-") as tmp_name:
         tmp = Path(tmp_name)
         broker = Mosquitto(tmp).start()
         try:
-            mosquitto = subprocess.run([broker.binary, "-h"], capture_output=True, text=True).stdout.splitlines()[:1]
-            results["machine"]["mosquitto"] = mosquitto[0] if mosquitto else "?"
+            results["machine"]["mosquitto"] = broker.version()
             bench = Bench(broker, tmp, quick)
             results["help"] = help_time(5 if quick else 20)
             t0 = time.perf_counter()
@@ -831,6 +849,14 @@ def measure(skip: list[str], repeats: int, scale: float, quick: bool) -> dict:
                 print("profiles...", file=sys.stderr)
                 results["profile"] = profiles(bench, scale / 5 if quick else scale)
             _part(results, "profile", t0)
+            t0 = time.perf_counter()
+            if "scale" not in skip:
+                from bench import scale
+
+                print("scale: shared groups, many filters...", file=sys.stderr)
+                results["scale_repeats"] = 1 if quick else 3
+                results["scale"] = scale.measure(bench, tmp, results["scale_repeats"], quick)
+            _part(results, "scale", t0)
         finally:
             broker.stop()
     results["machine"]["load_after"] = [round(x, 2) for x in os.getloadavg()]

@@ -78,8 +78,10 @@ def raw_connect(client: paho.Client, host: str, port: int) -> None:
         raise SystemExit("raw paho: no CONNACK")
 
 
-def raw_send(host: str, port: int, topic: str, qos: int, source: Iterator[bytes], window: int) -> tuple[int, int]:
-    """Publish every payload the way a competent paho user does; (sent, failed).
+def raw_send(host: str, port: int, topic: str, qos: int, source: Iterator[bytes], window: int,
+             spread: int = 1) -> tuple[int, int]:
+    """Publish every payload the way a competent paho user does; (sent, failed). With ``spread``
+    above 1, message I goes to ``topic.format(I % spread)``.
 
     Nothing waits on one message in order. QoS 0: every publish is handed to paho at once (its
     network thread writes them) and the script waits only for the last one to be written. QoS 1/2:
@@ -109,10 +111,10 @@ def raw_send(host: str, port: int, topic: str, qos: int, source: Iterator[bytes]
         slots.release()
 
     client.on_publish = on_publish
-    for payload in source:
+    for i, payload in enumerate(source):
         if not slots.acquire(timeout=60):
             raise SystemExit("raw paho: no acknowledgement for 60 s")
-        if client.publish(topic, payload, qos=qos).rc != paho.MQTT_ERR_SUCCESS:
+        if client.publish(topic.format(i % spread) if spread > 1 else topic, payload, qos=qos).rc != paho.MQTT_ERR_SUCCESS:
             refused += 1
             slots.release()
     for _ in range(window):
@@ -300,6 +302,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--stdin", action="store_true", help="send: payloads are the lines of standard input")
     p.add_argument("--window", type=int, default=DEFAULT_WINDOW)
+    p.add_argument("--spread", type=int, default=1, help="raw-send QoS 1/2: message I to --topic formatted with I % N")
     p.add_argument("--client-id", default="bench-listener")
     p.add_argument("--timeout", type=float, default=120)
     p.add_argument("--impl", choices=["api", "raw"], default="api")
@@ -323,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.mode.endswith("send"):
         source = stdin_lines() if args.stdin else payloads(args.count, args.size)
         if args.mode == "raw-send":
-            sent, failed = raw_send(args.host, args.port, args.topic, args.qos, source, args.window)
+            sent, failed = raw_send(args.host, args.port, args.topic, args.qos, source, args.window, args.spread)
         else:
             sent, failed = api_send(args, source)
         data = {"done": sent, "failed": failed}

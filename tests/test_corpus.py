@@ -206,7 +206,7 @@ CORPUS: dict[str, Row] = {
                                  "a Listen takes no INPUT"),
     "run send with --count": row("run --connection @D/conn.json --operation @D/send.json --count 1", 2,
                                  "--count, --timeout, --format and --output are for a Listen"),
-    "send without --topic": row("send --message m @BROKER", 2, "the following arguments are required: --topic"),
+    "send without --topic": row("send --message m @BROKER", 2, "one of the arguments --topic --topic-file is required"),
     "unknown command": row("publish --topic a", 2, "invalid choice: 'publish'"),
     "unknown flag": row(f"{SEND} --colour blue", 2, "unrecognized arguments: --colour blue"),
     "unknown connector": row("describe --connector nope", 2, "nope"),

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import random
 import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from paho.mqtt.matcher import MQTTMatcher
 
-from connector.mqtt.topics import MAX_TOPIC_BYTES, TopicError, check_topic_filter, check_topic_name, matches, split_shared
+from connector.mqtt.topics import (MAX_TOPIC_BYTES, FilterSet, TopicError, check_topic_filter, check_topic_name, matches,
+                                   split_shared)
 
 # -- names and filters ---------------------------------------------------------------------
 
@@ -263,6 +266,70 @@ def test_reference_is_not_trivial() -> None:
     assert reference_matches("sport/#", "sport") and not reference_matches("sport/#", "sports")
     assert reference_matches("+/+", "/finance") and not reference_matches("+", "/finance")
     assert not reference_matches("#", "$SYS/x") and reference_matches("$SYS/#", "$SYS/x")
+
+
+# -- many filters at once: the index against the matcher and against paho's own ------------
+
+def _paho_index(filters: list[str]) -> MQTTMatcher:
+    matcher = MQTTMatcher()
+    for topic_filter in filters:
+        inner = split_shared(topic_filter)[1]
+        try:
+            same = matcher[inner]
+        except KeyError:
+            same = matcher[inner] = []
+        same.append(topic_filter)
+    return matcher
+
+
+def test_the_index_agrees_with_the_matcher_on_the_spec_cases() -> None:
+    for topic_filter, topic, expected in MATCHES:
+        assert FilterSet([topic_filter]).match(topic) is expected, (topic_filter, topic)
+    everything = FilterSet(f for f, _, _ in MATCHES)
+    for _, topic, _ in MATCHES:
+        assert sorted(everything.matching(topic)) == sorted(f for f, _, _ in MATCHES if matches(f, topic)), topic
+
+
+def _random_filter(rng: random.Random, levels: list[str]) -> str:
+    names = [rng.choice(levels + ["+"]) for _ in range(rng.randint(1, 5))]
+    if len(names) > 1 and rng.random() < 0.2:  # not '#' alone: it would match nearly every topic
+        names[-1] = "#"
+    text = "/".join(names) or "#"
+    return f"$share/g{rng.randint(1, 3)}/{text}" if rng.random() < 0.15 else text
+
+
+def test_the_index_agrees_with_the_matcher_and_paho_over_many_random_filters() -> None:
+    rng = random.Random(20261203)
+    levels = ["a", "b", "c", "", "$x", "A", "a b", "é"]
+    filters = [_random_filter(rng, levels) for _ in range(600)]
+    filters += filters[:20]  # a filter given twice is matched twice, as given
+    index, paho_index = FilterSet(filters), _paho_index(filters)
+    assert len(index) == 620
+    hits, pairs = 0, 0
+    for _ in range(1500):
+        topic = "/".join(rng.choice(levels + ["z"]) for _ in range(rng.randint(1, 6)))
+        if not topic:
+            continue
+        expected = sorted(f for f in filters if matches(f, topic))
+        by_paho = sorted(f for same in paho_index.iter_match(topic) for f in same)
+        assert sorted(index.matching(topic)) == expected == by_paho, topic
+        assert index.match(topic) is bool(expected), topic
+        hits, pairs = hits + bool(expected), pairs + len(expected)
+    # some topics matched no filter, most matched many: the comparison proved something
+    assert 1500 - hits > 40 and pairs > 5 * hits > 5 * 1000
+
+
+@settings(max_examples=300, deadline=None)
+@given(some=st.lists(filters(), min_size=0, max_size=12), topic=topics)
+def test_the_index_agrees_with_the_reference(some: list[str], topic: str) -> None:
+    index = FilterSet(some)
+    assert sorted(index.matching(topic)) == sorted(f for f in some if reference_matches(f, topic))
+    assert index.match(topic) is any(reference_matches(f, topic) for f in some)
+
+
+def test_an_empty_index_matches_nothing() -> None:
+    empty = FilterSet()
+    assert (len(empty), bool(empty), empty.match("a"), empty.matching("a")) == (0, False, False, [])
 
 
 # -- the validator against an independent reference --------------------------------------------

@@ -26,6 +26,18 @@ def _read_first_line(path: str, what: str) -> str:
     return read_text(path, what, first_line=True)
 
 
+def _read_lines(path: str, what: str) -> list[str]:
+    """Each line of a UTF-8 file, without its line end (the last line's is optional); UsageError when
+    it holds none."""
+    from connector.harness.exits import UsageError
+    from connector.harness.inputs import read_text
+
+    text = read_text(path, what).removeprefix("\ufeff")  # the byte-order mark some editors write first
+    if not text:
+        raise UsageError(f"the {what} file {path!r} is empty: give one a line")
+    return [line.removesuffix("\r") for line in text.removesuffix("\n").split("\n")]
+
+
 def flag_value(flag: Flag, value: Any) -> Any:
     """A parsed flag's value as the configuration holds it."""
     if flag.kind == "text-or-list":
@@ -47,6 +59,8 @@ def _given(args: argparse.Namespace, flag: Flag) -> tuple[str | None, Any]:
     if value is not None:
         return "flag", flag_value(flag, value)
     if path:
+        if flag.file_lines:
+            return "file", flag_value(flag, _read_lines(path, flag.title.lower()))
         return "file", _read_first_line(path, flag.title.lower())
     if flag.env and os.environ.get(flag.env):
         return "env", os.environ[flag.env]
@@ -64,7 +78,8 @@ def config_from_args(args: argparse.Namespace, flags: Sequence[Flag], base: Mapp
         if how is not None:
             config[flag.field] = value
             if origins is not None:
-                origins.from_flag("operation" if action else "connection", flag, how, value)
+                origins.from_flag("operation" if action else "connection", flag, how, value,
+                                  getattr(args, flag.file_dest) if how == "file" and flag.file_dest else None)
     if action is not None:
         config["action"] = action
     for flag in flags:

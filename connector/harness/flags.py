@@ -14,7 +14,9 @@ Annotations read on a property (all optional):
 - ``x-metavar``: the word for the value in the help (``"HOST:PORT"``), or one per action.
 - ``x-actions``: the operation's actions the property is for (all when absent).
 - ``x-env``: an environment variable read when the flag is absent (a secret).
-- ``x-file-flag``: a second flag naming a file whose first line is the value (``--password-file``).
+- ``x-file-flag``: a second flag naming a file whose first line is the value (``--password-file``);
+  of a list, each line of the file is one item (``--topic-file``: thousands of filters, which as
+  flags would cost argparse seconds, as its parsing grows with the square of the flags).
 - ``x-flag-needs``: ``{field: message}``: the flag is a usage error (that message) when ``field``
   is empty in the resulting configuration.
 """
@@ -68,6 +70,11 @@ class Flag:
     @property
     def file_dest(self) -> str | None:
         return self.file_option[2:].replace("-", "_") if self.file_option else None
+
+    @property
+    def file_lines(self) -> bool:
+        """Whether the file flag's file gives a list, one item a line (else its first line is the value)."""
+        return self.kind in ("list", "text-or-list")
 
 
 def _kind(prop: Mapping[str, Any]) -> str:
@@ -203,12 +210,17 @@ def add_schema_flags(parser: argparse.ArgumentParser, schema: Mapping[str, Any],
     required = set(schema.get("required", ())) if action else set()
     for flag in flags:
         try:
-            group.add_argument(flag.option, dest=flag.dest, help=_help(flag), required=flag.field in required,
-                               **({"metavar": metavar_of(flag, action)} if flag.kind not in ("true", "false") else {}),
-                               **argparse_options(flag.prop, flag.kind))
+            # a required field with a file flag needs one of the two
+            both = group.add_mutually_exclusive_group(required=True) if flag.file_option and flag.field in required \
+                else None
+            (both or group).add_argument(
+                flag.option, dest=flag.dest, help=_help(flag), required=flag.field in required and both is None,
+                **({"metavar": metavar_of(flag, action)} if flag.kind not in ("true", "false") else {}),
+                **argparse_options(flag.prop, flag.kind))
             if flag.file_option:
-                group.add_argument(flag.file_option, dest=flag.file_dest, metavar="FILE",
-                                   help=f"read the {flag.title.lower()} from the first line of FILE")
+                (both or group).add_argument(flag.file_option, dest=flag.file_dest, metavar="FILE",
+                                   help=f"read the {flag.title.lower()} from FILE, one a line" if flag.file_lines
+                                   else f"read the {flag.title.lower()} from the first line of FILE")
         except argparse.ArgumentError as exc:
             raise PluginError(f"the {what} field {flag.field!r} cannot have the flag {flag.option}: {exc}") from None
     return flags

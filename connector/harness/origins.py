@@ -35,6 +35,7 @@ class Origins:
         self.given: dict[tuple[str, str], tuple[str, str]] = {}
         self.files: dict[str, str] = {}  # section -> the configuration file it was read from
         self.many: set[tuple[str, str]] = set()  # fields a flag given several times gave
+        self.lines: dict[tuple[str, str], str] = {}  # fields a file flag's lines gave -> the file
 
     def from_file(self, section: str, config: Any, path: str) -> None:
         """Every key of ``config`` came from the file ``path`` (``--connection``, ``--operation``)."""
@@ -43,13 +44,15 @@ class Origins:
             for key in config:
                 self.given[(section, key)] = ("file", path)
 
-    def from_flag(self, section: str, flag: Flag, how: str, value: Any = None) -> None:
-        """``flag``'s field was given by ``how`` (``"flag"``, ``"file"``: its file flag, ``"env"``)
-        as ``value``."""
+    def from_flag(self, section: str, flag: Flag, how: str, value: Any = None, path: str | None = None) -> None:
+        """``flag``'s field was given by ``how`` (``"flag"``, ``"file"``: its file flag ``path``,
+        ``"env"``) as ``value``."""
         name = {"flag": flag.option, "env": flag.env or "", "file": flag.file_option or ""}[how]
         self.given[(section, flag.field)] = ("flag" if how == "file" else how, name)
         if isinstance(value, list) and len(value) > 1:
             self.many.add((section, flag.field))
+        if how == "file" and flag.file_lines and path is not None:
+            self.lines[(section, flag.field)] = path
 
     def _head(self, section: str, field: str, path: str, told: set[str]) -> tuple[str, bool] | None:
         """The words for ``section``'s ``field`` (and ``path`` in its value) as the user gave it,
@@ -69,6 +72,9 @@ class Origins:
             return None
         name = name or flag.option  # not given: the flag is how to give it
         index = path[1:].split("/")[0]
+        if (section, field) in self.lines:  # one item a line: item N is line N + 1
+            line = f"line {int(index) + 1} of " if index.isdigit() else ""
+            return f"{line}{name} {self.lines[(section, field)]!r}", False
         if flag.kind in _LISTS and index.isdigit() and (section, field) in self.many:
             return f"the {ordinal(int(index) + 1)} {name}", False
         return name, False

@@ -131,7 +131,7 @@ def _field_item(flag: Flag | None, name: str, prop: Mapping[str, Any], commands:
     if prop.get("x-env"):
         facts.append(f"environment variable `{prop['x-env']}`")
     if flag and flag.file_option:
-        facts.append(f"or `{flag.file_option} FILE` (its first line)")
+        facts.append(f"or `{flag.file_option} FILE` ({'one a line' if flag.file_lines else 'its first line'})")
     facts.append("commands: " + (", ".join(commands) if commands else "none (the command names it)"))
     title = prop.get("title", name)
     lines = [f"- {option} — **{title}** ({'; '.join(facts)})."]

@@ -59,6 +59,37 @@ TAKEOVER_WINDOW = 10.0
 #: MQTT 5 DISCONNECT reason: another connection with the same client ID took the session.
 SESSION_TAKEN_OVER = 0x8E
 
+#: The largest SUBSCRIBE packet sent: a Listen's filters are split into packets of at most this
+#: many bytes (or the broker's Maximum Packet Size when lower). Brokers limit packets (Mosquitto's
+#: ``max_packet_size``, EMQX's ``max_packet_size``) and close the connection on a larger one;
+#: 10,000 filters of 20 characters make a packet of about 230 KB.
+SUBSCRIBE_PACKET_BYTES = 65_536
+
+
+def subscribe_packets(subscriptions: list[tuple[str, int]], limit: int,
+                      mqtt5: bool = False) -> list[list[tuple[str, int]]]:
+    """``subscriptions`` split, in order, into SUBSCRIBE packets of at most ``limit`` bytes each
+    (fixed header included); a filter too long to share a packet goes alone."""
+    header = 2 + (1 if mqtt5 else 0)  # packet id; MQTT 5: the properties' length (no properties)
+    packets: list[list[tuple[str, int]]] = []
+    packet: list[tuple[str, int]] = []
+    remaining = header
+    for subscription in subscriptions:
+        size = 2 + len(subscription[0].encode("utf-8")) + 1  # length, filter, options byte
+        if packet and _packet_bytes(remaining + size) > limit:
+            packets.append(packet)
+            packet, remaining = [], header
+        packet.append(subscription)
+        remaining += size
+    if packet:
+        packets.append(packet)
+    return packets
+
+
+def _packet_bytes(remaining: int) -> int:
+    """A packet's whole size from its remaining length: the type byte, the length's 1 to 4 bytes."""
+    return 1 + (1 if remaining < 128 else 2 if remaining < 16_384 else 3 if remaining < 2_097_152 else 4) + remaining
+
 
 def doubling(first: float, maximum: float, attempt: int) -> float:
     """The wait before retry ``attempt`` (0 for the first): ``first``, doubling, at most ``maximum``."""
@@ -226,7 +257,8 @@ class MqttConnection:
         self._tls_error: str | None = None
         self.inbox: Inbox[Received] = Inbox(INBOX_SIZE)
         self.subscriptions: list[tuple[str, int]] = []
-        self.on_subscribed: Any = None  # called with [(filter, granted qos or None)] after every SUBACK
+        #: Called with [(filter, granted qos or None)] once every SUBACK of a subscription came.
+        self.on_subscribed: Any = None
         self.on_up: Any = None  # called after every CONNACK that accepted the connection
         self.on_down: Any = None  # called with the reason when an accepted connection was lost
         self.closing = threading.Event()
@@ -250,7 +282,9 @@ class MqttConnection:
         self._kicked = False  # the last connection was closed by the broker and accepted again at once
         self._unanswered_at_kick: frozenset[Any] = frozenset()  # what was unanswered at that close
         self._lock = threading.Lock()
-        self._sub_mids: dict[int, list[tuple[str, int]]] = {}
+        self._sub_mids: dict[int, list[tuple[str, int]]] = {}  # SUBSCRIBE's id -> its filters
+        #: The SUBSCRIBEs of the last subscription, in order: id -> what its SUBACK granted (None until then).
+        self._sub_round: dict[int, list[tuple[str, int | None]] | None] = {}
         self._subscribed_on: int | None = None  # the client's connection the SUBSCRIBE went out on
         self._options: dict[str, Any] = {}
         self.client = self._make_client()
@@ -484,7 +518,7 @@ class MqttConnection:
             self._send_subscribe()
 
     def _send_subscribe(self) -> None:
-        # All under the lock, up to recording the SUBSCRIBE's id: the SUBACK, handled in paho's
+        # All under the lock, up to recording each SUBSCRIBE's id: a SUBACK, handled in paho's
         # thread, can come before this thread runs again, and must find what it answers (else the
         # granted QoS is lost: no "granted QoS" warning). Once per connection: subscribe() and
         # _on_connect both come here when the connection is new.
@@ -492,19 +526,23 @@ class MqttConnection:
             subs, connection = list(self.subscriptions), self.client.connection
             if not subs or self._subscribed_on == connection:
                 return
-            if self.mqtt5:  # MQTT 5 subscription options
-                options = self._options
-                rc, mid = self.client.subscribe([(f, SubscribeOptions(
-                    qos, noLocal=options.get("no_local", False),
-                    retainAsPublished=options.get("retain_as_published", False),
-                    retainHandling=options.get("retain_handling", 0))) for f, qos in subs])
-            else:
-                rc, mid = self.client.subscribe(subs)
-            if rc == paho.MQTT_ERR_SUCCESS:
-                self._sub_mids[mid] = subs
-                self._subscribed_on = connection
-                return
-            log.warning("subscribe failed: %s; retrying after the next reconnect", reason_text(rc))
+            limit = min(SUBSCRIBE_PACKET_BYTES, self.max_packet_size or SUBSCRIBE_PACKET_BYTES)
+            options = self._options
+            self._sub_round = {}
+            for packet in subscribe_packets(subs, limit, self.mqtt5):
+                if self.mqtt5:  # MQTT 5 subscription options
+                    rc, mid = self.client.subscribe([(f, SubscribeOptions(
+                        qos, noLocal=options.get("no_local", False),
+                        retainAsPublished=options.get("retain_as_published", False),
+                        retainHandling=options.get("retain_handling", 0))) for f, qos in packet])
+                else:
+                    rc, mid = self.client.subscribe(packet)
+                if rc != paho.MQTT_ERR_SUCCESS:
+                    log.warning("subscribe failed: %s; retrying after the next reconnect", reason_text(rc))
+                    return
+                self._sub_mids[mid] = packet
+                self._sub_round[mid] = None
+            self._subscribed_on = connection
 
     # -- paho callbacks (paho's thread: record, never raise) ---------------------------------
 
@@ -637,13 +675,18 @@ class MqttConnection:
     def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: list[ReasonCode], properties: Any) -> None:
         with self._lock:
             subs = self._sub_mids.pop(mid, [])
-        granted = [(f, None if r.is_failure else r.value) for (f, _), r in zip(subs, reasons)]
+            granted = [(f, None if r.is_failure else r.value) for (f, _), r in zip(subs, reasons)]
+            rounds = self._sub_round
+            if mid in rounds:
+                rounds[mid] = granted
+            whole = None if None in rounds.values() else [g for answer in rounds.values() for g in answer or ()]
         for (topic_filter, asked), (_, got) in zip(subs, granted):
             if got is None:
                 log.error("the broker refused the subscription to %r", topic_filter)
             elif got < asked:
                 log.warning("the broker granted QoS %d for %r where %d was asked", got, topic_filter, asked)
-        _notify(self.on_subscribed, granted)
+        if whole is not None and mid in rounds:
+            _notify(self.on_subscribed, whole)
 
     def _on_messages(self, client: paho.Client, userdata: Any, messages: list[Received]) -> None:
         # The messages read together: the Listen is woken once for all of them (a batch). Blocks

@@ -13,7 +13,7 @@ from connector.mqtt.paho_client import Received
 from connector.mqtt.phrases import describe_granted
 from connector.mqtt.properties import document_properties, message_uid
 from connector.mqtt.selection import Selection
-from connector.mqtt.topics import matches, operation_problems
+from connector.mqtt.topics import FilterSet, operation_problems
 from connector.sdk.documents import Document
 from connector.sdk.errors import ConfigError, ConnectError
 from connector.sdk.listener import Listener
@@ -81,7 +81,7 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
     inbox, stopping = conn.inbox, listener.stopping
     ack = _acknowledger(conn)
     retries = Retries(operation, listener, _endpoint(conn, ack))
-    exact = set(filters) if not any(_is_wildcard(f) for f in filters) else None
+    wanted = FilterSet(filters).match
     accepted = 0
     while not stopping.is_set():
         if not inbox.wait(POLL_SECONDS):
@@ -101,9 +101,9 @@ def listen(conn: MqttConnection, operation: Mapping[str, Any], listener: Listene
                 log.warning("dropped a message whose topic is not valid UTF-8")
                 ack(message)
                 continue
-            if not (topic in exact if exact is not None else any(matches(f, topic) for f in filters)):
+            if not wanted(topic):
                 # A broker bug must not hand the process a document it did not subscribe to.
-                log.warning("dropped a message on %r, which matches none of the filters %s", topic, filters)
+                log.warning("dropped a message on %r, which matches none of the Listen's %s", topic, _filters_named(filters))
                 ack(message)
                 continue
             skipped = selection.skipped(message.retain, topic)
@@ -180,6 +180,9 @@ def _endpoint(conn: MqttConnection, ack: Callable[[Received], None]) -> Endpoint
                     byte_properties=connector_manifest().byte_properties)
 
 
-def _is_wildcard(topic_filter: str) -> bool:
-    return topic_filter.startswith("$") or "+" in topic_filter or "#" in topic_filter
+def _filters_named(filters: list[str]) -> str:
+    """The filters for a log line: all of a few, the first of many and how many."""
+    if len(filters) <= 5:
+        return f"filters {filters}"
+    return f"{len(filters):,} filters ({', '.join(map(repr, filters[:3]))}, ...)"
 

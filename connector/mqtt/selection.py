@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from connector.mqtt.topics import matches
+from connector.mqtt.topics import FilterSet
 
 #: Retained Only: how long the Listen waits for more stored retained messages before it ends.
 QUIET_SECONDS = 1.0
@@ -24,7 +24,7 @@ class Selection:
     def __init__(self, operation: Mapping[str, Any], quiet: float = QUIET_SECONDS) -> None:
         self.skip_retained = bool(operation.get("skip_retained"))
         self.retained_only = bool(operation.get("retained_only"))
-        self.filter_out = list(operation.get("filter_out") or ())
+        self.filter_out = FilterSet(operation.get("filter_out") or ())
         self.quiet_seconds = quiet
         self._heard: float | None = None  # when the subscription was confirmed or the last message came
 
@@ -37,7 +37,7 @@ class Selection:
             self._heard = time.monotonic()
         if self.skip_retained and retained:
             return "retained"
-        if self.filter_out and any(matches(f, topic) for f in self.filter_out):
+        if self.filter_out and self.filter_out.match(topic):
             return "filtered out"
         return None
 
