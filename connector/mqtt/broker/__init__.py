@@ -63,9 +63,10 @@ from connector.mqtt.broker.auth import READ, WRITE, Acl, Passwords
 from connector.mqtt.broker.guard import FramingReader, Malformed, PacketGuard
 from connector.mqtt.broker.handler import EmbeddedHandler, KeepInflightHandler, abort_connection
 from connector.mqtt.broker.queue import held, room_offline
-from connector.mqtt.broker.settings import BrokerSettings, check_files, is_loopback, tls_context
+from connector.mqtt.broker.settings import BrokerSettings, check_files, tls_context
 from connector.mqtt.broker.shared import SharedSubscriptions
 from connector.mqtt.topics import split_shared
+from connector.sdk.addresses import is_loopback
 
 __all__ = ["BrokerError", "BrokerSettings", "BrokerThread", "EmbeddedBroker", "KeepInflightHandler", "check_files",
            "free_port", "serve", "start_broker"]

@@ -3,7 +3,6 @@ flags, ``BrokerThread`` keyword arguments), and the checks of the files they nam
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,12 +61,3 @@ def check_files(settings: BrokerSettings) -> None:
         Acl.load(settings.acl_file)
     if settings.cert_file is not None:
         tls_context(settings)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve beyond this machine
