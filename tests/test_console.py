@@ -99,7 +99,9 @@ def test_the_forms_come_from_the_schemas_and_carry_no_secret(client: Any) -> Non
     assert order[:4] == ["action", "topic", "qos", "retained"]
     assert operation["retained"]["options"]["dependencies"] == {"action": ["send"]}  # from the schema's if/then
     assert operation["max_attempts"]["options"]["dependencies"] == {"action": ["listen"]}
-    topic_error = operation["topic"]["options"]["error_messages"]["en"]["error_pattern"]
+    one, several = operation["topic"]["oneOf"]  # one topic or a list of them, each named
+    assert (one["type"], one["title"], several["type"], several["title"]) == ("string", "text", "array", "a list")
+    topic_error = one["options"]["error_messages"]["en"]["error_pattern"]
     assert topic_error.startswith("'+' and '#' must each be a whole level")  # the schema's errorMessage
     password = mqtt["forms"]["connection"]["properties"]["password"]
     assert password["format"] == "password" and "default" not in password

@@ -126,10 +126,18 @@ def _connect(driver: Any, broker: Any) -> None:
     _type(driver, "port", str(broker.port), "connection")
 
 
-def _screenshot(driver: Any, name: str) -> None:
+def _screenshot(driver: Any, name: str, section: str | None = None) -> None:
+    """The window, or one section of the page, as docs/console.md shows it (when asked to)."""
     folder = os.environ.get("CONSOLE_SCREENSHOTS")
     if folder:
-        driver.save_screenshot(str(ROOT / folder / f"console-{name}.png"))
+        path = str(ROOT / folder / f"console-{name}.png")
+        if section is None:
+            driver.execute_script("window.scrollTo(0, 0)")
+            driver.save_screenshot(path)
+        else:
+            element = driver.find_element(By.ID, section)
+            driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", element)
+            element.screenshot(path)
 
 
 def test_the_options_tab_is_the_schema(page: Any) -> None:
@@ -189,7 +197,7 @@ def test_a_listen_shows_each_document_as_it_arrives(page: Any, broker: Any, uniq
     oldest = page.find_elements(By.CSS_SELECTOR, rows)[-1].text
     assert "21.5" in oldest and f"{unique}/temperature" in oldest and oldest.endswith("yes")
     assert "Only the last 200 are kept" in page.find_element(By.ID, "run-listen").text
-    _screenshot(page, "listen")
+    _screenshot(page, "listen", "run-listen")
     page.find_element(By.ID, "listen-stop").click()
     _until(page, lambda d: d.find_element(By.ID, "listen-status").text.startswith("ended (stopped): 3 accepted"))
 
@@ -207,7 +215,7 @@ def test_a_send_shows_one_result_per_document(page: Any, broker: Any, unique: st
     _until(page, lambda d: d.find_element(By.ID, "send-summary").text.startswith("sent 3 of 3 documents"))
     rows = [r.text for r in page.find_elements(By.CSS_SELECTOR, "#send-results tbody tr")]
     assert rows == ["1 line 1 SUCCESS", "2 line 2 SUCCESS", "3 file 'reading.bin' SUCCESS"]
-    _screenshot(page, "send")
+    _screenshot(page, "send", "run-send")
     # a broker that is not there: the one-line reason, and the check says it too
     _type(page, "port", str(listen_port()), "connection")
     page.find_element(By.ID, "send").click()

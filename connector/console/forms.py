@@ -8,7 +8,8 @@ module rewrites a schema into that dialect, for any connector, keeping every rul
 - local ``$ref`` are inlined; ``prefixItems`` become tuple ``items``; a numeric
   ``exclusiveMinimum`` becomes ``minimum`` with ``exclusiveMinimum: true``;
 - ``x-order`` gives each property its ``propertyOrder``; ``examples`` a placeholder;
-- a ``oneOf`` of ``const`` choices is an ``enum`` with ``enum_titles`` (the QoS promises);
+- a ``oneOf`` of ``const`` choices is an ``enum`` with ``enum_titles`` (the QoS promises); a field
+  of several types is a ``oneOf`` of them, each named;
 - ``errorMessage`` (the SDK's sentences) becomes the library's per-field ``error_messages``;
 - ``writeOnly`` fields are password inputs with no default (a secret never goes to the browser);
 - a nullable type (``["integer", "null"]``) is its other type; left empty, the field is left out,
@@ -115,6 +116,7 @@ def _adapt(node: Any, root: Mapping[str, Any], depth: int) -> Any:
         options["error_messages"] = {"en": messages}
     if options:
         out["options"] = options
+    _kinds(out)
     return out
 
 
@@ -174,6 +176,21 @@ def _optional_choice(out: dict[str, Any], options: dict[str, Any]) -> None:
     out["type"] = "string"
     out["enum"] = ["", *(text for text, _ in chosen)]
     options["enum_titles"] = ["(not set)", *(t for _, t in chosen)]
+
+
+#: What a person calls each JSON type (the SDK's words): a field of several types offers them so.
+_TYPE_WORDS = {"string": "text", "integer": "a whole number", "number": "a number", "boolean": "true or false",
+               "object": "an object", "array": "a list"}
+
+
+def _kinds(out: dict[str, Any]) -> None:
+    """A field of several types (``["string", "array"]``) is a choice between them, each named."""
+    kinds = out.get("type")
+    if not (isinstance(kinds, list) and len(kinds) > 1 and "null" not in kinds and "enum" not in out):
+        return
+    del out["type"]
+    shared = {k: out.pop(k) for k in list(out) if k not in ("title", "description", "propertyOrder", "x-actions")}
+    out["oneOf"] = [{**shared, "type": kind, "title": _TYPE_WORDS.get(kind, kind)} for kind in kinds]
 
 
 def _bounds(out: dict[str, Any]) -> None:
