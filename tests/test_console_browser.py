@@ -158,6 +158,20 @@ def test_the_options_tab_is_the_schema(page: Any) -> None:
     assert _field(page, "retained").is_displayed() and "Retained Message" in _field(page, "retained").text
     assert not _field(page, "max_attempts").is_displayed()
     _screenshot(page, "options")
+    assert [e["message"] for e in page.get_log("browser") if e["level"] == "SEVERE"] == []  # no script error
+
+
+def test_another_connector_renders_from_its_own_schemas(page: Any) -> None:
+    picker = Select(page.find_element(By.ID, "connector"))
+    if "disk" not in [o.get_attribute("value") for o in picker.options]:
+        missing("the disk connector is not installed (pip install ./examples/disk-connector)")
+    picker.select_by_value("disk")
+    _until(page, lambda d: d.find_elements(By.CSS_SELECTOR, '#form-connection [data-schemapath="root.directory"]'))
+    assert "Directory" in _field(page, "directory", "connection").text
+    _action(page, "listen")  # its manifest's actions: the schema has no Action field
+    assert _field(page, "pattern").is_displayed() and not _field(page, "file_name").is_displayed()
+    _action(page, "send")
+    assert _field(page, "file_name").is_displayed() and not _field(page, "pattern").is_displayed()
 
 
 def test_a_send_topic_with_a_wildcard_shows_the_error_at_the_field(page: Any) -> None:

@@ -157,6 +157,9 @@ class ConsoleState:
                 listen.background.wait_ready(READY_WAIT)
             except TimeoutError:
                 return {"ok": True, "line": "waiting for the subscription to be confirmed"}
+            except BaseException:  # it could not start: once it says so, the next one may
+                listen.wait_ended(READY_WAIT)
+                raise
             where = listen.description
             return {"ok": True, "line": f"listening {mask(where)}" if where else "listening"}
 

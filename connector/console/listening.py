@@ -82,8 +82,9 @@ class ConsoleListen:
         self.background.stop()
 
     def wait_ended(self, timeout: float) -> bool:
-        self.background.thread.join(timeout)
-        return not self.background.thread.is_alive()
+        """Block until the Listen ended and said how (``ended``); whether it did in time."""
+        with self._lock:
+            return self._changed.wait_for(lambda: self.ended is not None, timeout)
 
     def wait_rows(self, count: int, timeout: float) -> bool:
         """Block until ``count`` documents arrived in all (or the Listen ended); whether they did."""
