@@ -65,7 +65,7 @@ def missing(reason: str) -> NoReturn:
     """Skips the test for a missing program; fails it in CI, which must install it."""
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason}: CI must install it (.ci/run does)", pytrace=False)
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)  # also at a test module's top
 
 
 def wheel_program(distribution: str, name: str) -> str:

@@ -1,6 +1,7 @@
-"""The shape of the code: the harness names no connector (``grep -rni mqtt connector/harness``
-finds nothing; the SDK has MQTT words only in docstring examples, ``#:`` ones too), and the harness's and the
-SDK's modules and functions stay small."""
+"""The shape of the code: the harness and the console name no connector (``grep -rni mqtt
+connector/harness connector/console`` finds nothing; the SDK has MQTT words only in docstring
+examples, ``#:`` ones too), and the modules and functions of the harness, the SDK, the Singer
+adapter and the console stay small."""
 
 from __future__ import annotations
 
@@ -15,16 +16,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 #: The longest module and function, in lines (the project's rule, docs: GUIDE.md).
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 300, 60
-PACKAGES = ("connector/harness", "connector/sdk", "connector/singer")
+PACKAGES = ("connector/harness", "connector/sdk", "connector/singer", "connector/console")
 
 
 def _files(package: str) -> list[Path]:
     return sorted(p for p in (ROOT / package).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 
 
-def test_the_harness_names_no_connector() -> None:
+@pytest.mark.parametrize("package", ["connector/harness", "connector/console"])
+def test_the_harness_and_the_console_name_no_connector(package: str) -> None:
     found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
-             for path in _files("connector/harness")
+             for path in _files(package)
              for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
              if re.search("mqtt", line, re.IGNORECASE)]
     assert found == []

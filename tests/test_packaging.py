@@ -36,8 +36,14 @@ def test_wheel_contains_the_package_data(wheel: Path) -> None:
         schemas = {n for n in names if n.startswith("connector/mqtt/schemas/")}
         assert schemas == {f"connector/mqtt/schemas/{p.name}" for p in (ROOT / "schemas").glob("*.json")}
         for module in ("connector/__main__.py", "connector/sdk/hookspecs.py", "connector/mqtt/plugin.py",
-                       "connector/harness/cli.py"):
+                       "connector/harness/cli.py", "connector/console/app.py"):
             assert module in names
+        # the console's page and the browser libraries it uses, offline (no CDN)
+        for static in (ROOT / "connector/console/static").rglob("*"):
+            if static.is_file():
+                packaged = str(static.relative_to(ROOT))
+                assert packaged in names and zf.read(packaged) == static.read_bytes(), packaged
+        assert "connector/console/static/vendor/jsoneditor.js" in names
 
 
 def test_the_repository_holds_one_copy_of_the_manifest_and_schemas() -> None:
@@ -75,6 +81,9 @@ def test_wheel_declares_the_entry_points_and_dependencies(wheel: Path) -> None:
     # the Singer adapter's singer-sdk only with the extra
     assert [r.replace('"', "'") for r in requires if r.startswith("singer-sdk")] == [
         "singer-sdk<0.55,>=0.54; extra == 'singer'"]
+    # the console's server only with its extra
+    assert [r.replace('"', "'") for r in requires if r.startswith(("starlette", "uvicorn"))] == [
+        "starlette<2,>=1.0; extra == 'console'", "uvicorn>=0.30; extra == 'console'"]
 
 
 @pytest.mark.slow

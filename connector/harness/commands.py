@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 #: The harness's own commands: a connector's command of the same name is refused.
-HARNESS_COMMANDS = ("send", "listen", "run", "check", "describe", "connectors")
+HARNESS_COMMANDS = ("send", "listen", "run", "check", "describe", "connectors", "console")
 
 
 def connector_arg(p: argparse.ArgumentParser, default: str | None, ignored: bool = False) -> None:
@@ -105,7 +105,7 @@ def _runner(owner: str, name: str, run: Callable[[argparse.Namespace], int],
             from connector.harness.configs import connection_from_args
 
             given = connection_from_args(args, args.schema_flags)
-            args.connection_config = runtime(args).validate_connection(given, owner)
+            args.connection_config = runtime(args).validate(given, None, None, owner)[0]
         return run(args)
 
     return run_for_owner

@@ -84,6 +84,12 @@ def _port(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, not {text!r}")
+    return int(text)
+
+
 def command_of(argv: Sequence[str]) -> str | None:
     """The command ``argv`` names (its first word that is neither a flag nor a value of
     ``--log-format``, the one flag before the command that takes a value)."""
@@ -241,3 +247,12 @@ def _harness_commands(sub: Any, default_connector: str | None, argv: Sequence[st
     connector_arg(p, default_connector)
     common(p)
     _schema_flags(p, "check", default_connector, argv)
+
+    p = sub.add_parser("console", help="serve the local web console: each connector's Connection and Options tabs "
+                       "from its schemas, and check, Send and Listen, in a browser (needs the extra 'console')")
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1: this machine "
+                   "only; any other prints a warning)")
+    p.add_argument("--port", type=_port, default=8765, help="the port (default 8765; 0: a free one)")
+    p.add_argument("--no-browser", action="store_true", help="only print the URL; do not open a browser")
+    connector_arg(p, default_connector)
+    common(p)

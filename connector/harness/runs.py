@@ -161,5 +161,25 @@ def cmd_connectors(args: argparse.Namespace) -> int:
     return cmd_connectors(args)
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    from connector.harness.commands import runtime
+
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        from importlib.metadata import packages_distributions
+
+        dist = packages_distributions().get("connector", ["this package"])[0]
+        raise UsageError(f"the console needs the extra 'console' ({exc.name} is not installed): "
+                         f"pip install '{dist}[console]'") from None
+    from connector.console.serve import serve
+
+    chosen = runtime(args)
+    if args.connector is not None:
+        chosen.connectors.manifest(args.connector)  # not installed: says which are
+    return serve(chosen, args.host, args.port, args.connector, browser=not args.no_browser)
+
+
 COMMANDS: dict[str, Any] = {"send": cmd_send, "listen": cmd_listen, "run": cmd_run, "check": cmd_check,
-                            "describe": cmd_describe, "connectors": cmd_connectors}
+                            "describe": cmd_describe, "connectors": cmd_connectors, "console": cmd_console}

@@ -96,9 +96,11 @@ class Runtime:
             raise PluginError(f"the connector {connector.id!r} did not open a connection")
         return conn
 
-    def validate_connection(self, connection: Mapping[str, Any], connector_id: str | None = None) -> dict[str, Any]:
-        """The connection with its defaults, checked as ``check`` checks it (ConfigError)."""
-        return self._configs(self.connector(connector_id), connection, None, None)[0]
+    def validate(self, connection: Mapping[str, Any], operation: Mapping[str, Any] | None, action: str | None,
+                 connector_id: str | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Both configurations with their defaults, checked as a run of ``action`` checks them: a
+        ConfigError lists every problem, each ``connection PATH: ...`` or ``operation PATH: ...``."""
+        return self._configs(self.connector(connector_id), connection, operation, action)
 
     def validate_listen(self, connection: Mapping[str, Any], operation: Mapping[str, Any],
                         connector_id: str | None = None) -> None:
