@@ -284,6 +284,6 @@ def test_the_command_warns_beyond_loopback_and_says_why_it_cannot_start() -> Non
     assert err.startswith("warning: the console listens on 0.0.0.0, beyond this machine")
     assert taken.returncode == 0
     bad = run_cli("console", "--port", "70000")
-    assert bad.returncode == 2 and b"must be a port number from 0 to 65535" in bad.stderr
+    assert bad.returncode == 2 and b"must be a port number from 0 (a free one) to 65535" in bad.stderr
     unknown = run_cli("console", "--connector", "nope", "--no-browser")
     assert unknown.returncode == 2 and b"nope" in unknown.stderr

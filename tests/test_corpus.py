@@ -205,7 +205,7 @@ CORPUS: dict[str, Row] = {
     "run listen with INPUT": row("run --connection @D/conn.json --operation @D/listen.json @D/here.txt", 2,
                                  "a Listen takes no INPUT"),
     "run send with --count": row("run --connection @D/conn.json --operation @D/send.json --count 1", 2,
-                                 "--count, --timeout, --format and --output are for a Listen"),
+                                 "--count, --timeout, --format, --output, --health-* and --metrics are for a Listen"),
     "send without --topic": row("send --message m @BROKER", 2, "one of the arguments --topic --topic-file is required"),
     "unknown command": row("publish --topic a", 2, "invalid choice: 'publish'"),
     "unknown flag": row(f"{SEND} --colour blue", 2, "unrecognized arguments: --colour blue"),

@@ -158,7 +158,7 @@ def listen_and_report(runtime: Any, connection: dict[str, Any], operation: dict[
 
     server = None
     if service is not None:  # checked first: a bad configuration is exit 2 whatever the port
-        runtime.validate_listen(connection, operation, connector_id)
+        runtime.validate(connection, operation, "listen", connector_id)
         server = _serve(service, listener, connector_id, manifest.version)
     shown = listen_progress(progress, listener)
     try:

@@ -102,11 +102,6 @@ class Runtime:
         ConfigError lists every problem, each ``connection PATH: ...`` or ``operation PATH: ...``."""
         return self._configs(self.connector(connector_id), connection, operation, action)
 
-    def validate_listen(self, connection: Mapping[str, Any], operation: Mapping[str, Any],
-                        connector_id: str | None = None) -> None:
-        """Check a Listen's configurations as :meth:`listen` does (ConfigError); nothing is opened."""
-        self._configs(self.connector(connector_id), connection, operation, "listen")
-
     def check(self, connection: Mapping[str, Any], connector_id: str | None = None) -> str:
         """Test the connection; return a line describing what was reached, or raise ConnectError."""
         connector = self.connector(connector_id)
@@ -210,7 +205,7 @@ class Runtime:
                              sink: Sink | None = None, *, count: int | None = None, timeout: float | None = None,
                              connector_id: str | None = None) -> BackgroundListen:
         """Start a Listen in a thread; configuration errors raise here, at once."""
-        self.validate_listen(connection, operation, connector_id)  # its connector_id resolved as listen() does
+        self.validate(connection, operation, "listen", connector_id)  # its connector_id resolved as listen() does
         _check_timeout(timeout)
         return BackgroundListen(self, connection, operation, sink, count, timeout, connector_id)
 
