@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -194,3 +195,29 @@ def test_a_listen_with_a_blocked_reader_stops_within_a_second(mosquitto_factory:
     print(f"\nblocked reader: stopped {took:.2f} s after SIGTERM; {len(first)} written, "
           f"{len(rest.documents)} to the next Listen, lost {len(lost)}")
     assert not lost
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_listen_waiting_for_its_broker_stops_at_the_first_signal(sig: signal.Signals) -> None:
+    """``--wait-for-broker`` retries sleep in the Listen's main thread: a signal ends the wait at once
+    (as systemd's stop of a worker whose broker is down expects), exit 0, nothing received."""
+    with socket.socket() as held:  # bound, never listening: every connection is refused, the port stays ours
+        held.bind(("127.0.0.1", 0))
+        proc = subprocess.Popen([sys.executable, "-m", "connector", "listen", "--port", str(held.getsockname()[1]),
+                                 "--topic", "a", "--wait-for-broker", "600"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert proc.stderr is not None
+            first = proc.stderr.readline().decode()  # the first refusal: the Listen is in its wait
+            assert "trying again in" in first, first
+            signalled = time.monotonic()
+            proc.send_signal(sig)
+            code = proc.wait(WAIT)
+            took = time.monotonic() - signalled
+            err = first + proc.stderr.read().decode()
+        finally:
+            stop_process(proc)
+    assert code == 0, err
+    assert err.endswith(f"stopped by {sig.name} while waiting for the broker: nothing received\n"), err
+    assert took < 5, f"{took:.1f} s"  # the wait would have gone on for 600 s
+    assert proc.stdout is not None and proc.stdout.read() == b""

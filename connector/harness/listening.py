@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from connector.harness.output import OutputError
@@ -69,6 +70,8 @@ class ProcessListener(Listener):
         self.down_because: str | None = None
         #: Whether the endpoint confirmed the subscriptions on the connection now up.
         self.subscribed = False
+        #: True while the runtime opens the connection (and waits for the broker, retrying).
+        self.opening = False
         #: When (``time.monotonic()``) the last document came from the connector; None before the first.
         self.last_received_at: float | None = None
         self._was_up = False
@@ -164,6 +167,15 @@ class ProcessListener(Listener):
 
     def retrying(self, document: Document, error: str, attempt: int, wait: float) -> None:
         self.retried += 1
+
+    @contextmanager
+    def while_opening(self) -> Iterator[None]:
+        """:attr:`opening` is True inside."""
+        self.opening = True
+        try:
+            yield
+        finally:
+            self.opening = False
 
     def connected(self) -> None:
         if self._was_up and self.down_since is not None:  # won back after a loss (not the first connection)

@@ -148,12 +148,8 @@ def listen_and_report(runtime: Any, connection: dict[str, Any], operation: dict[
     manifest = runtime.manifest(connector_id)
     sink = listen_sink(*output, manifest) or JsonLinesSink(sys.stdout, manifest.byte_properties)
     listener = ProcessListener(sink, count, on_listening)
-    # Graceful: no new message is taken; the batch in hand is written, flushed and acknowledged;
-    # the connection is closed with a DISCONNECT. What the broker sent meanwhile stays unacknowledged.
-    # A write blocked on a reader that does not read gives up within a second (not acknowledged).
     signals: list[int] = []  # the one that stopped it, for the report
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, _: (signals.append(signum), listener.stop_for("stopped")))
+    _stop_on_signals(listener, signals)
     from connector.harness.progress import listen_progress
 
     server = None
@@ -161,19 +157,47 @@ def listen_and_report(runtime: Any, connection: dict[str, Any], operation: dict[
         runtime.validate(connection, operation, "listen", connector_id)
         server = _serve(service, listener, connector_id, manifest.version)
     shown = listen_progress(progress, listener)
+    waited = False
     try:
         outcome = runtime.listen(connection, operation, listener.sink, count=count, timeout=timeout,
                                  listener=listener, connector_id=connector_id)
+    except _StopWaiting:
+        outcome, waited = listener.outcome(), True
     finally:
         if shown is not None:
             shown.finish()
         if server is not None:
             server.close()
     stopped = None
-    if signals and outcome.reason == "stopped":
+    if waited:
+        stopped = f"stopped by {signal.Signals(signals[0]).name} while waiting for the broker: nothing received"
+    elif signals and outcome.reason == "stopped":
         stopped = (f"stopped by {signal.Signals(signals[0]).name}: received {listener.received:,}, wrote "
                    f"{outcome.accepted:,}{_unwritten(listener.received - outcome.accepted)}")
     return _report_listen(outcome, sink, chatty, stopped)
+
+
+def _stop_on_signals(listener: Any, signals: list[int]) -> None:
+    """SIGINT and SIGTERM stop the Listen gracefully: no new message is taken; the batch in hand is
+    written, flushed and acknowledged; the connection is closed with a DISCONNECT. What the broker
+    sent meanwhile stays unacknowledged. A write blocked on a reader that does not read gives up
+    within a second (not acknowledged). A Listen still waiting for its broker stops waiting."""
+    import signal
+
+    def on_signal(signum: int, _: Any) -> None:
+        signals.append(signum)
+        listener.stop_for("stopped")
+        if listener.opening:  # the broker's retries sleep in this thread: end them
+            raise _StopWaiting
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+
+
+class _StopWaiting(BaseException):
+    """A signal came while the Listen was still waiting for its broker (a BaseException, as
+    KeyboardInterrupt is: the connection's ``except Exception`` around an attempt must not take it
+    for a failed connection and go on waiting)."""
 
 
 def _serve(options: Any, listener: Any, connector_id: str, version: str) -> Any:

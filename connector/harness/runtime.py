@@ -186,7 +186,8 @@ class Runtime:
         _check_timeout(timeout)
         listener = listener or ProcessListener(sink, count)
         timer = None
-        conn = self._open(connector, conn_cfg)
+        with listener.while_opening():  # the command line's signals may end a wait for the broker
+            conn = self._open(connector, conn_cfg)
         try:
             listener.connected()
             if timeout is not None:
