@@ -52,8 +52,6 @@ def remember_secret(value: Any) -> None:
 
 #: What every LogRecord holds; the rest are a record's extra fields.
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
-_LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error",
-           logging.CRITICAL: "critical"}
 
 
 def _masked(value: Any) -> Any:
@@ -76,7 +74,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "time": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc).isoformat(),
-            "level": _LEVELS.get(record.levelno, str(record.levelname).lower()),
+            "level": str(record.levelname).lower(),
             "logger": record.name,
             "message": mask(record.getMessage()),
         }

@@ -60,8 +60,7 @@ def _service(args: argparse.Namespace) -> Any:
     """The ``--health-*`` and ``--metrics`` flags as :class:`~connector.harness.service.ServiceOptions`;
     None without ``--health-port``."""
     if args.health_port is None:
-        given = [flag for flag, value in (("--health-host", args.health_host), ("--health-threshold",
-                 args.health_threshold), ("--metrics", args.metrics)) if value is not None]
+        given = _service_flags(args)
         if given:
             raise UsageError(f"{' and '.join(given)} need{'s' if len(given) == 1 else ''} --health-port")
         return None
@@ -70,6 +69,12 @@ def _service(args: argparse.Namespace) -> Any:
     given = {"host": args.health_host, "threshold": args.health_threshold}
     return ServiceOptions(args.health_port, metrics=bool(args.metrics),
                           **{name: value for name, value in given.items() if value is not None})
+
+
+def _service_flags(args: argparse.Namespace) -> list[str]:
+    """The ``--health-*`` and ``--metrics`` flags given."""
+    return [flag for flag in ("--health-port", "--health-host", "--health-threshold", "--metrics")
+            if getattr(args, flag[2:].replace("-", "_")) is not None]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -107,8 +112,7 @@ def _run(args: argparse.Namespace, connection: Any, operation: Any) -> int:
             raise UsageError("a Listen takes no INPUT, --lines, --results or --outbox")
         return listen_and_report(runtime, connection, operation, args.count, args.timeout, connector_id,
                                  (args.format, args.output), args.progress, _service(args))
-    if any(value is not None for value in (args.count, args.timeout, args.format, args.output, args.health_port,
-                                            args.health_host, args.health_threshold, args.metrics)):
+    if any(value is not None for value in (args.count, args.timeout, args.format, args.output)) or _service_flags(args):
         raise UsageError("--count, --timeout, --format, --output, --health-* and --metrics are for a Listen")
     check_outputs(args)
     limit = runtime.max_document_size(connection, operation, connector_id)
