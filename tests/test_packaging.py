@@ -76,7 +76,7 @@ def test_wheel_declares_the_entry_points_and_dependencies(wheel: Path) -> None:
                                                      "target-mqtt": "connector.singer.cli:target"}
     assert dict(entry_points["pytest11"]) == {"connector_acceptance": "connector.acceptance.plugin"}
     requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
-    for dependency in ("pluggy", "paho-mqtt", "jsonschema", "amqtt", "argcomplete"):
+    for dependency in ("pluggy", "paho-mqtt", "jsonschema", "jsonschema-rs", "amqtt", "argcomplete"):
         assert any(r.startswith(dependency) and "extra ==" not in r for r in requires), (dependency, requires)
     # the Singer adapter's singer-sdk only with the extra
     assert [r.replace('"', "'") for r in requires if r.startswith("singer-sdk")] == [

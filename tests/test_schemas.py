@@ -83,13 +83,18 @@ def test_the_mqtt_connector_passes_the_authors_check(manifest: Manifest) -> None
 
 
 def test_a_run_loads_the_manifest_without_jsonschema_and_validates_with_one_validator_per_schema() -> None:
-    code = ("import sys\nfrom connector.sdk.manifest import Manifest\nm = Manifest.load('connector.mqtt')\n"
-            "print('jsonschema' in sys.modules)\nm.validate_connection({})\nprint('jsonschema' in sys.modules)\n"
-            "v = m._validators['connection_schema'].validator\nm.validate_connection({'port': 1})\n"
+    # a valid configuration needs jsonschema-rs only; jsonschema comes for the first problem to report
+    code = ("import sys\nfrom connector.sdk.errors import ConfigError\nfrom connector.sdk.manifest import Manifest\n"
+            "m = Manifest.load('connector.mqtt')\nprint('jsonschema' in sys.modules)\nm.validate_connection({})\n"
+            "print('jsonschema' in sys.modules)\n"
+            "try:\n    m.validate_connection({'port': 0})\nexcept ConfigError:\n    pass\n"
+            "print('jsonschema' in sys.modules)\n"
+            "v = m._validators['connection_schema'].validator\n"
+            "try:\n    m.validate_connection({'port': -1})\nexcept ConfigError:\n    pass\n"
             "print(v is m._validators['connection_schema'].validator)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False", "True", "True"]
+    assert done.stdout.split() == ["False", "False", "True", "True"]
 
 
 # -- a broken connector fails loudly, naming the file --------------------------------------------
