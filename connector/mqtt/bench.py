@@ -129,12 +129,18 @@ def _rate(count: int, seconds: float) -> str:
     return f"{count / seconds:,.0f}" if seconds > 0 else "-"
 
 
+def _seconds(seconds: float) -> str:
+    """Three significant digits (0.0348, 1.62, 12.5), whole seconds from 100 on: a short run's
+    time rounded to hundredths would be a fifth off its rate."""
+    return f"{seconds:.0f}" if seconds >= 100 else f"{seconds:.3g}"
+
+
 def table(result: BenchResult, qos: int, size: int) -> str:
     lines = [f"{result.count:,} messages of {size:,} B at QoS {qos} on '{result.topic}'",
              f"{'':<10}{'messages':>10}{'seconds':>10}{'msg/s':>10}",
-             f"{'publish':<10}{result.published:>10,}{result.publish_seconds:>10.2f}"
+             f"{'publish':<10}{result.published:>10,}{_seconds(result.publish_seconds):>10}"
              f"{_rate(result.published, result.publish_seconds):>10}",
-             f"{'subscribe':<10}{result.received:>10,}{result.receive_seconds:>10.2f}"
+             f"{'subscribe':<10}{result.received:>10,}{_seconds(result.receive_seconds):>10}"
              f"{_rate(result.received, result.receive_seconds):>10}"]
     if result.latencies_ms:
         lines.append(f"{'latency':<10}" + "".join(f"{name:>10}" for name in ("p50 ms", "p90 ms", "p99 ms", "max ms")))
