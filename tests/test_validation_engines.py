@@ -223,11 +223,21 @@ def test_a_remote_ref_is_never_fetched() -> None:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     schema = {"type": "object", "properties": {"x": {"$ref": f"http://127.0.0.1:{port}/x.json"}}}
-    with pytest.raises(PluginError, match="cannot be used to validate"):
+    with pytest.raises(PluginError) as caught:
         validate(schema, {"x": 1}, "value")
     thread.join()
     server.close()
     assert visits == []
+    assert str(caught.value) == (f"the value schema cannot be used to validate: its $ref 'http://127.0.0.1:{port}/x.json' "
+                                 "is not in the schema (a schema is self-contained: nothing is fetched)")
+
+
+def test_a_ref_to_nothing_in_the_schema_is_named() -> None:
+    schema = {"type": "object", "properties": {"x": {"$ref": "#/$defs/nowhere"}}}
+    with pytest.raises(PluginError) as caught:
+        validate(schema, {"x": 1}, "operation")
+    assert str(caught.value) == "the operation schema cannot be used to validate: its $ref '#/$defs/nowhere' points to " \
+                                "nothing in the schema"
 
 
 _WITHOUT = """

@@ -134,8 +134,17 @@ def validate(schema: Mapping[str, Any], config: Any, what: str, compiled: _Compi
                         key=lambda e: (list(map(str, e.absolute_path)), e.message))
     except Exception as exc:  # an unknown type, a bad pattern, a $ref to nowhere: the connector's fault
         compiled.ensure_sound(name)
-        raise PluginError(f"{name} cannot be used to validate: {type(exc).__name__}: "
-                          f"{' '.join(str(exc).split())}") from None
+        from referencing.exceptions import PointerToNowhere, Unresolvable
+
+        cause = getattr(exc, "_wrapped", exc)  # jsonschema wraps referencing's errors
+        if isinstance(cause, PointerToNowhere):
+            raise PluginError(f"{name} cannot be used to validate: its $ref '#{cause.ref}' points to nothing in "
+                              "the schema") from None
+        if isinstance(cause, Unresolvable):
+            raise PluginError(f"{name} cannot be used to validate: its $ref '{cause.ref}' is not in the schema "
+                              "(a schema is self-contained: nothing is fetched)") from None
+        raise PluginError(f"{name} cannot be used to validate: {type(cause).__name__}: "
+                          f"{' '.join(str(cause).split())}") from None
     if errors:
         compiled.ensure_sound(name)  # only on this path: spurious problems from a broken schema say so
         problems = list(dict.fromkeys(f"{_path(e)}: {_sentence(e, schema)}" for e in errors))
