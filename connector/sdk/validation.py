@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from connector.sdk.errors import ConfigError, PluginError
@@ -61,18 +62,29 @@ class _Compiled:
     def __init__(self, schema: Mapping[str, Any]) -> None:
         self.schema = schema
         self._validator: Draft202012Validator | None = None
-        self._fast: Any = None  # jsonschema-rs's validator; False: not available for this schema
         self.checked = False
+
+    @cached_property
+    def fast(self) -> Any:
+        """jsonschema-rs's validator of the schema as JSON Schema 2020-12 (what jsonschema's
+        Draft202012Validator reads, whatever its ``$schema``), never fetching a remote ``$ref``;
+        None when it is not installed or refuses the schema."""
+        try:
+            from jsonschema_rs import Draft202012Validator as Fast
+        except ImportError:
+            return None
+        try:
+            return Fast(self.schema, offline=True)
+        except Exception:  # a schema it cannot compile: jsonschema decides, and names what is wrong
+            return None
 
     def accepts(self, config: Any) -> bool:
         """Whether jsonschema-rs finds ``config`` valid; False when it cannot tell (not installed,
         a schema it cannot compile, a value it cannot convert)."""
-        if self._fast is None:
-            self._fast = _fast_validator(self.schema)
-        if self._fast is False:
+        if self.fast is None:
             return False
         try:
-            return bool(self._fast.is_valid(config))
+            return bool(self.fast.is_valid(config))
         except Exception:  # a str with a lone surrogate, say: jsonschema decides
             return False
 
@@ -101,20 +113,6 @@ def _no_retrieval(uri: str) -> Any:
     raise NoSuchResource(ref=uri)
 
 
-def _fast_validator(schema: Mapping[str, Any]) -> Any:
-    """jsonschema-rs's validator of ``schema`` as JSON Schema 2020-12 (what jsonschema's
-    Draft202012Validator reads, whatever its ``$schema``), never fetching a remote ``$ref``;
-    False when it is not installed or refuses the schema."""
-    try:
-        from jsonschema_rs import Draft202012Validator as Fast
-    except ImportError:
-        return False
-    try:
-        return Fast(schema, offline=True)
-    except Exception:  # a schema it cannot compile: jsonschema decides, and names what is wrong
-        return False
-
-
 def validate(schema: Mapping[str, Any], config: Any, what: str, compiled: _Compiled | None = None,
              name: str | None = None) -> dict[str, Any]:
     """Validate ``config`` against ``schema``; raise one ConfigError listing every problem.
@@ -127,8 +125,14 @@ def validate(schema: Mapping[str, Any], config: Any, what: str, compiled: _Compi
     numbers, plain = _inspect(config)
     if numbers:  # before jsonschema: NaN passes its bounds, a huge int breaks its messages
         raise ConfigError(f"invalid {what}: " + "; ".join(numbers), numbers)
-    if plain and compiled.accepts(config):
-        return {**defaults(schema, config), **_whole_numbers(schema, config)}
+    if not (plain and compiled.accepts(config)):
+        _report(schema, config, what, compiled, name)
+    return {**defaults(schema, config), **_whole_numbers(schema, config)}
+
+
+def _report(schema: Mapping[str, Any], config: Any, what: str, compiled: _Compiled, name: str) -> None:
+    """jsonschema's verdict on ``config``: one ConfigError listing every problem, a PluginError
+    when the schema is broken, nothing when it is valid."""
     try:
         errors = sorted(compiled.validator.iter_errors(config),
                         key=lambda e: (list(map(str, e.absolute_path)), e.message))
@@ -138,18 +142,16 @@ def validate(schema: Mapping[str, Any], config: Any, what: str, compiled: _Compi
 
         cause = getattr(exc, "_wrapped", exc)  # jsonschema wraps referencing's errors
         if isinstance(cause, PointerToNowhere):
-            raise PluginError(f"{name} cannot be used to validate: its $ref '#{cause.ref}' points to nothing in "
-                              "the schema") from None
-        if isinstance(cause, Unresolvable):
-            raise PluginError(f"{name} cannot be used to validate: its $ref '{cause.ref}' is not in the schema "
-                              "(a schema is self-contained: nothing is fetched)") from None
-        raise PluginError(f"{name} cannot be used to validate: {type(cause).__name__}: "
-                          f"{' '.join(str(cause).split())}") from None
+            detail = f"its $ref '#{cause.ref}' points to nothing in the schema"
+        elif isinstance(cause, Unresolvable):
+            detail = f"its $ref '{cause.ref}' is not in the schema (a schema is self-contained: nothing is fetched)"
+        else:
+            detail = f"{type(cause).__name__}: {' '.join(str(cause).split())}"
+        raise PluginError(f"{name} cannot be used to validate: {detail}") from None
     if errors:
         compiled.ensure_sound(name)  # only on this path: spurious problems from a broken schema say so
         problems = list(dict.fromkeys(f"{_path(e)}: {_sentence(e, schema)}" for e in errors))
         raise ConfigError(f"invalid {what}: " + "; ".join(problems), problems)
-    return {**defaults(schema, config), **_whole_numbers(schema, config)}
 
 
 #: The types a configuration read from JSON is made of, exactly (not a subclass, not a tuple).
