@@ -253,6 +253,16 @@ def test_a_closed_reader_of_describe_is_quiet() -> None:
     assert (proc.returncode, proc.stderr.decode()) == (141, "")
 
 
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "PYTHONUNBUFFERED=1"])
+@pytest.mark.parametrize("argv", [["describe"], ["describe", "--json"], ["connectors", "--json"]], ids=" ".join)
+def test_a_full_disk_under_a_commands_answer_is_one_line(argv: list[str], unbuffered: bool) -> None:
+    """describe > /dev/full: exit 1 and one line that says so, not a traceback or an OSError's repr."""
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run([sys.executable, "-m", "connector", *argv], stdout=full, stderr=subprocess.PIPE,
+                              timeout=WAIT, env=environment(unbuffered))
+    assert (proc.returncode, proc.stderr.decode()) == (1, "error: cannot write the output (No space left on device)\n")
+
+
 # -- UTF-8 always ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("setting", [{"PYTHONIOENCODING": "ascii"}, {"LC_ALL": "C", "LANG": "C"},

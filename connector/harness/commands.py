@@ -119,8 +119,10 @@ def cmd_connectors(args: argparse.Namespace) -> int:
         commands = [c.name for c in connectors.get(connector_id).commands()]
         listed.append({"id": connector_id, "name": manifest.name, "version": manifest.version,
                        "actions": list(manifest.actions), "commands": commands})
+    from connector.harness.output import print_out
+
     if args.json:
-        print(json.dumps(listed, indent=2, ensure_ascii=False))
+        print_out(json.dumps(listed, indent=2, ensure_ascii=False))
         return 0
     if not listed:
         import sys
@@ -130,5 +132,5 @@ def cmd_connectors(args: argparse.Namespace) -> int:
         line = f"{entry['id']} {entry['version']}: {', '.join(entry['actions'])}"
         if entry["commands"]:
             line += f" (commands: {', '.join(entry['commands'])})"
-        print(line)
+        print_out(line)
     return 0

@@ -16,6 +16,7 @@ import io
 import os
 import select
 import stat
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -177,6 +178,13 @@ def write_text(target: Any, text: str) -> bool:
     except (OutputError, OSError):
         return False
     return True
+
+
+def print_out(text: str) -> None:
+    """A command's answer and a newline on standard output (``describe``, ``connectors``,
+    ``check``), in UTF-8 and whole: a full disk raises :class:`OutputError`, where ``print`` would
+    raise a bare OSError or, with ``PYTHONUNBUFFERED=1``, lose the end of a short write."""
+    as_output(sys.stdout).write((text + "\n").encode("utf-8", "backslashreplace"))
 
 
 def silence(fd: int) -> None:

@@ -138,24 +138,27 @@ def _with_progress(args: argparse.Namespace, stop: Any, results: Any, size: Any)
 def cmd_check(args: argparse.Namespace) -> int:
     from connector.harness.commands import runtime
     from connector.harness.configs import connection_from_args
+    from connector.harness.output import print_out
 
     flags, origins = args.schema_flags, _origins(args)
     with origins.naming():
-        print(f"ok: {runtime(args).check(connection_from_args(args, flags, origins), flags.connector)}")
+        line = f"ok: {runtime(args).check(connection_from_args(args, flags, origins), flags.connector)}"
+    print_out(line)
     return EXIT_OK
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
     from connector.harness.commands import runtime
     from connector.harness.describe import describe_text
+    from connector.harness.output import print_out
 
     manifest = runtime(args).manifest(args.connector)
     if args.json:
         import json
 
-        print(json.dumps(manifest.to_json(), indent=2, ensure_ascii=False))
+        print_out(json.dumps(manifest.to_json(), indent=2, ensure_ascii=False))
     else:
-        print(describe_text(manifest))
+        print_out(describe_text(manifest))
     return EXIT_OK
 
 
