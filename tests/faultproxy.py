@@ -15,6 +15,8 @@ Faults:
 * ``stall()`` / ``resume()``: connections stay open but nothing is relayed either way (a black-holed
   network: bytes wait in the proxy, up to :data:`HIGH_WATER` per direction, then in the kernel's buffers,
   then the sender blocks); ``resume()`` delivers what waited, in order;
+* ``stall_after(n)``: the same stall, begun by the relay thread itself once ``n`` more bytes went to the
+  target, at that very byte: a client stalled in the middle of its work, however fast it is;
 * ``cut_every(seconds, count)``: periodic cuts, run by the relay thread itself.
 
 While the target refuses (a broker being restarted), an accepted connection is reset at once, as a
@@ -109,6 +111,7 @@ class FaultProxy:
         self.bytes_up = 0  # client -> target
         self.bytes_down = 0  # target -> client
         self._stalled = False
+        self._stall_at: int | None = None  # stall once bytes_up reaches this
         self._pairs: set[_Pair] = set()
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -170,6 +173,13 @@ class FaultProxy:
     def resume(self) -> None:
         """Relay again: what waited is delivered, in order."""
         self._call(self._set_stalled, False)
+
+    def stall_after(self, up_bytes: int) -> None:
+        """Stall as :meth:`stall` does once ``up_bytes`` more bytes were relayed to the target (all
+        connections together): the byte after them waits. :attr:`stalled` tells when it began."""
+        if up_bytes < 0:
+            raise ValueError("up_bytes must not be negative")
+        self._call(self._arm_stall, up_bytes)
 
     def waiting(self) -> int:
         """Bytes held in the proxy's buffers now (both directions, every connection)."""
@@ -381,8 +391,11 @@ class FaultProxy:
             return True
         buf = d.buf
         while buf:
+            chunk = buf
+            if self._stall_at is not None and d.counter == "bytes_up" and self._stall_at - self.bytes_up < len(buf):
+                chunk = buf[:self._stall_at - self.bytes_up]
             try:
-                n = d.dst.send(buf)
+                n = d.dst.send(chunk)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
@@ -391,6 +404,10 @@ class FaultProxy:
             del buf[:n]
             if d.counter == "bytes_up":
                 self.bytes_up += n
+                if self._stall_at is not None and self.bytes_up >= self._stall_at:
+                    self._stall_at = None
+                    self._set_stalled(True)  # the rest waits, from this very byte
+                    return True
             else:
                 self.bytes_down += n
         if d.eof and not buf and not d.shut:
@@ -503,6 +520,13 @@ class FaultProxy:
                 self._flush(pair)  # delivers what waited, then re-registers
             else:
                 self._update(pair)
+
+    def _arm_stall(self, up_bytes: int) -> None:
+        if up_bytes == 0:
+            self._stall_at = None
+            self._set_stalled(True)
+        else:
+            self._stall_at = self.bytes_up + up_bytes
 
     def _schedule_cuts(self, period: float | None, count: int | None) -> None:
         if period is None or count == 0:

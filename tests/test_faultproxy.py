@@ -271,6 +271,37 @@ def test_stall_holds_bytes_and_resume_delivers_them_in_order(proxy: FaultProxy, 
         assert recv_exactly(sock, len(b"first;second;")) == b"first;second;"
 
 
+def test_stall_after_passes_exactly_that_many_bytes_then_holds_the_rest(proxy: FaultProxy, echo: EchoServer) -> None:
+    payload = os.urandom(300_000)
+    with connect(proxy.port) as sock:
+        round_trip(sock)
+        proxy.stall_after(100_001)
+        assert not proxy.stalled
+        sock.sendall(payload[:50_000])
+        assert recv_exactly(sock, 50_000) == payload[:50_000]  # under the mark: relayed as usual
+        sock.sendall(payload[50_000:])  # one write across the mark
+        wait_until(lambda: proxy.stalled, message="the stall at the mark")
+        wait_until(lambda: echo.received == 4 + 100_001, message="the bytes up to the mark")
+        assert nothing_arrives(sock, 0.3)  # not even their echo: a stall holds both ways
+        assert echo.received == 4 + 100_001 and proxy.bytes_up == 4 + 100_001
+        proxy.resume()
+        assert recv_exactly(sock, 250_000) == payload[50_000:]
+        assert not proxy.stalled  # the mark stalls once
+
+
+def test_stall_after_nothing_is_a_stall_now(proxy: FaultProxy, echo: EchoServer) -> None:
+    with connect(proxy.port) as sock:
+        round_trip(sock)
+        proxy.stall_after(0)
+        assert proxy.stalled
+        sock.sendall(b"held")
+        assert nothing_arrives(sock, 0.3)
+        proxy.resume()
+        assert recv_exactly(sock, 4) == b"held"
+    with pytest.raises(ValueError):
+        proxy.stall_after(-1)
+
+
 def test_stall_with_more_than_the_buffer_applies_backpressure(proxy: FaultProxy, echo: EchoServer) -> None:
     payload = os.urandom(3 * HIGH_WATER)
     with connect(proxy.port) as sock:

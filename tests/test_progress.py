@@ -54,25 +54,30 @@ def on_terminal(args: list[str], stdin: object = subprocess.DEVNULL) -> tuple[in
 
 def test_a_long_send_on_a_terminal_shows_its_progress_ending_with_the_totals(mosquitto: MosquittoBroker,
                                                                                unique: str, tmp_path: Path) -> None:
-    """A 100,000-line Send through a network that stalls for 1.5 s once it is connected: long however
-    fast the machine, it shows its progress (counts, rate, percent of the input read) and ends with the totals."""
+    """A 100,000-line Send through a network that stalls for 1.5 s in the middle of its publishing: long
+    however fast the machine, it shows its progress (counts, rate, percent of the input read) and ends
+    with the totals."""
     lines = tmp_path / "lines.txt"
     lines.write_bytes(b"".join(b"%d\n" % i for i in range(100_000)))
     with FaultProxy(mosquitto.host, mosquitto.port) as proxy:
-        def stall_once_connected() -> None:
+        # The proxy itself stalls at this byte (about the 7,000th publish): the Send is connected and
+        # counting by then, and it cannot end (its last packets and its close wait) before the resume.
+        proxy.stall_after(200_000)
+
+        def resume_later() -> None:
             deadline = time.monotonic() + WAIT
-            while proxy.accepted < 1 and time.monotonic() < deadline:
+            while not proxy.stalled and time.monotonic() < deadline:
                 time.sleep(0.01)
-            proxy.stall()
             time.sleep(1.5)
             proxy.resume()
 
-        staller = threading.Thread(target=stall_once_connected, daemon=True)
-        staller.start()
+        resumer = threading.Thread(target=resume_later, daemon=True)
+        resumer.start()
         with open(lines, "rb") as stdin:
             code, out, err = on_terminal(["send", "--host", "127.0.0.1", "--port", str(proxy.port), "--topic",
                                           f"{unique}/progress", "--qos", "0", "--lines"], stdin)
-        staller.join(WAIT)
+        resumer.join(WAIT)
+        assert proxy.bytes_up > 200_000, "the Send ended before the stall"
     assert code == 0, err
     assert out == b""
     redraws = re.findall(rb"\r\x1b\[Ksent ([\d,]+)  confirmed ([\d,]+)  failed 0  [\d,]+/s  (\d+)%", err)
