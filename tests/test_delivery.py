@@ -541,7 +541,16 @@ def test_a_broker_behind_a_network_that_goes_down_for_good(qos: int, tmp_path: P
     assert len(results) == GONE_DOCUMENTS and [r.index for r in results] == list(range(GONE_DOCUMENTS))
     assert took < GONE_WITHIN, f"{took:.1f} s"
     assert all(r.status is Status.FAILURE for r in results[50 + 20:])
-    assert "was unreachable for" in (results[-1].error or "")
+    errors = [r.error or "" for r in results[50 + 20:]]
+    if qos == 0:
+        # The QoS 0 messages the client had queued when the connection went are lost with it (paho's
+        # rule, docs/delivery.md); the documents read after it wait for a reconnect. A fast Send may
+        # have queued every one before the client read the reset.
+        waited = [i for i, error in enumerate(errors) if "was unreachable for" in error]
+        assert all(error == "the connection was lost before the message was sent" for error in errors[:len(errors) - len(waited)])
+        assert waited == list(range(len(errors) - len(waited), len(errors))), "a lost one after one that waited"
+    else:
+        assert all("was unreachable for" in error for error in errors)
     print(f"\nQoS {qos}, the network down for good: {len(results):,} results {took:.1f} s after the fault")
 
 
@@ -554,15 +563,18 @@ def test_qos0_documents_published_while_the_loss_is_being_reported_wait_too(monk
     from connector.mqtt.paho_client import PahoClient
 
     reported = PahoClient._do_on_disconnect
+    reporting = threading.Event()
 
     def slowly(self: PahoClient, *args: object, **kwargs: object) -> None:
+        reporting.set()
         time.sleep(1.0)
         reported(self, *args, **kwargs)
 
     def down_in_the_gap() -> None:
         time.sleep(0.2)  # the documents before are written: none waits to be settled
         proxy.down()
-        time.sleep(0.3)  # paho has read the reset, closed the socket, and is reporting the loss
+        # paho has read the reset and closed the socket, and is reporting the loss
+        assert reporting.wait(GONE_WITHIN), "the client did not notice the cut"
 
     monkeypatch.setattr(PahoClient, "_do_on_disconnect", slowly)
     with BrokerThread() as embedded, FaultProxy("127.0.0.1", embedded.port) as proxy:
