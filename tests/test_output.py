@@ -263,6 +263,63 @@ def test_a_full_disk_under_a_commands_answer_is_one_line(argv: list[str], unbuff
     assert (proc.returncode, proc.stderr.decode()) == (1, "error: cannot write the output (No space left on device)\n")
 
 
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "PYTHONUNBUFFERED=1"])
+@pytest.mark.parametrize("command", ["bench", "clear-retained", "demo"])
+def test_a_full_disk_under_a_connector_commands_answer_is_one_line(command: str, unbuffered: bool,
+                                                                   mosquitto: MosquittoBroker, unique: str) -> None:
+    """The connector's own commands print through the runtime's output too: > /dev/full is exit 1 and one
+    line. clear-retained has cleared the message it could not list."""
+    address = ["--host", mosquitto.host, "--port", str(mosquitto.port)]
+    argv = {"bench": ["bench", *address, "--count", "20"], "demo": ["demo"],
+            "clear-retained": ["clear-retained", *address, "--topic", f"{unique}/#"]}[command]
+    if command == "clear-retained":
+        publish = subprocess.run([sys.executable, "-m", "connector", "send", *address, "--topic", f"{unique}/kept",
+                                  "--retained", "--qos", "1", "--message", "kept"], capture_output=True, timeout=WAIT)
+        assert publish.returncode == 0, publish.stderr
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run([sys.executable, "-m", "connector", *argv], stdout=full, stderr=subprocess.PIPE,
+                              timeout=WAIT, env=environment(unbuffered))
+    assert (proc.returncode, proc.stderr.decode()) == (1, "error: cannot write the output (No space left on device)\n")
+    if command == "clear-retained":
+        listed = subprocess.run([sys.executable, "-m", "connector", "clear-retained", *address, "--topic", f"{unique}/#"],
+                                capture_output=True, timeout=WAIT)
+        assert (listed.returncode, listed.stdout, listed.stderr) == (0, b"", f"cleared 0 retained messages under "
+                                                                           f"'{unique}/#'\n".encode())
+
+
+def test_a_closed_reader_of_a_connector_command_is_quiet(mosquitto: MosquittoBroker) -> None:
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "connector", "bench", "--host", mosquitto.host, "--port",
+                               str(mosquitto.port), "--count", "20"], stdout=write, stderr=subprocess.PIPE, timeout=WAIT)
+    finally:
+        os.close(write)
+    assert (proc.returncode, proc.stderr.decode()) == (141, "")
+
+
+@pytest.mark.parametrize("output, error", [("/dev/full", "/dev/full (No space left on device)"),
+                                           ("-", "the output (No space left on device)"),
+                                           ("{tmp}/missing/reference.md", "{tmp}/missing/reference.md (No such file or directory)"),
+                                           ("{tmp}", "{tmp} (Is a directory)")],
+                         ids=["-o /dev/full", "> /dev/full", "-o in a missing folder", "-o a folder"])
+def test_the_reference_generator_says_in_one_line_what_it_cannot_write(output: str, error: str, tmp_path: Path) -> None:
+    output, error = output.format(tmp=tmp_path), error.format(tmp=tmp_path)
+    argv = [sys.executable, "-m", "connector.harness.reference", "--default-connector", "mqtt"]
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(argv if output == "-" else [*argv, "-o", output], stdout=full, stderr=subprocess.PIPE,
+                              timeout=WAIT)
+    assert (proc.returncode, proc.stderr.decode()) == (1, f"error: cannot write {error}\n")
+
+
+def test_the_reference_generator_names_a_missing_default_connector_in_one_line() -> None:
+    """Two connectors installed (this project's), none named the default: exit 2 and what to do."""
+    proc = subprocess.run([sys.executable, "-m", "connector.harness.reference"], capture_output=True, timeout=WAIT)
+    assert (proc.returncode, proc.stdout) == (2, b"")
+    assert proc.stderr.decode() == ("error: several connectors are installed (disk, mqtt): name the command line's own "
+                                   "with --default-connector ID\n")
+
+
 # -- UTF-8 always ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("setting", [{"PYTHONIOENCODING": "ascii"}, {"LC_ALL": "C", "LANG": "C"},

@@ -106,7 +106,10 @@ def _runner(owner: str, name: str, run: Callable[[argparse.Namespace], int],
 
             given = connection_from_args(args, args.schema_flags)
             args.connection_config = runtime(args).validate(given, None, None, owner)[0]
-        return run(args)
+        from connector.harness.output import answering
+
+        with answering():  # what the command prints goes out whole, or fails in one line
+            return run(args)
 
     return run_for_owner
 

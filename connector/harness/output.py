@@ -187,6 +187,47 @@ def print_out(text: str) -> None:
     as_output(sys.stdout).write((text + "\n").encode("utf-8", "backslashreplace"))
 
 
+class AnswerStream(io.TextIOBase):
+    """``sys.stdout`` while a connector's own command runs (:func:`answering`): each write goes
+    out at once, whole and in UTF-8, as :func:`print_out` writes; a full disk or a reader gone
+    raises :class:`OutputError`, which the command line reports in one line."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.output = as_output(real)
+
+    def write(self, text: str) -> int:
+        self.output.write(text.encode("utf-8", "backslashreplace"))
+        return len(text)
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return self.real is not None and self.real.isatty()
+
+    def fileno(self) -> int:
+        if self.real is None:
+            raise io.UnsupportedOperation("standard output is closed")
+        return self.real.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+
+class answering:
+    """``with answering():`` standard output is an :class:`AnswerStream` (then what it was)."""
+
+    def __enter__(self) -> AnswerStream:
+        self.real = sys.stdout
+        sys.stdout = stream = AnswerStream(self.real)
+        return stream
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stdout = self.real
+
+
 def silence(fd: int) -> None:
     """Point ``fd`` at /dev/null: once its reader is gone, nothing written later (Python flushing
     ``sys.stdout`` at exit) may fail with a BrokenPipeError traceback."""

@@ -13,9 +13,11 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from connector.harness.output import OutputError, print_out, silence, write_text
 from connector.harness.flags import Flag, for_action, metavar_of, schema_flags
 from connector.harness.parser import SCHEMA_COMMANDS, build_parser
 from connector.harness.words import type_words, value_words
+from connector.sdk.errors import ConnectorError
 from connector.sdk.manifest import Manifest
 from connector.sdk.plugins import installed_connectors
 
@@ -211,15 +213,37 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "default: every installed one)")
     p.add_argument("-o", "--output", metavar="FILE", help="write here (default: standard output)")
     args = p.parse_args(argv)
-    ids = args.connector or list(installed_connectors().manifests)
-    text = render(args.prog, args.default_connector, ids,
-                  regenerate_command(args.prog, args.default_connector, ids, args.output or "FILE"))
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as out:
-            out.write(text)
-    else:
-        sys.stdout.write(text)
+    try:
+        installed = list(installed_connectors().manifests)
+        if args.default_connector is None and len(installed) > 1:
+            write_text(sys.stderr, f"error: several connectors are installed ({', '.join(sorted(installed))}): "
+                                   "name the command line's own with --default-connector ID\n")
+            return 2
+        ids = args.connector or installed
+        text = render(args.prog, args.default_connector, ids,
+                      regenerate_command(args.prog, args.default_connector, ids, args.output or "FILE"))
+    except ConnectorError as exc:  # e.g. several connectors and no --default-connector
+        write_text(sys.stderr, f"error: {exc}\n")
+        return 2
+    try:
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as out:
+                out.write(text)
+        else:
+            print_out(text.removesuffix("\n"))
+    except OutputError as exc:
+        if exc.kind == "closed":  # its reader went away: quietly
+            silence(1)
+            return 141
+        return _cannot_write("the output", exc)
+    except OSError as exc:
+        return _cannot_write(args.output, exc.strerror or exc)
     return 0
+
+
+def _cannot_write(target: str, why: object) -> int:
+    write_text(sys.stderr, f"error: cannot write {target} ({why})\n")
+    return 1
 
 
 if __name__ == "__main__":
