@@ -19,7 +19,8 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 #: How often a write blocked on a slow reader looks whether the Listen was asked to stop.
@@ -216,16 +217,15 @@ class AnswerStream(io.TextIOBase):
         return "utf-8"
 
 
-class answering:
+@contextmanager
+def answering() -> Iterator[AnswerStream]:
     """``with answering():`` standard output is an :class:`AnswerStream` (then what it was)."""
-
-    def __enter__(self) -> AnswerStream:
-        self.real = sys.stdout
-        sys.stdout = stream = AnswerStream(self.real)
-        return stream
-
-    def __exit__(self, *exc: object) -> None:
-        sys.stdout = self.real
+    real = sys.stdout
+    sys.stdout = stream = AnswerStream(real)
+    try:
+        yield stream
+    finally:
+        sys.stdout = real
 
 
 def silence(fd: int) -> None:

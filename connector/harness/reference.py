@@ -13,8 +13,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from connector.harness.output import OutputError, print_out, silence, write_text
+from connector.harness.exits import EXIT_CLOSED
 from connector.harness.flags import Flag, for_action, metavar_of, schema_flags
+from connector.harness.output import OutputError, print_out, silence, write_text
 from connector.harness.parser import SCHEMA_COMMANDS, build_parser
 from connector.harness.words import type_words, value_words
 from connector.sdk.errors import ConnectorError
@@ -222,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ids = args.connector or installed
         text = render(args.prog, args.default_connector, ids,
                       regenerate_command(args.prog, args.default_connector, ids, args.output or "FILE"))
-    except ConnectorError as exc:  # e.g. several connectors and no --default-connector
+    except ConnectorError as exc:  # e.g. a --connector that is not installed
         write_text(sys.stderr, f"error: {exc}\n")
         return 2
     try:
@@ -234,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OutputError as exc:
         if exc.kind == "closed":  # its reader went away: quietly
             silence(1)
-            return 141
+            return EXIT_CLOSED
         return _cannot_write("the output", exc)
     except OSError as exc:
         return _cannot_write(args.output, exc.strerror or exc)
