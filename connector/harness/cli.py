@@ -110,14 +110,11 @@ def _fail(code: int, message: str) -> int:
 
 
 def _fail_known(exc: Exception, verbose: bool) -> int:
-    from connector.harness.output import OutputError, silence
+    from connector.harness.output import OutputError, output_failed
     from connector.sdk.errors import ConfigError, ConnectError, PluginError
 
     if isinstance(exc, OutputError):  # a command's answer on standard output (print_out)
-        if exc.kind == "closed":  # its reader went away: quietly, as for a BrokenPipeError
-            silence(1)
-            return EXIT_CLOSED
-        return _fail(EXIT_FAILED, f"cannot write the output ({exc})")
+        return output_failed(exc, _fail)
     if isinstance(exc, ConfigError | PluginError):
         return _fail(EXIT_BAD_INPUT, str(exc))
     if isinstance(exc, ConnectError):

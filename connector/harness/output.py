@@ -188,6 +188,18 @@ def print_out(text: str) -> None:
     as_output(sys.stdout).write((text + "\n").encode("utf-8", "backslashreplace"))
 
 
+def output_failed(exc: OutputError, fail: Callable[[int, str], int]) -> int:
+    """The exit of a command whose standard output failed: a reader gone ends it quietly (141,
+    standard output then goes nowhere); anything else is ``fail(1, message)`` (the caller's way
+    of saying ``error: message``)."""
+    from connector.harness.exits import EXIT_CLOSED, EXIT_FAILED
+
+    if exc.kind == "closed":  # as for a BrokenPipeError
+        silence(1)
+        return EXIT_CLOSED
+    return fail(EXIT_FAILED, f"cannot write the output ({exc})")
+
+
 class AnswerStream(io.TextIOBase):
     """``sys.stdout`` while a connector's own command runs (:func:`answering`): each write goes
     out at once, whole and in UTF-8, as :func:`print_out` writes; a full disk or a reader gone

@@ -13,9 +13,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from connector.harness.exits import EXIT_CLOSED
+from connector.harness.exits import EXIT_BAD_INPUT, EXIT_FAILED
 from connector.harness.flags import Flag, for_action, metavar_of, schema_flags
-from connector.harness.output import OutputError, print_out, silence, write_text
+from connector.harness.output import OutputError, output_failed, print_out, write_text
 from connector.harness.parser import SCHEMA_COMMANDS, build_parser
 from connector.harness.words import type_words, value_words
 from connector.sdk.errors import ConnectorError
@@ -217,15 +217,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         installed = list(installed_connectors().manifests)
         if args.default_connector is None and len(installed) > 1:
-            write_text(sys.stderr, f"error: several connectors are installed ({', '.join(sorted(installed))}): "
-                                   "name the command line's own with --default-connector ID\n")
-            return 2
+            return _fail(EXIT_BAD_INPUT, f"several connectors are installed ({', '.join(sorted(installed))}): "
+                                         "name the command line's own with --default-connector ID")
         ids = args.connector or installed
         text = render(args.prog, args.default_connector, ids,
                       regenerate_command(args.prog, args.default_connector, ids, args.output or "FILE"))
     except ConnectorError as exc:  # e.g. a --connector that is not installed
-        write_text(sys.stderr, f"error: {exc}\n")
-        return 2
+        return _fail(EXIT_BAD_INPUT, str(exc))
     try:
         if args.output:
             with open(args.output, "w", encoding="utf-8") as out:
@@ -233,18 +231,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print_out(text.removesuffix("\n"))
     except OutputError as exc:
-        if exc.kind == "closed":  # its reader went away: quietly
-            silence(1)
-            return EXIT_CLOSED
-        return _cannot_write("the output", exc)
+        return output_failed(exc, _fail)
     except OSError as exc:
-        return _cannot_write(args.output, exc.strerror or exc)
+        return _fail(EXIT_FAILED, f"cannot write {args.output} ({exc.strerror or exc})")
     return 0
 
 
-def _cannot_write(target: str, why: object) -> int:
-    write_text(sys.stderr, f"error: cannot write {target} ({why})\n")
-    return 1
+def _fail(code: int, message: str) -> int:
+    write_text(sys.stderr, f"error: {message}\n")
+    return code
 
 
 if __name__ == "__main__":
