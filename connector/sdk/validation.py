@@ -61,7 +61,6 @@ class _Compiled:
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
         self.schema = schema
-        self._validator: Draft202012Validator | None = None
         self.checked = False
 
     @cached_property
@@ -88,15 +87,13 @@ class _Compiled:
         except Exception:  # a str with a lone surrogate, say: jsonschema decides
             return False
 
-    @property
+    @cached_property
     def validator(self) -> Draft202012Validator:
-        if self._validator is None:
-            from jsonschema import Draft202012Validator
-            from referencing import Registry
+        from jsonschema import Draft202012Validator
+        from referencing import Registry
 
-            # a $ref outside the schema is never fetched (jsonschema would, over HTTP, with no timeout)
-            self._validator = Draft202012Validator(self.schema, registry=Registry(retrieve=_no_retrieval))
-        return self._validator
+        # a $ref outside the schema is never fetched (jsonschema would, over HTTP, with no timeout)
+        return Draft202012Validator(self.schema, registry=Registry(retrieve=_no_retrieval))
 
     def ensure_sound(self, name: str) -> None:
         """Raise PluginError when the schema is not a valid JSON Schema (checked once)."""
