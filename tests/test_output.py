@@ -241,16 +241,21 @@ def test_a_closed_reader_ends_the_listen_quietly_and_acknowledges_nothing_unwrit
     assert [d.text for d in bg.documents] == numbered(5)[1:]
 
 
-def test_a_closed_reader_of_describe_is_quiet() -> None:
-    """The rest of the class: any command whose stdout reader goes away ends quietly with 141."""
+def into_a_closed_pipe(argv: list[str]) -> tuple[int, str]:
+    """Run the command line with standard output a pipe whose reader is gone: (exit code, stderr)."""
     read, write = os.pipe()
     os.close(read)
     try:
-        proc = subprocess.run([sys.executable, "-m", "connector", "describe", "--json"], stdout=write,
-                              stderr=subprocess.PIPE, timeout=WAIT)
+        proc = subprocess.run([sys.executable, "-m", "connector", *argv], stdout=write, stderr=subprocess.PIPE,
+                              timeout=WAIT)
     finally:
         os.close(write)
-    assert (proc.returncode, proc.stderr.decode()) == (141, "")
+    return proc.returncode, proc.stderr.decode()
+
+
+def test_a_closed_reader_of_describe_is_quiet() -> None:
+    """The rest of the class: any command whose stdout reader goes away ends quietly with 141."""
+    assert into_a_closed_pipe(["describe", "--json"]) == (141, "")
 
 
 @pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "PYTHONUNBUFFERED=1"])
@@ -288,14 +293,8 @@ def test_a_full_disk_under_a_connector_commands_answer_is_one_line(command: str,
 
 
 def test_a_closed_reader_of_a_connector_command_is_quiet(mosquitto: MosquittoBroker) -> None:
-    read, write = os.pipe()
-    os.close(read)
-    try:
-        proc = subprocess.run([sys.executable, "-m", "connector", "bench", "--host", mosquitto.host, "--port",
-                               str(mosquitto.port), "--count", "20"], stdout=write, stderr=subprocess.PIPE, timeout=WAIT)
-    finally:
-        os.close(write)
-    assert (proc.returncode, proc.stderr.decode()) == (141, "")
+    assert into_a_closed_pipe(["bench", "--host", mosquitto.host, "--port", str(mosquitto.port), "--count", "20"]) \
+        == (141, "")
 
 
 @pytest.mark.parametrize("output, error", [("/dev/full", "/dev/full (No space left on device)"),
